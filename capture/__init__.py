@@ -1,0 +1,1 @@
+"""Capture stage: footage or photos -> posed dataset (nerfstudio ``transforms.json``), and the dataset loader."""

@@ -1,0 +1,129 @@
+"""The one typed structure every dataset format is read into, and the one OpenGL <-> OpenCV axis conversion.
+
+Conventions
+-----------
+* ``world_from_cam`` is a camera-to-world 4x4 matrix with **OpenGL camera axes** (x right, y up, z backward),
+  exactly as nerfstudio / instant-ngp / Blender files store it.
+* Pixel math (projection, ray generation) uses **OpenCV camera axes** (x right, y down, z forward).
+  :func:`convert_camera_axes` is the only place that converts between the two; it is its own inverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+CameraModel = Literal["PINHOLE", "OPENCV", "OPENCV_FISHEYE"]
+DatasetFormat = Literal["nerfstudio", "instant-ngp", "blender", "colmap"]
+
+_FLIP_YZ = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def convert_camera_axes(world_from_cam: np.ndarray) -> np.ndarray:
+    """Switch camera-to-world matrices between OpenGL and OpenCV camera axes (self-inverse).
+
+    world_from_cam: [..., 4, 4] (or [..., 3, 4]); returns the same shape, with the camera's y and z axes negated.
+    """
+    out = np.array(world_from_cam, dtype=np.float64, copy=True)
+    out[..., :3, 1:3] *= -1.0
+    return out
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics plus distortion of one camera (pixels; principal point in pixel units, origin top-left
+    corner of the top-left pixel, as nerfstudio and COLMAP use)."""
+
+    fx: float
+    """Focal length along x, pixels."""
+    fy: float
+    """Focal length along y, pixels."""
+    cx: float
+    """Principal point x, pixels."""
+    cy: float
+    """Principal point y, pixels."""
+    width: int
+    """Image width, pixels."""
+    height: int
+    """Image height, pixels."""
+    model: CameraModel = "PINHOLE"
+    """Distortion model: PINHOLE (none), OPENCV (k1 k2 p1 p2 k3), OPENCV_FISHEYE (k1 k2 k3 k4)."""
+    k1: float = 0.0
+    """Radial distortion k1."""
+    k2: float = 0.0
+    """Radial distortion k2."""
+    k3: float = 0.0
+    """Radial distortion k3."""
+    k4: float = 0.0
+    """Radial distortion k4 (fisheye only)."""
+    p1: float = 0.0
+    """Tangential distortion p1 (OPENCV only)."""
+    p2: float = 0.0
+    """Tangential distortion p2 (OPENCV only)."""
+
+    def matrix(self) -> np.ndarray:
+        """The 3x3 calibration matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def scaled(self, factor: float) -> Intrinsics:
+        """Intrinsics of the same camera for images resized by ``factor`` (distortion is scale-free)."""
+        return replace(
+            self,
+            fx=self.fx * factor,
+            fy=self.fy * factor,
+            cx=self.cx * factor,
+            cy=self.cy * factor,
+            width=int(round(self.width * factor)),
+            height=int(round(self.height * factor)),
+        )
+
+
+@dataclass
+class Frame:
+    """One posed image."""
+
+    image_path: Path
+    """Absolute path of the image (checked to lie inside the dataset folder)."""
+    world_from_cam: np.ndarray
+    """[4, 4] camera-to-world, OpenGL camera axes, in the dataset's own world frame."""
+    intrinsics: Intrinsics
+    """This frame's camera."""
+    mask_path: Path | None = None
+    """Optional mask image (nonzero = keep), as nerfstudio's ``mask_path``."""
+    depth_path: Path | None = None
+    """Optional depth image, as nerfstudio's ``depth_file_path``."""
+
+
+@dataclass
+class Dataset:
+    """Cameras and images of a capture, in one structure whatever file format they came from."""
+
+    root: Path
+    """The dataset folder; every image path lies inside it."""
+    frames: list[Frame]
+    """Posed frames, in file order (Blender: train, then val, then test)."""
+    format: DatasetFormat
+    """Which file format was read."""
+    splits: dict[str, list[int]] = field(default_factory=dict)
+    """Indices into ``frames`` per split name, when the format defines splits (Blender); else empty."""
+    applied_transform: np.ndarray | None = None
+    """[3, 4] nerfstudio ``applied_transform`` (COLMAP world -> this file's world), when present."""
+    ply_path: Path | None = None
+    """Sparse point cloud (nerfstudio ``ply_file_path``), when present."""
+    aabb_scale: float | None = None
+    """instant-ngp ``aabb_scale`` (scene extent hint), when present."""
+    has_alpha: bool = False
+    """True when images carry an alpha channel to composite over a background (Blender RGBA)."""
+    warnings: list[str] = field(default_factory=list)
+    """Non-fatal problems met while reading (e.g. frames skipped because their image is missing)."""
+
+    def world_from_cams(self) -> np.ndarray:
+        """[N, 4, 4] camera-to-world matrices, OpenGL camera axes."""
+        return np.stack([f.world_from_cam for f in self.frames]).astype(np.float64)
+
+    def image_paths(self) -> list[Path]:
+        """Image paths in frame order."""
+        return [f.image_path for f in self.frames]

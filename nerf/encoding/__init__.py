@@ -1,0 +1,1 @@
+"""Hash-grid encodings: pure-torch reference plus optional fast backends."""

@@ -1,0 +1,44 @@
+"""Error types raised by library code. Only ``nerfstage.cli`` prints them and exits.
+
+Every message names the offending file or value and what was expected, so the CLI can print it as one line.
+"""
+
+
+class NerfstageError(Exception):
+    """Base class of every error nerfstage raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(NerfstageError):
+    """The user's input (a file, folder, option or value) is unusable. CLI exit code 2."""
+
+    exit_code = 2
+
+
+class DatasetError(InputError):
+    """A dataset (transforms.json, Blender splits, COLMAP model, images) is missing, malformed or unsafe."""
+
+
+class VideoError(InputError):
+    """A video cannot be opened, decoded, or holds too few frames."""
+
+
+class OutputExistsError(InputError):
+    """The output already exists and ``--overwrite`` was not given."""
+
+
+class ReconstructionError(InputError):
+    """Structure-from-motion could not register enough frames; the message says what to try."""
+
+
+class ConfigError(InputError):
+    """An option or config value is out of range or inconsistent."""
+
+
+class DeviceError(InputError):
+    """A device (e.g. CUDA) was requested but is not available."""
+
+
+class CheckpointError(InputError):
+    """A run folder has no usable checkpoint, or the checkpoint is of an unknown format."""
