@@ -95,6 +95,8 @@ class Frame:
     """Optional mask image (nonzero = keep), as nerfstudio's ``mask_path``."""
     depth_path: Path | None = None
     """Optional depth image, as nerfstudio's ``depth_file_path``."""
+    colmap_im_id: int | None = None
+    """COLMAP image id this frame came from (nerfstudio's ``colmap_im_id``), when known."""
 
 
 @dataclass
