@@ -117,7 +117,8 @@ def intrinsics_from_colmap(camera: pycolmap.Camera) -> Intrinsics:
     name = camera.model.name
     if name not in _COLMAP_MODELS:
         raise DatasetError(
-            f"COLMAP camera {camera.camera_id}: model {name} is not supported; expected one of {sorted(_COLMAP_MODELS)}"
+            f"COLMAP camera {camera.camera_id}: model {name} is not supported; "
+            f"expected one of {sorted(_COLMAP_MODELS)} (re-run SfM with one of them)"
         )
     model, names = _COLMAP_MODELS[name]
     values = dict(zip(names, (float(v) for v in camera.params), strict=True))
@@ -217,7 +218,9 @@ def read_colmap(model_dir: Path, images: Path | None = None, apply_nerfstudio_wo
 # ---------------------------------------------------------------------------------------------- point cloud
 
 
-def sparse_points(rec: pycolmap.Reconstruction, applied_transform: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def sparse_points(
+    rec: pycolmap.Reconstruction, applied_transform: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """([N, 3] float64 xyz in the dataset world, [N, 3] uint8 rgb) of the reconstruction's 3D points."""
     points = rec.points3D
     xyz = np.array([p.xyz for p in points.values()], dtype=np.float64).reshape(-1, 3)  # [N, 3]

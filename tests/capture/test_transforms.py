@@ -49,7 +49,8 @@ def make_dataset(root: Path, shared: bool) -> Dataset:
         for i, (p, m) in enumerate(zip(images, masks, strict=True))
     ]
     applied = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0]])
-    return Dataset(root, frames, "colmap", splits={"train": [0, 2], "val": [1], "test": [1]}, applied_transform=applied)
+    splits = {"train": [0, 2], "val": [1], "test": [1]}
+    return Dataset(root, frames, "colmap", splits=splits, applied_transform=applied)
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -77,7 +78,8 @@ def test_written_json_has_nerfstudio_key_layout(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "transforms.json").read_text())
     camera = ["w", "h", "fl_x", "fl_y", "cx", "cy", "k1", "k2", "k3", "k4", "p1", "p2", "camera_model"]
     assert list(meta)[:13] == camera
-    assert set(meta) == {*camera, "frames", "applied_transform", "ply_file_path", *(f"{s}_filenames" for s in dataset.splits)}
+    split_keys = {f"{s}_filenames" for s in dataset.splits}
+    assert set(meta) == {*camera, "frames", "applied_transform", "ply_file_path", *split_keys}
     assert (meta["w"], meta["h"], meta["camera_model"]) == (W, H, "OPENCV")
     assert isinstance(meta["w"], int) and meta["fl_x"] == 10.123456789
     assert meta["applied_transform"] == [[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0]]
@@ -120,8 +122,8 @@ def ns_meta(**top: object) -> dict:
     frames = [
         {"file_path": f"images/{i}.png", "transform_matrix": np.eye(4).tolist()} for i in range(2)
     ]
-    meta = {"camera_model": "OPENCV", "fl_x": 7.0, "fl_y": 7.5, "cx": 4.0, "cy": 3.0, "w": W, "h": H, "frames": frames}
-    meta.update(top)
+    meta = {"camera_model": "OPENCV", "fl_x": 7.0, "fl_y": 7.5, "cx": 4.0, "cy": 3.0, "w": W, "h": H}
+    meta.update(frames=frames, **top)
     return meta
 
 
@@ -138,8 +140,10 @@ def test_per_frame_intrinsics_override_top_level(tmp_path: Path) -> None:
 
 def test_instant_ngp_camera_angle_size_from_image_and_missing_skipped(tmp_path: Path) -> None:
     make_images(tmp_path, ["images/0.jpg", "images/2.jpg"])
-    frames = [{"file_path": f"images/{i}.jpg", "sharpness": 3.0, "transform_matrix": np.eye(4).tolist()} for i in range(3)]
-    meta = {"camera_angle_x": 1.2, "camera_angle_y": 1.0, "aabb_scale": 4, "k1": 0.05, "p1": 0.001, "frames": frames}
+    eye = np.eye(4).tolist()
+    frames = [{"file_path": f"images/{i}.jpg", "sharpness": 3.0, "transform_matrix": eye} for i in range(3)]
+    meta = {"camera_angle_x": 1.2, "camera_angle_y": 1.0, "aabb_scale": 4, "k1": 0.05, "p1": 0.001}
+    meta["frames"] = frames
     path = write_json(tmp_path / "transforms.json", meta)
     assert detect_json_format(meta) == "instant-ngp"
     d = read_transforms(path)
@@ -160,7 +164,10 @@ def test_format_detection_rule() -> None:
 
 
 def _bad(
-    meta_update: dict | None = None, frame_update: dict | None = None, drop: str | None = None, frame_drop: str = ""
+    meta_update: dict | None = None,
+    frame_update: dict | None = None,
+    drop: str | None = None,
+    frame_drop: str = "",
 ) -> dict:
     meta = ns_meta(**(meta_update or {}))
     meta["frames"][1].update(frame_update or {})
@@ -177,16 +184,16 @@ BAD_INPUTS = {
     "no fl_x": (_bad(drop="fl_x"), r"missing key 'fl_x'"),
     "no transform_matrix": (_bad(frame_drop="transform_matrix"), r"frame 1: missing key 'transform_matrix'"),
     "null matrix": (_bad(frame_update={"transform_matrix": None}), r"frame 1: transform_matrix must be 4x4"),
-    "3x4 matrix": (_bad(frame_update={"transform_matrix": np.eye(4)[:3].tolist()}), r"frame 1: transform_matrix must be 4x4"),
+    "3x4 matrix": (_bad(frame_update={"transform_matrix": np.eye(4)[:3].tolist()}), r"frame 1: .* must be 4x4"),
     "NaN matrix": (_bad(frame_update={"transform_matrix": [[float("nan")] * 4] * 4}), r"frame 1: .*non-finite"),
     "zero focal": (_bad({"fl_x": 0.0}), r"focal length must be positive"),
     "negative focal": (_bad(frame_update={"fl_y": -3.0}), r"frame 1: focal length must be positive"),
     "string focal": (_bad({"fl_x": "7"}), r"fl_x must be a finite number"),
-    "dot-dot escape": (_bad(frame_update={"file_path": "../x.png"}), r"'\.\./x\.png' points outside the dataset folder"),
+    "dot-dot escape": (_bad(frame_update={"file_path": "../x.png"}), r"'\.\./x\.png' points outside the dataset"),
     "absolute escape": (_bad(frame_update={"file_path": "/etc/passwd"}), r"'/etc/passwd' points outside"),
     "sneaky escape": (_bad(frame_update={"file_path": "images/../../x.png"}), r"points outside"),
-    "mask escape": (_bad(frame_update={"mask_path": "../../m.png"}), r"mask_path '\.\./\.\./m\.png' points outside"),
-    "missing image": (_bad(frame_update={"file_path": "images/nope.png"}), r"frame 1: image 'images/nope.png' does not exist"),
+    "mask escape": (_bad(frame_update={"mask_path": "../../m.png"}), r"mask_path '\.\./\.\./m\.png' points out"),
+    "missing image": (_bad(frame_update={"file_path": "images/no.png"}), r"frame 1: image 'images/no.png' does not"),
     "bad model": (_bad({"camera_model": "EQUIRECTANGULAR"}), r"camera_model 'EQUIRECTANGULAR' is not supported"),
     "null file_path": (_bad(frame_update={"file_path": None}), r"file_path must be a non-empty path string"),
     "no file_path": (_bad(frame_drop="file_path"), r"frame 1: missing key 'file_path'"),
