@@ -18,7 +18,8 @@ Reading (:func:`read_transforms`) accepts the same file, nerfstudio's variants a
   ``aabb_scale``, ``sharpness``, intrinsics without ``camera_model``), see :func:`detect_json_format`;
 * per-frame camera keys override the top-level ones; ``fl_x``/``fl_y`` fall back to ``camera_angle_x``/``_y``
   (and ``fl_y`` to ``fl_x``), ``w``/``h`` to the frame image's size, ``cx``/``cy`` to the image centre;
-  ``camera_model`` absent -> OPENCV when any of ``k1 k2 k3 p1 p2`` is given, else PINHOLE;
+  ``camera_model`` absent -> OPENCV_FISHEYE when instant-ngp's ``is_fisheye`` is true, else OPENCV when any of
+  ``k1 k2 k3 p1 p2`` is given, else PINHOLE;
 * every path must stay inside the json's folder (no absolute paths elsewhere, no ``..`` escape);
 * a frame whose image is missing is an error for nerfstudio files and is skipped with a warning for
   instant-ngp files (instant-ngp's own fox sample lists 67 frames for 50 images).
@@ -39,7 +40,7 @@ from .dataset import Dataset, Frame, Intrinsics
 
 CAMERA_KEYS = ("w", "h", "fl_x", "fl_y", "cx", "cy", "k1", "k2", "k3", "k4", "p1", "p2", "camera_model")
 """Camera keys nerfstudio reads, top-level or per frame, in the order they are written."""
-_CAMERA_INPUT_KEYS = (*CAMERA_KEYS, "camera_angle_x", "camera_angle_y")
+_CAMERA_INPUT_KEYS = (*CAMERA_KEYS, "camera_angle_x", "camera_angle_y", "is_fisheye")
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 _MODEL_ALIASES = {
     "PINHOLE": "PINHOLE",
@@ -229,6 +230,8 @@ def _focal(keys: dict, axis: str, size: int, source: Path, where: str) -> float 
 
 def _camera_model(keys: dict, source: Path, where: str) -> str:
     if "camera_model" not in keys:
+        if keys.get("is_fisheye") is True:  # instant-ngp's colmap2nerf.py flag for OPENCV_FISHEYE
+            return "OPENCV_FISHEYE"
         return "OPENCV" if any(k in keys for k in ("k1", "k2", "k3", "p1", "p2")) else "PINHOLE"
     name = keys["camera_model"]
     if name not in _MODEL_ALIASES:

@@ -156,6 +156,14 @@ def test_instant_ngp_camera_angle_size_from_image_and_missing_skipped(tmp_path: 
     assert len(d.warnings) == 1 and "skipped 1 of 3" in d.warnings[0] and "images/1.jpg" in d.warnings[0]
 
 
+def test_instant_ngp_fisheye_flag(tmp_path: Path) -> None:
+    make_images(tmp_path, ["images/0.jpg"])
+    frames = [{"file_path": "images/0.jpg", "transform_matrix": np.eye(4).tolist()}]
+    meta = {"fl_x": 5.0, "w": W, "h": H, "k1": 0.1, "k2": 0.0, "k3": 0.0, "k4": 0.02, "is_fisheye": True}
+    intr = read_transforms(write_json(tmp_path / "transforms.json", {**meta, "frames": frames})).frames[0].intrinsics
+    assert (intr.model, intr.fy, intr.k1, intr.k4) == ("OPENCV_FISHEYE", 5.0, 0.1, 0.02)
+
+
 def test_format_detection_rule() -> None:
     assert detect_json_format({"camera_model": "OPENCV", "frames": []}) == "nerfstudio"
     assert detect_json_format({"frames": [{"camera_model": "PINHOLE"}]}) == "nerfstudio"
