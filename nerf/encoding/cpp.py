@@ -1,0 +1,156 @@
+"""Fast CPU backend: a small C++ extension (``hashgrid_cpu.cpp``) built on first use and cached.
+
+The extension is compiled with the system C++ compiler through ``torch.utils.cpp_extension.load_inline`` the first
+time :func:`load` is called (about 30 s), never at import. Builds are cached in torch's extension directory
+(``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) under a name that hashes the source, the torch
+version and the CPU's instruction-set flags, so a changed source or another machine never reuses a stale build.
+If the build fails (no compiler, no ninja, compile error) :func:`load` raises :class:`BackendUnavailable`; the
+caller falls back to the torch reference with one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .layout import LevelSpec
+
+SOURCE = Path(__file__).with_name("hashgrid_cpu.cpp")
+EXTENSION_PREFIX = "nerfstage_hashgrid_cpu"
+FUNCTIONS = ["hashgrid_forward", "hashgrid_backward_tables", "hashgrid_backward_positions"]
+CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
+
+_extension: ModuleType | None = None
+_failure: str | None = None
+
+
+class BackendUnavailable(ImportError):
+    """The compiled CPU backend could not be built or loaded (the message says why)."""
+
+
+def _cpu_fingerprint() -> str:
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()} {flags}"
+
+
+def extension_name(source: str) -> str:
+    """Name of the cached build: prefix + hash of source, flags, torch/python versions and CPU features."""
+    key = "\n".join([source, " ".join(CFLAGS), torch.__version__, sys.version, _cpu_fingerprint()])
+    return f"{EXTENSION_PREFIX}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _ninja_path() -> str | None:
+    """PATH with a ninja binary on it (the ``ninja`` PyPI package's, if the system has none)."""
+    path = os.environ.get("PATH", "")
+    if shutil.which("ninja") is not None:
+        return path
+    try:
+        import ninja  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return ninja.BIN_DIR + os.pathsep + path
+
+
+def _build() -> ModuleType:
+    """Compile (or load the cached build of) the extension. Raises on any failure."""
+    from torch.utils.cpp_extension import load_inline
+
+    source = SOURCE.read_text()
+    path = _ninja_path()
+    if path is None:
+        raise BackendUnavailable("ninja is not installed (pip install ninja) -- needed to build the CPU hash grid")
+    old_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = path
+    try:
+        return load_inline(
+            name=extension_name(source),
+            cpp_sources=[source],
+            functions=FUNCTIONS,
+            extra_cflags=CFLAGS,
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+    finally:
+        os.environ["PATH"] = old_path
+
+
+def load() -> ModuleType:
+    """The built extension; builds it on the first call. Raises BackendUnavailable (cached) when it cannot."""
+    global _extension, _failure
+    if _extension is not None:
+        return _extension
+    if _failure is not None:
+        raise BackendUnavailable(_failure)
+    try:
+        _extension = _build()
+    except (ImportError, OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _failure = f"building the C++ hash-grid extension failed ({type(exc).__name__}: {first_line})"
+        raise BackendUnavailable(_failure) from exc
+    return _extension
+
+
+def available() -> bool:
+    """True when the extension is built or builds now."""
+    try:
+        load()
+    except BackendUnavailable:
+        return False
+    return True
+
+
+def _level_args(specs: list[LevelSpec]) -> tuple[list[float], list[int], list[int], list[int]]:
+    return (
+        [s.scale for s in specs],
+        [s.resolution for s in specs],
+        [s.size for s in specs],
+        [int(s.hashed) for s in specs],
+    )
+
+
+class _HashGridCpu(torch.autograd.Function):
+    """Autograd wrapper: the table gradient and (when asked for) the position gradient come from the kernels."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, specs: list[LevelSpec], *tables: Tensor) -> Tensor:  # type: ignore[override]
+        ext = load()
+        args = _level_args(specs)
+        ctx.save_for_backward(x, *tables)
+        ctx.level_args = args
+        return ext.hashgrid_forward(x, list(tables), *args)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        x, *tables = ctx.saved_tensors
+        ext = load()
+        grad_out = grad_out.contiguous()
+        grad_tables: list[Tensor | None] = [None] * len(tables)
+        if any(ctx.needs_input_grad[2:]):
+            grad_tables = list(ext.hashgrid_backward_tables(x, grad_out, tables, *ctx.level_args))
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = ext.hashgrid_backward_positions(x, grad_out, tables, *ctx.level_args)
+        return (grad_x, None, *grad_tables)
+
+
+def encode(x: Float[Tensor, "n 3"], tables: list[Tensor], specs: list[LevelSpec]) -> Float[Tensor, "n d"]:
+    """All levels on the CPU (float32, ``x`` in [0, 1]^3); same output layout as ``reference.encode``."""
+    return _HashGridCpu.apply(x.contiguous(), specs, *tables)
