@@ -2,7 +2,8 @@
 
 A folder of photos becomes ``out_dir/frame_00001.jpg, frame_00002.jpg, ...``: the photos sorted naturally by
 file name (``IMG_2.jpg`` before ``IMG_10.jpg``), each turned upright from its EXIF orientation, shrunk so its
-longest side is at most ``max_size`` (never enlarged) and written as JPEG quality 95. The same
+longest side is at most ``max_size`` (never enlarged) and written as JPEG quality 95, keeping the other EXIF
+tags (camera make/model and focal length give COLMAP its focal-length prior). The same
 ``frame_NNNNN.jpg`` naming as video frames keeps every later step format-agnostic; ``ImageImport.name_map``
 records which photo became which frame.
 """
@@ -33,6 +34,7 @@ FRAME_NAME = "frame_{:05d}.jpg"
 """Name of the i-th written image (1-based), for video frames and photos alike."""
 
 _EXIF_ORIENTATION_TAG = 0x0112
+_EXIF_SUB_IFD, _EXIF_PIXEL_X, _EXIF_PIXEL_Y = 0x8769, 0xA002, 0xA003
 # Formats whose OpenCV decoder honours IMREAD_IGNORE_ORIENTATION (checked with OpenCV 5.0 in the tests).
 _CV2_IGNORES_ORIENTATION = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 _READ_THREADS = 2
@@ -166,12 +168,17 @@ def read_image(path: Path) -> np.ndarray:  # -> [H, W, 3] uint8 BGR, upright
     cannot decode, goes through Pillow + ``ImageOps.exif_transpose`` (OpenCV 5 half-applies or fails on
     rotated TIFFs, and Pillow's TIFF decoder applies the orientation itself while loading).
     """
-    path = Path(path)
+    return _read_with_exif(Path(path))[0]
+
+
+def _read_with_exif(path: Path) -> tuple[np.ndarray, object | None]:  # -> ([H, W, 3] BGR upright, PIL Exif)
+    exif = _read_exif(path)
     if path.suffix.lower() in _CV2_IGNORES_ORIENTATION:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is not None and image.size:
-            return EXIF_ORIENTATIONS[_exif_orientation(path)].apply(image)
-    return _pil_read_upright(path)
+            code = int(exif.get(_EXIF_ORIENTATION_TAG, 1) or 1) if exif else 1
+            return EXIF_ORIENTATIONS.get(code, Orientation()).apply(image), exif
+    return _pil_read_upright(path), exif
 
 
 def resize_to_max_side(image: np.ndarray, max_size: int) -> np.ndarray:  # [H, W, C] -> [h, w, C]
@@ -189,29 +196,61 @@ def fit_size(width: int, height: int, max_size: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def write_jpeg(path: Path, bgr: np.ndarray, quality: int = JPEG_QUALITY) -> None:
-    """Write a [H, W, 3] uint8 BGR image as JPEG; raises DatasetError if it cannot be written."""
+def write_jpeg(path: Path, bgr: np.ndarray, quality: int = JPEG_QUALITY, exif: bytes | None = None) -> None:
+    """Write a [H, W, 3] uint8 BGR image as JPEG (with the given raw EXIF block, if any).
+
+    Raises DatasetError if it cannot be written.
+    """
+    if exif:
+        try:
+            from PIL import Image
+
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            Image.fromarray(rgb).save(path, format="JPEG", quality=int(quality), exif=exif)
+            return
+        except (OSError, ValueError) as exc:  # e.g. an EXIF block over JPEG's 64 KiB segment limit
+            log.debug("%s: writing without EXIF (%s)", path, exc)
     if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
         raise DatasetError(f"{path}: could not write the JPEG (is the folder writable and the disk not full?)")
 
 
 def _convert_one(source: Path, target: Path, max_size: int) -> tuple[int, int]:
-    image = resize_to_max_side(read_image(source), max_size)
-    write_jpeg(target, image)
+    image, exif = _read_with_exif(source)
+    image = resize_to_max_side(image, max_size)
+    write_jpeg(target, image, exif=_upright_exif_bytes(exif, image.shape[1], image.shape[0]))
     return image.shape[1], image.shape[0]
 
 
-def _exif_orientation(path: Path) -> int:
-    """EXIF orientation tag (1..8) of an image file; 1 when absent or unreadable."""
+def _read_exif(path: Path):  # -> PIL.Image.Exif | None
+    """The EXIF block of an image file (header read only); None when absent or unreadable."""
     try:
         from PIL import Image
 
         with Image.open(path) as pil:
-            code = int(pil.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
+            exif = pil.getexif()
     except Exception as exc:  # Pillow raises many types for files it does not know; OpenCV may still read them
-        log.debug("no EXIF orientation from %s: %s", path, exc)
-        return 1
-    return code if code in EXIF_ORIENTATIONS else 1
+        log.debug("no EXIF from %s: %s", path, exc)
+        return None
+    return exif if len(exif) else None
+
+
+def _upright_exif_bytes(exif, width: int, height: int) -> bytes | None:
+    """EXIF of the source for the written image: orientation 1 and the new pixel size; camera tags kept.
+
+    Keeping make/model/focal length lets COLMAP start from the phone's focal length (a "prior").
+    """
+    if not exif:
+        return None
+    try:
+        exif[_EXIF_ORIENTATION_TAG] = 1
+        sub_ifd = exif.get_ifd(_EXIF_SUB_IFD)
+        for tag, value in ((_EXIF_PIXEL_X, width), (_EXIF_PIXEL_Y, height)):
+            if tag in sub_ifd:
+                sub_ifd[tag] = value
+        return exif.tobytes()
+    except Exception as exc:  # a malformed EXIF block must not stop the import
+        log.debug("dropping unwritable EXIF: %s", exc)
+        return None
 
 
 def _pil_read_upright(path: Path) -> np.ndarray:  # -> [H, W, 3] uint8 BGR, EXIF orientation applied

@@ -131,3 +131,23 @@ def test_single_image(tmp_path):
     save(src / "only.png", marked_image(64, 48, (10, 20, 30)))
     with pytest.raises(DatasetError, match="only 1 photo"):
         import_images(src, tmp_path / "images", progress=False)
+
+
+def test_camera_exif_is_kept_and_orientation_reset(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(2):
+        exif = Image.Exif()
+        exif[0x0112], exif[0x010F], exif[0x0110] = 6, "Apple", "iPhone 12"  # orientation, make, model
+        sub = exif.get_ifd(0x8769)
+        sub[0xA405], sub[0xA002], sub[0xA003] = 26, 640, 480  # focal length (35 mm equivalent), pixel size
+        Image.fromarray(marked_image(640, 480, (90, 90, 90))).save(src / f"IMG_{i}.jpg", exif=exif.tobytes())
+    got = import_images(src, tmp_path / "images", max_size=320, progress=False)
+    assert got.size_per_image == [(240, 320)] * 2
+    with Image.open(got.image_paths[0]) as written:
+        exif = written.getexif()
+        sub = exif.get_ifd(0x8769)
+        assert (exif[0x0112], exif[0x010F], exif[0x0110]) == (1, "Apple", "iPhone 12")
+        assert (sub[0xA405], sub[0xA002], sub[0xA003]) == (26, 240, 320)
+    upright = cv2.imread(str(got.image_paths[0]))  # a reader that honours EXIF must not turn it again
+    assert upright.shape == (320, 240, 3) and upright[:5, -5:].min() > 240
