@@ -289,7 +289,8 @@ def _checked(selection: FrameSelection, video: Path) -> FrameSelection:
         raise VideoError(f"{video}: no frame could be decoded (empty or damaged video); re-export or re-record it")
     if selection.frames_selected < 2:
         raise VideoError(
-            f"{video}: only {selection.frames_decoded} decodable frame(s); need at least 2 - record a longer video"
+            f"{video}: only {selection.frames_selected} usable frame ({selection.frames_decoded} decoded); "
+            "need at least 2 - record a longer video"
         )
     return selection
 

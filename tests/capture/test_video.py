@@ -202,7 +202,7 @@ def test_empty_file(tmp_path):
 def test_one_frame_video(tmp_path):
     video = tmp_path / "single.mp4"
     write_video(video, textured_frames(1), fps=30)
-    with pytest.raises(VideoError, match="single.mp4.*only 1 decodable frame"):
+    with pytest.raises(VideoError, match=r"single.mp4.*only 1 usable frame \(1 decoded\)"):
         extract_sharpest_frames(video, tmp_path / "images", progress=False)
 
 
@@ -255,3 +255,12 @@ def test_real_phone_video(shared_data, tmp_path):
     assert windows == list(range(60))  # exactly one frame from each window
     shapes = {cv2.imread(str(p)).shape for p in got.image_paths}
     assert shapes == {(1280, 720, 3)}
+
+
+def test_progress_bar_does_not_change_the_result(tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    write_video(video, textured_frames(9), fps=30)
+    quiet = extract_sharpest_frames(video, tmp_path / "a", num_frames=3, progress=False)
+    shown = extract_sharpest_frames(video, tmp_path / "b", num_frames=3, progress=True)
+    assert shown.source_indices == quiet.source_indices and shown.sharpness == quiet.sharpness
+    assert "decode/select" in capsys.readouterr().out
