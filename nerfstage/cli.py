@@ -23,10 +23,80 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"nerfstage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Phone video -> radiance field -> fly-throughs, meshes and LED-wall plates."""
+
+
 def _fail(err: BaseException, code: int) -> None:
     message = str(err).splitlines()[0] if str(err) else type(err).__name__
     print(f"nerfstage: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+@app.command()
+def capture(
+    input: Annotated[
+        Optional[Path], typer.Argument(help="A video file, or a folder of images (omit with --colmap).")
+    ] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write.")] = ...,
+    frames: Annotated[int, typer.Option(help="Target number of frames taken from a video.")] = 150,
+    max_size: Annotated[int, typer.Option("--max-size", help="Longest image side, pixels.")] = 1600,
+    matcher: Annotated[str, typer.Option(help="auto | sequential | exhaustive.")] = "auto",
+    mapper: Annotated[str, typer.Option(help="incremental | global.")] = "incremental",
+    camera_model: Annotated[
+        str, typer.Option("--camera-model", help="SIMPLE_RADIAL | OPENCV | PINHOLE | OPENCV_FISHEYE.")
+    ] = "SIMPLE_RADIAL",
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+    colmap: Annotated[
+        Optional[Path], typer.Option("--colmap", help="Convert this COLMAP model (sparse/0) instead of running SfM.")
+    ] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="Image folder of the --colmap model.")] = None,
+    keep_database: Annotated[
+        bool, typer.Option("--keep-database", help="Keep COLMAP's database.db in DATASET/colmap/.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Phone video, photo folder or COLMAP model -> posed dataset (nerfstudio transforms.json)."""
+    from nerfstage.capture.pipeline import CaptureOptions, run_capture
+
+    if colmap is not None and images is None and input is not None:
+        input, images = None, input
+    options = CaptureOptions(
+        frames=frames,
+        max_size=max_size,
+        matcher=matcher.lower(),  # type: ignore[arg-type]
+        mapper=mapper.lower(),  # type: ignore[arg-type]
+        camera_model=camera_model.upper(),  # type: ignore[arg-type]
+        seed=seed,
+        overwrite=overwrite,
+        colmap_model=colmap,
+        colmap_images=images,
+        keep_database=keep_database,
+        progress=not quiet,
+    )
+    result = run_capture(input, output, options)
+    report = result.report
+    error = report["mean_reprojection_error_px"]
+    print(
+        f"registered {report['frames_registered']}/{report['frames_selected']} frames, "
+        f"mean reprojection error {error:.3f} px, {report['seconds']['total']:.1f} s -> {result.dataset_dir}"
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
