@@ -10,7 +10,9 @@ Conventions
 * The camera path is a continuous function of the path parameter s in [0, 1]; ``num_frames`` samples it evenly,
   so captures with different frame counts but the same seed lie on the same path.
 * Rendering is analytic ray casting (numpy): Lambertian key + fill light plus ambient, no shadows, no
-  reflections, no anti-aliasing; the colour of a surface point is the same from every view.
+  reflections, so the colour of a surface point is the same from every view; small images are supersampled
+  (box filter, ``SyntheticOptions.supersample``). H.264 video keeps luma well (about 34 dB at 160x120, 38 dB
+  at 640x480) but halves chroma resolution (yuv420p); the PNG dataset is lossless.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class SyntheticOptions:
     """Mean distance of the camera from the vertical axis through the scene centre, metres."""
     height_m: float = 1.5
     """Mean camera height above the floor, metres."""
+    supersample: int = 0
+    """Anti-aliasing: average k x k rays per pixel (1: one ray through each pixel centre). 0 = auto: the
+    smallest k that casts at least 640 rays across the width (1 at 640x480, 4 at 160x120), so that small
+    images are clean box-filtered views of the same scene rather than aliased ones."""
 
 
 @dataclass
@@ -105,6 +111,8 @@ def _check_options(options: SyntheticOptions) -> None:
         raise ConfigError(f"SyntheticOptions size {options.width}x{options.height}: expected at least 2x2 pixels")
     if not 1.0 <= options.fov_x_deg <= 170.0:
         raise ConfigError(f"SyntheticOptions.fov_x_deg={options.fov_x_deg}: expected 1 to 170 degrees")
+    if options.supersample < 0:
+        raise ConfigError(f"SyntheticOptions.supersample={options.supersample}: expected 0 (auto) or more")
     if options.fps <= 0:
         raise ConfigError(f"SyntheticOptions.fps={options.fps}: expected a positive frame rate")
     if not 0.5 <= options.radius_m <= 3.5 or not 0.2 <= options.height_m <= 2.8:
@@ -183,18 +191,22 @@ def _camera_rays(world_from_cam: np.ndarray, intrinsics: Intrinsics) -> tuple[np
     if any(getattr(intrinsics, k) for k in ("k1", "k2", "k3", "k4", "p1", "p2")):
         raise ConfigError(f"synthetic rendering needs an undistorted pinhole camera, got {intrinsics}")
     cv_from = convert_camera_axes(np.asarray(world_from_cam, np.float64))  # OpenCV axes: z forward, y down
-    if cv_from.shape != (4, 4):
-        raise ConfigError(f"world_from_cam must be one [4, 4] matrix, got shape {cv_from.shape}")
+    if cv_from.shape not in ((4, 4), (3, 4)):
+        raise ConfigError(f"world_from_cam must be one [4, 4] (or [3, 4]) matrix, got shape {cv_from.shape}")
     return cv_from[:3, 3], apply(cv_from[:3, :3], _pixel_grid(intrinsics))
 
 
-def render_frame(world_from_cam: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """[H, W, 3] uint8 RGB view of the scene from one camera (world_from_cam [4, 4], OpenGL axes)."""
-    origin, dirs = _camera_rays(world_from_cam, intrinsics)
+def render_frame(world_from_cam: np.ndarray, intrinsics: Intrinsics, supersample: int = 1) -> np.ndarray:
+    """[H, W, 3] uint8 RGB view of the scene from one camera (world_from_cam [4, 4], OpenGL axes), averaging
+    ``supersample`` x ``supersample`` rays per pixel."""
+    fine = intrinsics.scaled(supersample) if supersample > 1 else intrinsics
+    origin, dirs = _camera_rays(world_from_cam, fine)
     scene = _scene()
-    rgb = scene.shade(origin, dirs, *scene.cast(origin, dirs))  # [3, H*W]
-    rgb = (rgb * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-    return np.ascontiguousarray(rgb.T).reshape(intrinsics.height, intrinsics.width, 3)
+    rgb = scene.shade(origin, dirs, *scene.cast(origin, dirs))  # [3, h*w]
+    rgb = np.ascontiguousarray(rgb.T).reshape(fine.height, fine.width, 3)
+    if supersample > 1:  # box filter: each output pixel is the mean of its k x k sub-pixels
+        rgb = cv2.resize(rgb, (intrinsics.width, intrinsics.height), interpolation=cv2.INTER_AREA)
+    return (rgb * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
 
 
 def true_depth(world_from_cam: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
@@ -205,11 +217,17 @@ def true_depth(world_from_cam: np.ndarray, intrinsics: Intrinsics) -> np.ndarray
     return t.reshape(intrinsics.height, intrinsics.width).astype(np.float32)
 
 
-def render_synthetic_frames(options: SyntheticOptions) -> Iterator[np.ndarray]:
+def rays_per_pixel_side(options: SyntheticOptions) -> int:
+    """The supersampling factor k that ``options`` asks for (resolving 0 = auto)."""
+    return options.supersample or max(1, math.ceil(640 / options.width))
+
+
+def render_synthetic_frames(options: SyntheticOptions | None = None) -> Iterator[np.ndarray]:
     """The frames of the capture, each [H, W, 3] uint8 RGB, rendered lazily one by one."""
+    options = options or SyntheticOptions()
     world_from_cams, intrinsics = synthetic_cameras(options)
     for world_from_cam in world_from_cams:
-        yield render_frame(world_from_cam, intrinsics)
+        yield render_frame(world_from_cam, intrinsics, rays_per_pixel_side(options))
 
 
 def sample_surface(num_points: int, seed: int = 0, objects_only: bool = False) -> np.ndarray:

@@ -14,6 +14,7 @@ from nerfstage.capture.dataset import Intrinsics, convert_camera_axes
 from nerfstage.capture.synthetic import (
     SyntheticOptions,
     load_ground_truth,
+    rays_per_pixel_side,
     render_frame,
     render_synthetic_frames,
     sample_surface,
@@ -57,6 +58,18 @@ def test_frames_are_richly_textured_and_never_black():
     assert cv2.Laplacian(gray, cv2.CV_64F).var() > 100.0
     assert len(cv2.SIFT_create().detect(gray, None)) > 1000
     assert np.mean(gray < 8) < 0.01  # ambient light: (almost) nothing is black
+
+
+def test_supersampling_removes_aliasing():
+    world_from_cams, intrinsics = synthetic_cameras(SyntheticOptions(num_frames=5, width=160, height=120))
+    reference = render_frame(world_from_cams[1], intrinsics, supersample=4).astype(float)
+
+    def psnr(k: int) -> float:
+        error = render_frame(world_from_cams[1], intrinsics, supersample=k).astype(float) - reference
+        return 10.0 * math.log10(255.0**2 / np.mean(error**2))
+
+    assert psnr(2) > psnr(1) + 4.0
+    assert rays_per_pixel_side(SMALL) == 4 and rays_per_pixel_side(SyntheticOptions()) == 1  # auto
 
 
 def test_intrinsics_follow_the_field_of_view():
