@@ -4,7 +4,8 @@ Every primitive has a local frame (its centre, a yaw about world +z) and half ex
 "hex-planar" projection of six procedural textures, one per signed local axis, blended by the surface normal:
 planar faces read exactly one texture, curved surfaces have neither seams nor poles nor mirrored repeats.
 
-Hot paths use component-major arrays for speed: ray directions and points are [3, R] (x, y, z rows), float32.
+Hot paths use component-major arrays for speed: ray directions and points are [3, R] (x, y, z rows); ray
+math runs in the rays' dtype (float32 for colour, float64 for exact depth), shading in float32.
 Rays share one origin and have *unnormalised* directions whose optical-axis component is 1, so a hit distance
 ``t`` is the z-depth of the hit. Part indices of planar faces are ``2 * axis + (normal > 0)``.
 """
@@ -26,9 +27,9 @@ _REFERENCE_TEXEL_M = 0.01  # patterns shrink with the texel size: finer texels, 
 
 
 def apply(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """matrix [A, 3] times component-major vectors [3, M] -> [A, M] float32 (einsum: numpy's matmul is slow
-    for this shape)."""
-    return np.einsum("ij,jk->ik", np.asarray(matrix, np.float32), vectors)
+    """matrix [A, 3] times component-major vectors [3, M] -> [A, M] in the vectors' dtype (einsum: numpy's
+    matmul is slow for this shape)."""
+    return np.einsum("ij,jk->ik", np.asarray(matrix, vectors.dtype), vectors)
 
 
 def shading(normals: np.ndarray) -> np.ndarray:
@@ -59,8 +60,8 @@ class Primitive:
         return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
     def local_rays(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """World origin [3] and dirs [3, R] -> local origin [3] and dirs [3, R], float32."""
-        local_origin = (self.rotation.T @ (np.asarray(origin) - np.asarray(self.center))).astype(np.float32)
+        """World origin [3] and dirs [3, R] -> local origin [3] and dirs [3, R], in the dirs' dtype."""
+        local_origin = (self.rotation.T @ (np.asarray(origin) - np.asarray(self.center))).astype(dirs.dtype)
         if self.yaw_deg == 0.0:
             return local_origin, dirs
         return local_origin, apply(self.rotation.T, dirs)
@@ -124,9 +125,9 @@ def slab(origin: np.ndarray, dirs: np.ndarray, half: np.ndarray) -> tuple[np.nda
     near = far = None
     for axis in range(3):
         with np.errstate(divide="ignore", invalid="ignore"):
-            inv = np.float32(1.0) / dirs[axis]
-            t1 = np.float32(-half[axis] - origin[axis]) * inv
-            t2 = np.float32(half[axis] - origin[axis]) * inv
+            inv = 1.0 / dirs[axis]
+            t1 = float(-half[axis] - origin[axis]) * inv
+            t2 = float(half[axis] - origin[axis]) * inv
         lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)  # a NaN (0 * inf) loses against any number
         near = lo if near is None else np.fmax(near, lo)
         far = hi if far is None else np.fmin(far, hi)
@@ -210,7 +211,7 @@ class Sphere(Primitive):
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = dirs[0] * dirs[0] + dirs[1] * dirs[1] + dirs[2] * dirs[2]
         b = origin[0] * dirs[0] + origin[1] * dirs[1] + origin[2] * dirs[2]
-        c = np.float32(origin @ origin - self.half[0] ** 2)
+        c = float(origin @ origin) - self.half[0] ** 2
         disc = b * b - a * c
         with np.errstate(invalid="ignore"):
             t = (-b - np.sqrt(disc)) / a
@@ -242,10 +243,10 @@ class Cylinder(Primitive):
         return {**super().describe(), "radius": self.half[0], "height": 2.0 * self.half[2]}
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        r, hz = np.float32(self.half[0]), np.float32(self.half[2])
+        r, hz = self.half[0], self.half[2]
         a = dirs[0] * dirs[0] + dirs[1] * dirs[1]
         b = origin[0] * dirs[0] + origin[1] * dirs[1]
-        disc = b * b - a * np.float32(origin[0] ** 2 + origin[1] ** 2 - r * r)
+        disc = b * b - a * float(origin[0] ** 2 + origin[1] ** 2 - r * r)
         with np.errstate(invalid="ignore", divide="ignore"):
             t_side = (-b - np.sqrt(disc)) / a
             ok = (disc >= 0) & (t_side > EPS) & (np.abs(origin[2] + t_side * dirs[2]) <= hz)

@@ -1,7 +1,7 @@
 """The synthetic scene as a whole: the fixed layout, nearest-hit ray casting, shading and surface sampling.
 
 World frame: metres, **+z up**, the floor is z = 0, the room is centred on the z axis and the objects stand
-around the origin. Rays are component-major ([3, R] float32) as in :mod:`._synthetic_scene`.
+around the origin. Rays are component-major ([3, R]) as in :mod:`._synthetic_scene`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Scene:
             hit = np.flatnonzero(prim == index)
             if hit.size:
                 local_origin, local_dirs = primitive.local_rays(origin, dirs[:, hit])
-                local = local_origin[:, None] + t[hit] * local_dirs  # [3, M]
+                local = (local_origin[:, None] + t[hit] * local_dirs).astype(np.float32, copy=False)  # [3, M]
                 rgb[:, hit] = primitive.colour(local, primitive.parts(local))
         return np.clip(rgb, 0.0, 1.0, out=rgb)
 

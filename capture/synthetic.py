@@ -178,22 +178,24 @@ def synthetic_cameras(options: SyntheticOptions) -> tuple[np.ndarray, Intrinsics
 
 
 @functools.lru_cache(maxsize=4)
-def _pixel_grid(intrinsics: Intrinsics) -> np.ndarray:
-    """[3, H*W] float32 OpenCV-axes ray directions with unit z through every pixel centre, row by row."""
+def _pixel_grid(intrinsics: Intrinsics, dtype: type) -> np.ndarray:
+    """[3, H*W] OpenCV-axes ray directions with unit z through every pixel centre, row by row."""
     u = (np.arange(intrinsics.width, dtype=np.float64) + 0.5 - intrinsics.cx) / intrinsics.fx
     v = (np.arange(intrinsics.height, dtype=np.float64) + 0.5 - intrinsics.cy) / intrinsics.fy
     uu, vv = np.meshgrid(u, v)
-    return np.stack([uu.ravel(), vv.ravel(), np.ones(uu.size)]).astype(np.float32)
+    return np.stack([uu.ravel(), vv.ravel(), np.ones(uu.size)]).astype(dtype)
 
 
-def _camera_rays(world_from_cam: np.ndarray, intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
-    """Camera centre [3] and world ray directions [3, H*W] (float32, unit z-depth) through every pixel."""
+def _camera_rays(
+    world_from_cam: np.ndarray, intrinsics: Intrinsics, dtype: type = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Camera centre [3] and world ray directions [3, H*W] (unit z-depth) through every pixel centre."""
     if any(getattr(intrinsics, k) for k in ("k1", "k2", "k3", "k4", "p1", "p2")):
         raise ConfigError(f"synthetic rendering needs an undistorted pinhole camera, got {intrinsics}")
     cv_from = convert_camera_axes(np.asarray(world_from_cam, np.float64))  # OpenCV axes: z forward, y down
     if cv_from.shape not in ((4, 4), (3, 4)):
         raise ConfigError(f"world_from_cam must be one [4, 4] (or [3, 4]) matrix, got shape {cv_from.shape}")
-    return cv_from[:3, 3], apply(cv_from[:3, :3], _pixel_grid(intrinsics))
+    return cv_from[:3, 3], apply(cv_from[:3, :3], _pixel_grid(intrinsics, dtype))
 
 
 def render_frame(world_from_cam: np.ndarray, intrinsics: Intrinsics, supersample: int = 1) -> np.ndarray:
@@ -211,8 +213,9 @@ def render_frame(world_from_cam: np.ndarray, intrinsics: Intrinsics, supersample
 
 def true_depth(world_from_cam: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     """[H, W] float32 z-depth (metres along the optical axis) of the true scene at every pixel centre
-    (inf where a ray leaves the room, which only happens for cameras outside it)."""
-    origin, dirs = _camera_rays(world_from_cam, intrinsics)
+    (inf where a ray leaves the room, which only happens for cameras outside it). Ray math runs in float64
+    here, so depth is exact to about 1e-7 even at grazing incidence; colour renders use float32."""
+    origin, dirs = _camera_rays(world_from_cam, intrinsics, np.float64)
     t, _ = _scene().cast(origin, dirs)
     return t.reshape(intrinsics.height, intrinsics.width).astype(np.float32)
 

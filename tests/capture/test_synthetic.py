@@ -109,7 +109,7 @@ def test_true_depth_is_z_depth_of_the_room():
 
 
 def test_sampled_surface_points_lie_on_the_rendered_surfaces():
-    points = sample_surface(1500, seed=3)
+    points = np.concatenate([sample_surface(1500, seed=3), sample_surface(600, seed=4, objects_only=True)])
     world_from_cams, intrinsics = synthetic_cameras(SyntheticOptions(num_frames=8))
     cam_from_world = np.linalg.inv(convert_camera_axes(world_from_cams[2]))  # OpenCV axes
     cam = points @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
@@ -122,10 +122,10 @@ def test_sampled_surface_points_lie_on_the_rendered_surfaces():
         rendered.append(true_depth(world_from_cams[2], single)[0, 0])
     relative = (np.array(rendered) - cam[seen, 2]) / cam[seen, 2]
     assert seen.sum() > 200
-    assert relative.max() < 1e-5  # no true surface point lies in front of the rendered surface
-    on_surface = np.abs(relative) < 1e-5
-    assert on_surface.mean() > 0.5  # and most of them are the visible surface itself
-    assert np.median(np.abs(relative[on_surface])) < 1e-6
+    assert relative.max() < 1e-6  # no true surface point lies in front of the rendered surface
+    on_surface = np.abs(relative) < 1e-6
+    assert on_surface.mean() > 0.35  # and many are the visible surface itself (the rest is hidden behind objects)
+    assert np.median(np.abs(relative[on_surface])) < 1e-7
 
 
 def test_sample_surface_is_area_weighted_and_objects_only_stays_on_objects():
