@@ -81,7 +81,8 @@ def resolve_backend(requested: Backend, device_type: str) -> str:
 
 
 class HashGridEncoding(torch.nn.Module):
-    """Maps positions in [0, 1]^3 (clamped) to ``num_levels * features_per_level`` features."""
+    """Maps positions in [0, 1]^3 (clamped; any leading batch shape) to ``num_levels * features_per_level``
+    features, level-major as tiny-cuda-nn orders them."""
 
     def __init__(self, config: HashGridConfig, seed: int = 0):
         super().__init__()
@@ -110,19 +111,22 @@ class HashGridEncoding(torch.nn.Module):
             self._resolved[device_type] = resolve_backend(self.config.backend, device_type)
         return self._resolved[device_type]
 
-    def forward(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, "n d"]:
-        if x.ndim != 2 or x.shape[-1] != 3:
-            raise ConfigError(f"hash grid expects positions of shape [N, 3], got {tuple(x.shape)}")
+    def forward(self, x: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch d"]:
+        if x.ndim < 1 or x.shape[-1] != 3:
+            raise ConfigError(f"hash grid expects positions of shape [..., 3], got {tuple(x.shape)}")
+        batch_shape = x.shape[:-1]
         tables = list(self.tables)
-        x = x.to(tables[0].dtype).clamp(0.0, 1.0)
+        x = x.reshape(-1, 3).to(tables[0].dtype).clamp(0.0, 1.0)  # [N, 3]
         backend = self._backend_for(x.device.type)
         if backend == "cpp" and tables[0].dtype == torch.float32:
-            return cpp.encode(x, tables, self.specs)
-        if backend == "tcnn":
+            out = cpp.encode(x, tables, self.specs)
+        elif backend == "tcnn":
             if self._tcnn_grid is None:
                 self._tcnn_grid = tcnn.TcnnGrid(self.config)
-            return self._tcnn_grid(x, torch.cat([t.reshape(-1) for t in tables]))
-        return reference.encode(x, tables, self.specs)
+            out = self._tcnn_grid(x, torch.cat([t.reshape(-1) for t in tables]))
+        else:
+            out = reference.encode(x, tables, self.specs)
+        return out.reshape(*batch_shape, self.output_dim)
 
     def to_tcnn_params(self) -> Float[Tensor, "p"]:
         """tiny-cuda-nn's flat parameter vector (levels in order, each ``[size_l, F]`` row-major), detached."""

@@ -11,6 +11,7 @@ caller falls back to the torch reference with one warning.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -27,6 +28,7 @@ from .layout import LevelSpec
 
 SOURCE = Path(__file__).with_name("hashgrid_cpu.cpp")
 EXTENSION_PREFIX = "nerfstage_hashgrid_cpu"
+LOG = logging.getLogger(__name__)
 FUNCTIONS = ["hashgrid_forward", "hashgrid_backward_tables", "hashgrid_backward_positions"]
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 
@@ -76,6 +78,7 @@ def _build() -> ModuleType:
     path = _ninja_path()
     if path is None:
         raise BackendUnavailable("ninja is not installed (pip install ninja) -- needed to build the CPU hash grid")
+    LOG.info("building the C++ hash-grid extension (first use only, ~30 s; cached afterwards)")
     old_path = os.environ.get("PATH", "")
     os.environ["PATH"] = path
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -36,10 +36,11 @@ def _random_setup(config: HashGridConfig, n: int = 3000, seed: int = 0):
 def _brute_force(point: np.ndarray, flat: np.ndarray, config: HashGridConfig) -> np.ndarray:
     """One point, plain Python integers, written from tiny-cuda-nn's grid.h independently of the library."""
     f, table = config.features_per_level, 1 << config.log2_hashmap_size
-    pls = np.float32(math.exp((math.log(config.max_resolution) - math.log(config.base_resolution)) / (config.num_levels - 1)))
+    growth = (math.log(config.max_resolution) - math.log(config.base_resolution)) / (config.num_levels - 1)
+    pls = np.float32(math.exp(growth))
     out, offset = [], 0
     for level in range(config.num_levels):
-        scale = np.float32(np.exp2(np.float32(level) * np.log2(pls)) * np.float32(config.base_resolution) - np.float32(1))
+        scale = np.exp2(np.float32(level) * np.log2(pls)) * np.float32(config.base_resolution) - np.float32(1)
         res = int(math.ceil(scale)) + 1
         size = min(table, (res**3 + 7) // 8 * 8)
         pos = [np.float32(point[d]) * scale + np.float32(0.5) for d in range(3)]
@@ -115,7 +116,7 @@ def test_cpp_backend_matches_reference(features):
 
 
 def test_module_on_cpu_uses_cpp_and_matches_torch_backend():
-    fast = make_encoding(HashGridConfig(**{**SMALL.__dict__, "backend": "auto"}), seed=5)
+    fast = make_encoding(replace(SMALL, backend="auto"), seed=5)
     slow = make_encoding(SMALL, seed=5)
     assert fast.backend_name == "cpp" and slow.backend_name == "torch"
     x = torch.rand(2000, 3, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1  # some outside: clamped
@@ -172,7 +173,7 @@ def test_auto_falls_back_to_torch_with_one_warning_when_build_fails(fresh_backen
         raise RuntimeError("Error building extension 'nerfstage_hashgrid_cpu': g++ not found")
 
     monkeypatch.setattr(cpp, "_build", broken_build)
-    config = HashGridConfig(**{**SMALL.__dict__, "backend": "auto"})
+    config = replace(SMALL, backend="auto")
     x = torch.rand(100, 3, generator=torch.Generator().manual_seed(0))
     with pytest.warns(RuntimeWarning, match="torch reference") as record:
         enc = make_encoding(config)
@@ -225,9 +226,13 @@ def test_config_validation(field, value):
         HashGridConfig(**{"base_resolution": 16, field: value})
 
 
-def test_bad_position_shape():
-    with pytest.raises(ConfigError, match="\\[N, 3\\]"):
-        make_encoding(SMALL)(torch.rand(4, 2))
+def test_batch_shapes_and_bad_position_shape():
+    enc = make_encoding(replace(SMALL, backend="auto"))
+    x = torch.rand(4, 5, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(enc(x), enc(x.reshape(20, 3)).reshape(4, 5, 10))
+    assert enc(torch.zeros(0, 3)).shape == (0, 10)
+    with pytest.raises(ConfigError, match="\\[..., 3\\]"):
+        enc(torch.rand(4, 2))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -235,7 +240,7 @@ def test_bad_position_shape():
 def test_gpu_backends_match_reference(backend):
     if backend == "tcnn" and not tcnn.available():
         pytest.skip("tinycudann is not installed")
-    config = HashGridConfig(**{**SMALL.__dict__, "backend": backend})
+    config = replace(SMALL, backend=backend)
     gpu, cpu = make_encoding(config, seed=2).cuda(), make_encoding(SMALL, seed=2)
     assert gpu.backend_name == backend
     x = torch.rand(3000, 3, generator=torch.Generator().manual_seed(0))
