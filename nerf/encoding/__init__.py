@@ -60,6 +60,8 @@ def _warn_once(message: str) -> None:
 def resolve_backend(requested: Backend, device_type: str) -> str:
     """The backend that runs for ``requested`` on tensors of ``device_type`` ("cpu" or "cuda"), building or
     importing optional backends as needed; warns once when a requested fast backend is unavailable."""
+    if requested == "torch":
+        return "torch"
     if device_type == "cuda":
         if requested in ("auto", "tcnn") and tcnn.available():
             return "tcnn"
