@@ -214,6 +214,10 @@ class FisheyeCamera(CentralCamera):
         t2 = theta * theta
         return theta * (1.0 + t2 * (self.k1 + t2 * (self.k2 + t2 * (self.k3 + t2 * self.k4))))
 
+    def _slope(self, theta: Tensor) -> Tensor:  # d theta_d / d theta
+        t2 = theta * theta
+        return 1.0 + t2 * (3 * self.k1 + t2 * (5 * self.k2 + t2 * (7 * self.k3 + t2 * 9 * self.k4)))
+
     def project(self, points: Float[Tensor, "n 3"]) -> tuple[Float[Tensor, "n 2"], Bool[Tensor, " n"]]:
         """Camera-frame points -> pixels; valid within ``max_angle_deg`` of the axis."""
         rho = points[:, :2].norm(dim=-1)
@@ -221,7 +225,7 @@ class FisheyeCamera(CentralCamera):
         scale = torch.where(rho > 1e-15, self._theta_d(theta) / rho.clamp_min(1e-15), torch.ones_like(rho))
         pixels = torch.stack([points[:, 0] * scale * self.fx + self.cx, points[:, 1] * scale * self.fy + self.cy], -1)
         valid = (theta <= math.radians(self.max_angle_deg) + 1e-9) & (points.norm(dim=-1) > 0)
-        return pixels, valid
+        return pixels, valid & (self._slope(theta) > 0)
 
     def unproject(self, pixels: Float[Tensor, "n 2"]) -> tuple[Float[Tensor, "n 3"], Bool[Tensor, " n"]]:
         """Pixels -> unit directions (theta from the distorted radius by Newton iteration)."""
@@ -229,13 +233,13 @@ class FisheyeCamera(CentralCamera):
         theta_d = m.norm(dim=-1)
         theta = theta_d.clone()
         for _ in range(NEWTON_STEPS):
-            t2 = theta * theta
-            slope = 1.0 + t2 * (3 * self.k1 + t2 * (5 * self.k2 + t2 * (7 * self.k3 + t2 * 9 * self.k4)))
+            slope = self._slope(theta)
             theta = theta - (self._theta_d(theta) - theta_d) / torch.where(slope.abs() < 1e-12, 1e-12, slope)
         ratio = torch.where(theta_d > 1e-15, torch.sin(theta) / theta_d.clamp_min(1e-15), torch.ones_like(theta))
         directions = torch.cat([m * ratio[:, None], torch.cos(theta)[:, None]], dim=-1)
         error_px = (self._theta_d(theta) - theta_d).abs() * max(self.fx, self.fy)
         valid = (error_px < 1e-5) & (theta >= 0) & (theta <= math.radians(self.max_angle_deg) + 1e-9)
+        valid &= self._slope(theta) > 0  # the monotone branch of the polynomial (the smallest root)
         return torch.nn.functional.normalize(directions, dim=-1), valid
 
 

@@ -99,8 +99,11 @@ def write_png(path: Path, image: np.ndarray, overwrite: bool = False) -> Path:
     image = np.asarray(image)
     if image.dtype.kind == "f":
         image = to_srgb8(image)
-    if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) or image.ndim == 3 and image.shape[2] not in (1, 3, 4):
-        raise ConfigError(f"{path}: PNG needs uint8/uint16 [H, W], [H, W, 3] or [H, W, 4], got {image.dtype} {image.shape}")
+    channels_ok = image.ndim == 2 or image.ndim == 3 and image.shape[2] in (1, 3, 4)
+    if image.dtype not in (np.uint8, np.uint16) or not channels_ok:
+        raise ConfigError(
+            f"{path}: PNG needs uint8/uint16 [H, W], [H, W, 3] or [H, W, 4], got {image.dtype} {image.shape}"
+        )
     if image.ndim == 3 and image.shape[2] >= 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     with atomic_output(path, overwrite) as tmp:

@@ -119,7 +119,8 @@ def write_camera_path(file: Path, path: CameraPath, overwrite: bool = False) -> 
 def _keyframes_json(path: CameraPath, source: Any) -> Any:
     if not path.keyframes and "keyframes" in path.extra:
         return path.extra["keyframes"]  # an older viewer's keyframes we do not interpret: kept verbatim
-    sources = source if isinstance(source, list) and len(source) == len(path.keyframes) else [None] * len(path.keyframes)
+    count = len(path.keyframes)
+    sources = source if isinstance(source, list) and len(source) == count else [None] * count
     out = []
     for keyframe, raw in zip(path.keyframes, sources, strict=True):
         entry = {"matrix": np.asarray(keyframe.world_from_cam, dtype=np.float64).reshape(16).tolist(),

@@ -144,6 +144,9 @@ def test_interpolate_through_training_cameras():
         return float(np.abs(np.diff(p.world_from_cams[:, :3, 3], n=2, axis=0)).sum())
     smooth = interpolate_path(settings, noisy, smoothing=1.0)
     assert wiggle(smooth) < 0.7 * wiggle(interpolate_path(settings, noisy))
+    shuffled = poses[[0, 4, 2, 6, 1, 5, 3]]
+    chained = interpolate_path(settings, shuffled, order="nearest")
+    assert np.abs(chained.world_from_cams - path.world_from_cams).max() < 1e-9  # back in capture order
     few = interpolate_path(settings, poses, max_keyframes=3)
     assert len(few.keyframes) == 3 and np.abs(few.world_from_cams[-1] - poses[-1]).max() < 1e-9
 

@@ -129,8 +129,10 @@ def test_exr_reads_back_as_float_with_channels_and_colour_header(tmp_path):
     assert sorted(channels) == ["B", "G", "R"] and channels["R"].dtype == np.float32
     assert np.array_equal(np.stack([channels[c] for c in "RGB"], axis=-1), rgb)
     assert np.allclose(header["chromaticities"], (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290), atol=1e-6)
-    half, _ = read_exr(write_exr(tmp_path / "half.exr", np.dstack([rgb, rgb[..., :1] / 4]), half=True, envmap="latlong"))
+    rgba = np.dstack([rgb, rgb[..., :1] / 4])
+    half, _ = read_exr(write_exr(tmp_path / "half.exr", rgba, half=True, envmap="latlong"))
     assert sorted(half) == ["A", "B", "G", "R"] and half["G"].dtype == np.float16
+    assert str(read_exr(tmp_path / "half.exr")[1]["envmap"]).endswith("LATLONG")
     assert np.abs(half["G"].astype(np.float32) - rgb[..., 1]).max() < 4e-3
     depth = rng.random((10, 14)).astype(np.float32) * 30
     z, _ = read_exr(write_exr(tmp_path / "depth.exr", depth))
