@@ -1,5 +1,16 @@
 """render stage: virtual cameras, camera paths and output writers (the pipeline wires them to a trained run).
 
+One frame, chunked to any resolution::
+
+    path = orbit_path(PathSettings(1920, 1080, fps=30, seconds=4), radius=1.2, height=0.3)
+    camera, pose = path.camera(i), path.world_from_cams[i]          # OpenGL camera-to-world, normalised frame
+    for indices in pixel_chunks(camera, max_rays_per_chunk):
+        rays = generate_ray_batch(camera, pose, indices)             # origins, unit directions, valid, indices
+        out = model.render_rays(rays.origins, rays.directions)      # rgb (scene-linear), depth (ray distance)
+        ...scatter into the [H * W] frame at rays.pixel_indices, background where ~rays.valid
+    with VideoWriter("out.mp4", 1920, 1080, path.video_fps()) as video: video.write(frame)   # or
+    FrameSequenceWriter("frames/", "exr", 1920, 1080, resume=True).write(i, frame)
+
 Names are imported lazily (PEP 562) so that ``import nerfstage.render`` stays cheap; ``from nerfstage.render
 import PerspectiveCamera`` works as usual.
 """
@@ -13,12 +24,12 @@ _EXPORTS = {
                 "focal_from_fov", "fov_from_focal"),
     "equirect": ("EquirectangularCamera", "reproject_image"),
     "cubemap": ("CubemapCamera", "FACE_NAMES", "FACE_SUFFIXES", "assemble_faces", "split_faces"),
-    "rays": ("RayBatch", "generate_rays", "generate_ray_batch", "pixel_centers", "pixel_chunks"),
+    "rays": ("RayBatch", "axial_factors", "generate_rays", "generate_ray_batch", "pixel_centers", "pixel_chunks"),
     "writers": ("FrameSequenceWriter", "VideoWriter", "atomic_output", "is_valid_frame", "linear_to_srgb",
                 "read_exr", "srgb_to_linear", "to_srgb8", "write_exr", "write_npy", "write_png"),
     "spherical": ("add_spherical_metadata", "read_spherical_metadata"),
     "paths": ("CameraPath", "Keyframe", "PathSettings", "dolly_zoom_path", "interpolate_path", "keyframe_path",
-              "orbit_path", "read_camera_path", "spiral_path", "write_camera_path"),
+              "orbit_path", "read_camera_path", "read_keyframes", "spiral_path", "write_camera_path"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -80,6 +80,16 @@ def generate_rays(
     return batch.origins, batch.directions
 
 
+def axial_factors(camera, pixel_indices: Int[Tensor, " n"] | None = None) -> Float[Tensor, " n"]:
+    """Per-pixel factor turning the renderer's depth (distance along the unit ray) into z-depth (distance along
+    the optical axis), the usual ``Z`` of perspective EXR renders: the camera-frame z of the pinhole ray.
+
+    1 for orthographic cameras; for panoramas (equirect, cubemap) z-depth is not defined: keep ray distances.
+    """
+    _, directions, _ = camera.rays(pixel_centers(camera, pixel_indices, torch.float64))
+    return directions[:, 2].to(torch.float32)
+
+
 def pixel_chunks(camera, max_rays_per_chunk: int) -> Iterator[Int[Tensor, " n"]]:
     """Flat pixel indices of a frame in consecutive chunks of at most ``max_rays_per_chunk``."""
     if int(max_rays_per_chunk) < 1:

@@ -109,6 +109,13 @@ class CameraPath:
     def __post_init__(self):
         self.world_from_cams = np.asarray(self.world_from_cams, dtype=np.float64).reshape(-1, 4, 4)
         self.fov_y_deg = np.broadcast_to(np.asarray(self.fov_y_deg, dtype=np.float64), (len(self),)).copy()
+        if self.camera_type not in CAMERA_TYPES:
+            raise ConfigError(f"camera_type={self.camera_type!r}: expected one of {', '.join(CAMERA_TYPES)}")
+        if len(self) == 0 or int(self.width) < 1 or int(self.height) < 1 or not float(self.fps) > 0:
+            raise ConfigError(
+                f"camera path with {len(self)} frames, size {self.width}x{self.height}, fps={self.fps}: "
+                "expected at least one frame, a positive size and a positive frame rate"
+            )
 
     def __len__(self) -> int:
         return len(self.world_from_cams)

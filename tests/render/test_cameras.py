@@ -11,6 +11,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from nerfstage.errors import ConfigError
+from nerfstage.render.cubemap import face_cells, face_rotations
 from nerfstage.render import (
     CubemapCamera,
     EquirectangularCamera,
@@ -18,6 +19,7 @@ from nerfstage.render import (
     OrthographicCamera,
     PerspectiveCamera,
     ThinLens,
+    axial_factors,
     generate_ray_batch,
     generate_rays,
     pixel_centers,
@@ -168,8 +170,6 @@ def test_cubemap_faces_tile_the_sphere(layout):
     camera = CubemapCamera(16, layout)
     rng = np.random.default_rng(5)
     directions = torch.nn.functional.normalize(torch.as_tensor(rng.normal(size=(20000, 3))), dim=-1)
-    from nerfstage.render.cubemap import face_rotations, face_cells
-
     in_face = torch.einsum("kji,nj->nki", torch.as_tensor(face_rotations()), directions)  # [n, 6, 3]
     x, y, z = in_face.unbind(-1)
     inside = (z > 0) & (x.abs() < z) & (y.abs() < z)
@@ -201,6 +201,16 @@ def test_cubemap_and_equirect_agree_on_directions():
     error = np.abs(cube_image - cube_directions.reshape(cube.height, cube.width, 3).numpy())[cube_valid]
     assert error.max() < 0.02 and error.mean() < 2e-3
     assert np.all(cube_image[~cube_valid] == 0)  # unused cross cells stay empty
+
+
+def test_axial_factors_turn_ray_distance_into_z_depth():
+    camera = DISTORTED
+    _, directions, _ = camera.rays(pixel_centers(camera, None, torch.float64))
+    plane_z = 2.5  # a wall parallel to the image plane: every pixel's z-depth is 2.5
+    distance = plane_z / directions[:, 2]
+    z_depth = distance.float() * axial_factors(camera)
+    assert (z_depth - plane_z).abs().max().item() < 1e-5
+    assert torch.equal(axial_factors(OrthographicCamera(4, 4, 1.0)), torch.ones(16))
 
 
 def test_orthographic_rays_are_parallel_and_evenly_spaced():
