@@ -6,6 +6,12 @@ what its viewer would export for the same keyframes: ``splines.KochanekBartels``
 the camera rotations (OpenCV camera axes, as viser's ``wxyz``), and a monotone PCHIP map from seconds to spline
 parameter built from the per-transition durations. The path has ``int(fps * duration)`` frames at times
 ``duration * i / frames`` (the last keyframe itself is not a frame, as in nerfstudio); a speed ramp warps i / frames.
+
+Checked against a camera_path.json exported by nerfstudio's viewer (5 keyframes, cycle, 150 frames): the same
+keyframes give the same frames to 4e-16. Note the viewer's quirk: it splines with tension 0.5
+(``NERFSTUDIO_VIEWER_TENSION``) until its "Spline tension" slider is moved, yet writes ``smoothness_value`` 0.0;
+re-splining a viewer file's keyframes therefore needs ``tension=NERFSTUDIO_VIEWER_TENSION`` to reproduce its frames
+(rendering a camera_path.json uses its frames directly and is not affected).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from ...capture.dataset import convert_camera_axes
 from ...errors import ConfigError, InputError
 from .base import CameraPath, CameraType, Keyframe, look_at
 from .easing import Easing, ease
+
+NERFSTUDIO_VIEWER_TENSION = 0.5
+"""Tension nerfstudio's viewer uses while its slider is untouched (it then writes ``smoothness_value`` 0.0)."""
 
 
 def transition_times(keyframes: list[Keyframe], default_transition_sec: float, is_cycle: bool) -> np.ndarray:
