@@ -1,1 +1,37 @@
-"""export stage."""
+"""export stage: the radiance field leaves nerfstage as meshes, point clouds and LED-wall plates.
+
+Mesh from any density (``NerfModel.density`` in the normalised frame) and colour callable::
+
+    result = extract_mesh(model.density, box_min, box_max, color_fn,
+                          GridOptions(max_resolution=256), MeshOptions(max_faces=200_000))
+    result.mesh.apply_transform(dataset_from_normalized(transform, scale))   # dataparser_transforms.json
+    write_mesh(result.mesh, "scene.glb")                                    # Y-up glTF 2.0; .obj / .ply too
+
+Point cloud from rendered depth: ``point_cloud_from_views([DepthView(rgb, depth, world_from_cam, intrinsics,
+accumulation), ...])`` then ``write_point_cloud``. Tracked cameras for plates: ``read_track("track.csv",
+overscan_percent=10)`` -> ``TrackedFrame`` list (pose, fov, size, ``intrinsics()``).
+
+Names are imported lazily (PEP 562) so that ``import nerfstage.export`` stays cheap (no torch, trimesh or scipy).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "density_grid": ("DensityGrid", "GridOptions", "crop_box_from_cameras", "crop_box_from_points",
+                     "grid_resolution", "sample_density_grid"),
+    "mesh": ("MeshOptions", "MeshResult", "auto_threshold", "decimate", "extract_mesh", "marching_cubes_mesh",
+             "mesh_from_grid", "remove_floaters", "vertex_colors"),
+    "gltf": ("MESH_SUFFIXES", "dataset_from_normalized", "read_mesh", "write_mesh"),
+    "pointcloud": ("DepthView", "PointCloudOptions", "point_cloud_from_views", "write_point_cloud"),
+    "track": ("TrackedFrame", "apply_overscan", "euler_rotation", "read_track"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
