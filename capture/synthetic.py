@@ -115,10 +115,10 @@ def _check_options(options: SyntheticOptions) -> None:
         raise ConfigError(f"SyntheticOptions.supersample={options.supersample}: expected 0 (auto) or more")
     if options.fps <= 0:
         raise ConfigError(f"SyntheticOptions.fps={options.fps}: expected a positive frame rate")
-    if not 0.5 <= options.radius_m <= 3.5 or not 0.2 <= options.height_m <= 2.8:
+    if not 1.6 <= options.radius_m <= 3.5 or not 0.2 <= options.height_m <= 2.8:
         raise ConfigError(
             f"SyntheticOptions radius_m={options.radius_m}, height_m={options.height_m}: the camera must stay in "
-            "the room and off the objects (radius 0.5..3.5 m, height 0.2..2.8 m)"
+            "the room and off the objects (radius 1.6..3.5 m, height 0.2..2.8 m)"
         )
 
 
@@ -167,7 +167,7 @@ def synthetic_cameras(options: SyntheticOptions) -> tuple[np.ndarray, Intrinsics
     phase = rng.uniform(0.0, 2.0 * np.pi)
     progress = s + 0.2 * (np.sin(4.0 * np.pi * s + phase) - np.sin(phase)) / (4.0 * np.pi)  # monotonic warp
     angle = np.radians(-90.0 + options.arc_deg * progress)
-    wobble = _smooth_noise(rng, s, 9)  # radius, height, target xyz, pitch, yaw, roll, spare
+    wobble = _smooth_noise(rng, s, 8)  # radius, height, target x y z, pitch, yaw, roll
     radius = options.radius_m + 0.12 * wobble[:, 0]
     eye = np.stack([radius * np.cos(angle), radius * np.sin(angle), options.height_m + 0.08 * wobble[:, 1]], 1)
     target = np.asarray(_scene().target) + 0.1 * wobble[:, 2:5]
