@@ -1,0 +1,128 @@
+"""``NerfModel``: the field, its occupancy grid, the ray marcher and volume rendering behind one interface.
+
+Rays are in the normalised scene frame, directions are normalised here, and distances / depth are measured along
+the unit direction. Rendering a batch: march the occupancy grid (empty-space skipping, with a density-only pass
+without gradients for opacity skipping and early termination), evaluate the full field on the kept samples,
+composite. ``background=None`` composites over white (or black when ``config.background == "black"``): white is
+the Blender evaluation protocol; training with random backgrounds passes them explicitly.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .fields import NerfField
+from .occupancy import OccupancyGrid
+from .sampler import MarchOptions, RaySamples, march
+from .volrend import composite
+
+
+class NerfModel(nn.Module):
+    """Instant-NGP-class radiance field for a scene box ``scene_aabb`` ([2, 3]) seen by ``num_images`` images."""
+
+    def __init__(self, config: ModelConfig, scene_aabb: Float[Tensor, "2 3"], num_images: int, seed: int = 0):
+        super().__init__()
+        self.config = config
+        aabb = torch.as_tensor(scene_aabb, dtype=torch.float32)
+        self.field = NerfField(config, aabb, num_images, seed=seed)
+        cascades = config.num_cascades if not config.bounded else max(config.num_cascades, 1)
+        self.occupancy = OccupancyGrid(aabb, config.occupancy_resolution, cascades, seed=seed)
+        diagonal = float((aabb[1] - aabb[0]).norm())
+        self.step_size = config.render_step_size or diagonal / 1024.0
+        self.generator = torch.Generator().manual_seed(seed + 7)
+
+    @property
+    def device(self) -> torch.device:
+        return self.field.aabb.device
+
+    def march_options(self, training: bool) -> MarchOptions:
+        c = self.config
+        return MarchOptions(
+            step_size=self.step_size, cone_angle=c.cone_angle, near=c.near_plane, far=c.far_plane,
+            max_samples=c.max_samples_per_ray, stratified=training, alpha_threshold=c.alpha_threshold,
+            early_stop_eps=c.early_stop_eps,
+        )
+
+    def sample(self, origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], training: bool) -> RaySamples:
+        """Packed samples of unit-direction rays (no gradients)."""
+        if self.generator.device != origins.device:
+            self.generator = torch.Generator(device=origins.device).manual_seed(self.generator.initial_seed())
+        with torch.no_grad():
+            return march(origins, directions, self.occupancy, self.march_options(training),
+                         sigma_fn=self.field.density, generator=self.generator)
+
+    def render_rays(
+        self, origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"],
+        image_indices: Int[Tensor, "n"] | None = None, background: Float[Tensor, "n 3"] | None = None,
+        training: bool = False,
+    ) -> dict[str, Tensor | int]:
+        """"rgb" [n, 3], "depth" [n] (along the ray), "accumulation" [n], "num_samples" (int)."""
+        directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        samples = self.sample(origins, directions, training)
+        rays = samples.ray_indices
+        points = origins[rays] + directions[rays] * samples.t_mids[:, None]  # [s, 3]
+        indices = image_indices[rays] if image_indices is not None else None  # None: mean appearance
+        sigma, rgb = self.field(points, directions[rays], indices)
+        if background is None:
+            background = self.default_background(len(origins), origins)
+        out = composite(sigma, rgb, samples.t_starts, samples.t_ends, rays, len(origins), background)
+        out.pop("weights")
+        out["num_samples"] = int(rays.numel())
+        return out
+
+    def default_background(self, n: int, like: Tensor) -> Float[Tensor, "n 3"]:
+        value = 0.0 if self.config.background == "black" else 1.0
+        return torch.full((n, 3), value, dtype=like.dtype, device=like.device)
+
+    def density(self, points: Float[Tensor, "n 3"]) -> Float[Tensor, "n"]:
+        """Density at ``points`` of the normalised scene frame (exports, meshes)."""
+        return self.field.density(points)
+
+    def update_occupancy(self, step: int) -> None:
+        """instant-ngp's density-grid update every ``occupancy_update_every`` steps (call once per step)."""
+        c = self.config
+        if step % c.occupancy_update_every != 0:
+            return
+        self.occupancy.update(
+            step, self.field.density, self.step_size, warmup_steps=c.occupancy_warmup_steps,
+            decay=c.occupancy_decay, threshold=c.occupancy_threshold,
+        )
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups: "encoding" (hash tables; Adam eps 1e-15, no weight decay, as instant-ngp),
+        "mlp" (weight decay 1e-6) and "appearance" (when embeddings are on). The trainer sets learning rates."""
+        groups = [
+            {"name": "encoding", "params": list(self.field.encoding.parameters()), "eps": 1e-15, "weight_decay": 0.0},
+            {
+                "name": "mlp",
+                "params": list(self.field.density_mlp.parameters()) + list(self.field.color_mlp.parameters()),
+                "eps": 1e-15, "weight_decay": 1e-6,
+            },
+        ]
+        if self.field.appearance is not None:
+            groups.append({"name": "appearance", "params": list(self.field.appearance.parameters()),
+                           "eps": 1e-15, "weight_decay": 0.0})
+        return groups
+
+    @torch.no_grad()
+    def render_image(
+        self, origins: Float[Tensor, "p 3"], directions: Float[Tensor, "p 3"], height: int, width: int,
+        background: Float[Tensor, "3"] | None = None, chunk: int = 8192,
+    ) -> dict[str, Tensor]:
+        """Render the rays of one image (row-major, p = height * width) in chunks without gradients; returns
+        "rgb" [H, W, 3], "depth" [H, W], "accumulation" [H, W] and "num_samples" (int, as a 0-d tensor)."""
+        parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "accumulation": []}
+        total = 0
+        for start in range(0, len(origins), chunk):
+            o, d = origins[start : start + chunk], directions[start : start + chunk]
+            bg = None if background is None else background.to(o).expand(len(o), 3)
+            out = self.render_rays(o, d, None, bg, training=False)
+            for key in parts:
+                parts[key].append(out[key])  # type: ignore[arg-type]
+            total += int(out["num_samples"])
+        result = {k: torch.cat(v).reshape(height, width, -1).squeeze(-1) for k, v in parts.items()}
+        result["num_samples"] = torch.tensor(total)
+        return result
