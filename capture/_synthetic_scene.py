@@ -68,11 +68,11 @@ class Primitive:
 
     def to_local(self, points: np.ndarray) -> np.ndarray:
         """[M, 3] world points -> [M, 3] local points (float64)."""
-        return (np.asarray(points) - np.asarray(self.center)) @ self.rotation
+        return np.einsum("mj,jk->mk", np.asarray(points, np.float64) - np.asarray(self.center), self.rotation)
 
     def to_world(self, local: np.ndarray) -> np.ndarray:
         """[M, 3] local points -> [M, 3] world points (float64)."""
-        return local @ self.rotation.T + np.asarray(self.center)
+        return np.einsum("mk,jk->mj", np.asarray(local, np.float64), self.rotation) + np.asarray(self.center)
 
     def describe(self) -> dict:
         """Plain-JSON description of the shape."""

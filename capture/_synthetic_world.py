@@ -66,10 +66,10 @@ class Scene:
         areas = np.array([p[0] for p in parts])
         chunks, total = [], 0
         while total < count:
-            which = rng.choice(len(parts), size=int((count - total) * 1.3) + 16, p=areas / areas.sum())
-            for j, (_, i, k) in enumerate(parts):
+            per_part = rng.multinomial(int((count - total) * 1.3) + 16, areas / areas.sum())
+            for (_, i, k), number in zip(parts, per_part):
                 primitive = self.primitives[i]
-                world = primitive.to_world(primitive.sample_part(k, int(np.count_nonzero(which == j)), rng))
+                world = primitive.to_world(primitive.sample_part(k, int(number), rng))
                 chunks.append(world[self._visible(world, i)])
                 total += len(chunks[-1])
         points = np.concatenate(chunks)
