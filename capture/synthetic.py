@@ -261,6 +261,8 @@ def write_synthetic_video(
     from .video import write_video
 
     options = options or SyntheticOptions()
+    if options.width % 2 or options.height % 2:
+        raise ConfigError(f"video size {options.width}x{options.height}: H.264 (yuv420p) needs even width and height")
     out_dir = Path(out_dir)
     video, truth = out_dir / VIDEO_NAME, out_dir / GROUND_TRUTH_NAME
     world_from_cams, intrinsics = synthetic_cameras(options)
