@@ -226,11 +226,11 @@ def rays_per_pixel_side(options: SyntheticOptions) -> int:
 
 
 def render_synthetic_frames(options: SyntheticOptions | None = None) -> Iterator[np.ndarray]:
-    """The frames of the capture, each [H, W, 3] uint8 RGB, rendered lazily one by one."""
+    """The frames of the capture, each [H, W, 3] uint8 RGB, rendered lazily one by one (options are checked
+    at once, before the first frame is asked for)."""
     options = options or SyntheticOptions()
     world_from_cams, intrinsics = synthetic_cameras(options)
-    for world_from_cam in world_from_cams:
-        yield render_frame(world_from_cam, intrinsics, rays_per_pixel_side(options))
+    return (render_frame(w, intrinsics, rays_per_pixel_side(options)) for w in world_from_cams)
 
 
 def sample_surface(num_points: int, seed: int = 0, objects_only: bool = False) -> np.ndarray:

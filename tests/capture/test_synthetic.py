@@ -180,6 +180,8 @@ def test_bad_options_and_bad_ground_truth_are_reported(tmp_path):
         synthetic_cameras(SyntheticOptions(num_frames=0))
     with pytest.raises(ConfigError, match="fov_x_deg"):
         synthetic_cameras(SyntheticOptions(fov_x_deg=0.0))
+    with pytest.raises(ConfigError, match="num_frames"):
+        render_synthetic_frames(SyntheticOptions(num_frames=-1))  # checked before the first frame
     with pytest.raises(ConfigError, match="even"):
         write_synthetic_video(tmp_path / "odd", replace(SMALL, width=161))
     assert not (tmp_path / "odd").exists()
