@@ -6,6 +6,7 @@ Mesh from any density (``NerfModel.density`` in the normalised frame) and colour
                           GridOptions(max_resolution=256), MeshOptions(max_faces=200_000))
     result.mesh.apply_transform(dataset_from_normalized(transform, scale))   # dataparser_transforms.json
     write_mesh(result.mesh, "scene.glb")                                    # Y-up glTF 2.0; .obj / .ply too
+    textured = bake_texture(result.mesh, color_fn, TextureOptions(2048))   # --texture: xatlas UVs + PNG
 
 Point cloud from rendered depth: ``point_cloud_from_views([DepthView(rgb, depth, world_from_cam, intrinsics,
 accumulation), ...])`` then ``write_point_cloud``. Tracked cameras for plates: ``read_track("track.csv",
@@ -25,6 +26,7 @@ _EXPORTS = {
              "mesh_from_grid", "remove_floaters", "vertex_colors"),
     "gltf": ("MESH_SUFFIXES", "dataset_from_normalized", "read_mesh", "write_mesh"),
     "pointcloud": ("DepthView", "PointCloudOptions", "point_cloud_from_views", "write_point_cloud"),
+    "texture": ("TextureOptions", "bake_texture"),
     "track": ("TrackedFrame", "apply_overscan", "euler_rotation", "read_track"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

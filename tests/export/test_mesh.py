@@ -193,3 +193,22 @@ def test_crop_boxes_from_points_and_cameras():
     cam = Intrinsics(fx=100.0, fy=100.0, cx=50.0, cy=50.0, width=100, height=100)  # 53 degrees
     lo, hi = crop_box_from_cameras(np.stack(cams), [cam] * 8, -5 * np.ones(3), 5 * np.ones(3), min_fraction=1.0)
     assert np.all(lo < 0) and np.all(hi > 0) and np.all(hi - lo < 3.5)  # the middle every camera sees
+
+
+def test_synthetic_scene_objects_mesh_matches_their_true_surface(synthetic_sdf):
+    """The known geometry of ``capture/synthetic.py`` (its five objects) as a sharp VolSDF density: the mesh is
+    within 1 % of the objects' extent of the true surface (Chamfer; measured 0.18 %), and every object is found."""
+    from nerfstage.capture.synthetic import sample_surface, scene_description
+
+    lo, hi = (np.array(c) for c in scene_description()["objects_aabb"])
+    lo, hi = lo - 0.05, hi + 0.05
+    size = float((hi - lo).max())
+    cell = size / 63
+    grid = sample_density_grid(lambda p: volsdf(synthetic_sdf(p), 0.5 * cell), lo, hi,
+                               GridOptions(max_resolution=64, progress=False))
+    result = mesh_from_grid(grid, MeshOptions(min_component_fraction=0.02))
+    truth = sample_surface(20_000, seed=0, objects_only=True)
+    assert np.abs(synthetic_sdf(torch.as_tensor(truth)).numpy()).max() < 1e-6  # the SDF is the scene's
+    error = chamfer(result.mesh, synthetic_sdf, truth)
+    assert error < 0.01 * size, f"Chamfer {error:.4f} m >= 1% of {size:.2f} m"
+    assert len(result.mesh.split(only_watertight=False)) == 4  # the orb rests on the pedestal: they merge

@@ -110,3 +110,17 @@ def test_ply_round_trip(tmp_path):
     with pytest.raises(InputError, match=r"\.ply"):
         write_point_cloud(points, colors, tmp_path / "points.glb")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["points.ply"]
+
+
+def test_synthetic_views_land_on_the_true_surfaces(synthetic_sdf):
+    """True depth of the built-in synthetic scene, back-projected, lies on its known surfaces (room and objects)."""
+    import torch
+
+    from nerfstage.capture.synthetic import SyntheticOptions, render_frame, synthetic_cameras, true_depth
+
+    poses, cam = synthetic_cameras(SyntheticOptions(num_frames=3, width=64, height=48))
+    views = [DepthView(render_frame(p, cam), true_depth(p, cam), p, cam) for p in poses]
+    points, colors = point_cloud_from_views(views, PointCloudOptions(depth_kind="z", num_points=5000))
+    distance = np.abs(synthetic_sdf(torch.as_tensor(points), True).numpy())
+    assert len(points) == 5000 and distance.max() < 1e-4, f"max distance {distance.max():.2e} m"
+    assert colors.std(axis=0).min() > 0.05  # textured, not constant
