@@ -22,8 +22,8 @@ import importlib
 _EXPORTS = {
     "density_grid": ("DensityGrid", "GridOptions", "crop_box_from_cameras", "crop_box_from_points",
                      "grid_resolution", "sample_density_grid"),
-    "mesh": ("MeshOptions", "MeshResult", "auto_threshold", "decimate", "extract_mesh", "marching_cubes_mesh",
-             "mesh_from_grid", "remove_floaters", "vertex_colors"),
+    "mesh": ("MeshOptions", "MeshResult", "auto_threshold", "decimate", "extract_mesh", "field_callables",
+             "marching_cubes_mesh", "mesh_from_grid", "remove_floaters", "vertex_colors"),
     "gltf": ("MESH_SUFFIXES", "dataset_from_normalized", "read_mesh", "write_mesh"),
     "pointcloud": ("DepthView", "PointCloudOptions", "point_cloud_from_views", "write_point_cloud"),
     "texture": ("TextureOptions", "bake_texture"),

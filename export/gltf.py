@@ -98,7 +98,7 @@ def _glb_bytes(mesh: trimesh.Trimesh) -> bytes:
         rgba = np.asarray(mesh.visual.vertex_colors, dtype=np.float64) / 255.0
         rgba[:, :3] = srgb_to_linear(rgba[:, :3])
         mesh.visual.vertex_colors = np.round(rgba * 255.0).astype(np.uint8)
-    return mesh.export(file_type="glb")
+    return mesh.export(file_type="glb", include_normals=True)
 
 
 def _obj_files(mesh: trimesh.Trimesh, path: Path) -> dict[Path, bytes]:

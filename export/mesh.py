@@ -222,3 +222,9 @@ def extract_mesh(
         rgb = vertex_colors(mesh.vertices, mesh.vertex_normals, color_fn, options.color_chunk, options.device)
         set_vertex_colors(mesh, rgb)
     return result
+
+
+def field_callables(model) -> tuple[DensityFn, ColorFn]:
+    """``density_fn`` and ``color_fn`` of a trained ``NerfModel`` (normalised frame; colour with the mean
+    appearance, i.e. no per-image embedding)."""
+    return model.density, lambda points, directions: model.field(points, directions, None)[1]

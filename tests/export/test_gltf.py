@@ -38,13 +38,16 @@ def glb_json(path) -> dict:
 def test_glb_reimports_with_same_vertices_colours_and_y_up(mesh, tmp_path):
     path = tmp_path / "scene.glb"
     assert write_mesh(mesh, path) == [path]
-    assert glb_json(path)["asset"]["version"] == "2.0"
+    header = glb_json(path)
+    assert header["asset"]["version"] == "2.0"
+    assert {"POSITION", "NORMAL", "COLOR_0"} <= set(header["meshes"][0]["primitives"][0]["attributes"])
     back = read_mesh(path)
     assert len(back.vertices) == len(mesh.vertices) and len(back.faces) == len(mesh.faces)
     expected = mesh.vertices[:, [0, 2, 1]] * [1, 1, -1]  # (x, y, z) -> (x, z, -y)
     np.testing.assert_allclose(back.vertices, expected, atol=1e-6)
     top = int(np.argmax(mesh.vertices[:, 2]))
     np.testing.assert_allclose(back.vertices[top], [0.0, 1.0, 0.0], atol=1e-6)  # up (+Z) became +Y
+    assert np.all((back.vertex_normals * back.vertices).sum(axis=1) > 0.9)  # stored normals point outward
     colors = back.visual.vertex_colors[:, :3].astype(float)
     assert colors.std(axis=0).min() > 20  # not constant
     linear = srgb_to_linear(mesh.visual.vertex_colors[:, :3] / 255.0) * 255.0  # glTF COLOR_0 is linear
