@@ -121,9 +121,11 @@ class PerspectiveCamera(CentralCamera):
         return torch.stack([xd, yd], dim=-1)
 
     def undistort(self, xy_distorted: Float[Tensor, "n 2"]) -> tuple[Float[Tensor, "n 2"], Bool[Tensor, " n"]]:
-        """Inverse of ``distort`` by vectorised Newton iteration; valid where it converged (< 1e-5 px)."""
+        """Inverse of ``distort`` by vectorised Newton iteration; valid where it converged (float64: < 1e-5 px,
+        float32: < 1e-2 px)."""
         xy = xy_distorted.clone()
-        for _ in range(NEWTON_STEPS if self.has_distortion else 0):
+        stop_px = 1e-9 if xy.dtype == torch.float64 else 1e-3
+        for _ in range(NEWTON_STEPS):
             x, y = xy[:, 0], xy[:, 1]
             r2 = x * x + y * y
             radial = 1.0 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
@@ -137,22 +139,28 @@ class PerspectiveCamera(CentralCamera):
             step_x = (j_yy * residual[:, 0] - j_xy * residual[:, 1]) / det
             step_y = (j_xx * residual[:, 1] - j_xy * residual[:, 0]) / det
             xy = xy - torch.stack([step_x, step_y], dim=-1)
+            if float(residual.abs().max()) * max(self.fx, self.fy) < stop_px:  # converged everywhere: stop early
+                break
         error_px = (self.distort(xy) - xy_distorted).abs().amax(dim=-1) * max(self.fx, self.fy)
-        return xy, torch.isfinite(error_px) & (error_px < 1e-5)
+        tolerance = 1e-5 if xy.dtype == torch.float64 else 1e-2
+        return xy, torch.isfinite(error_px) & (error_px < tolerance)
 
     def project(self, points: Float[Tensor, "n 3"]) -> tuple[Float[Tensor, "n 2"], Bool[Tensor, " n"]]:
         """Camera-frame points -> pixels; valid in front of the camera."""
         z = points[:, 2]
         valid = z > 1e-12
         xy = points[:, :2] / torch.where(valid, z, torch.ones_like(z))[:, None]
-        xy = self.distort(xy)
+        xy = self.distort(xy) if self.has_distortion else xy
         pixels = torch.stack([xy[:, 0] * self.fx + self.cx, xy[:, 1] * self.fy + self.cy], dim=-1)
         return pixels, valid
 
     def unproject(self, pixels: Float[Tensor, "n 2"]) -> tuple[Float[Tensor, "n 3"], Bool[Tensor, " n"]]:
         """Pixels -> unit directions from the optical centre (pinhole rays, lens ignored)."""
         xy_d = torch.stack([(pixels[:, 0] - self.cx) / self.fx, (pixels[:, 1] - self.cy) / self.fy], dim=-1)
-        xy, valid = self.undistort(xy_d)
+        if self.has_distortion:
+            xy, valid = self.undistort(xy_d)
+        else:  # pinhole: no iteration, every pixel valid
+            xy, valid = xy_d, torch.ones(len(pixels), dtype=torch.bool, device=pixels.device)
         directions = torch.cat([xy, torch.ones_like(xy[:, :1])], dim=-1)
         return torch.nn.functional.normalize(directions, dim=-1), valid
 
@@ -164,7 +172,7 @@ class PerspectiveCamera(CentralCamera):
         if self.lens is None or self.lens.aperture_radius <= 0.0:
             return torch.zeros_like(directions), directions, valid
         if keys is None:
-            keys = torch.arange(len(pixels), dtype=torch.int64)
+            keys = torch.arange(len(pixels), dtype=torch.int64, device=pixels.device)
         focus = directions * (self.lens.focus_distance / directions[:, 2:3])  # [n, 3], on the plane z = focus
         disc = lens_disc_samples(keys, self.lens.seed, sample, dtype=pixels.dtype) * self.lens.aperture_radius
         origins = torch.cat([disc, torch.zeros_like(disc[:, :1])], dim=-1)  # [n, 3] on the lens plane z = 0
@@ -238,7 +246,7 @@ class FisheyeCamera(CentralCamera):
         ratio = torch.where(theta_d > 1e-15, torch.sin(theta) / theta_d.clamp_min(1e-15), torch.ones_like(theta))
         directions = torch.cat([m * ratio[:, None], torch.cos(theta)[:, None]], dim=-1)
         error_px = (self._theta_d(theta) - theta_d).abs() * max(self.fx, self.fy)
-        valid = (error_px < 1e-5) & (theta >= 0) & (theta <= math.radians(self.max_angle_deg) + 1e-9)
+        valid = (error_px < (1e-5 if theta.dtype == torch.float64 else 1e-2)) & (theta >= 0) & (theta <= math.radians(self.max_angle_deg) + 1e-9)
         valid &= self._slope(theta) > 0  # the monotone branch of the polynomial (the smallest root)
         return torch.nn.functional.normalize(directions, dim=-1), valid
 
@@ -277,9 +285,9 @@ class OrthographicCamera:
 
     def unproject(self, pixels: Float[Tensor, "n 2"]) -> tuple[Float[Tensor, "n 3"], Bool[Tensor, " n"]]:
         """Pixels -> the common direction (+z); see ``rays`` for the per-pixel origins."""
-        directions = torch.zeros(len(pixels), 3, dtype=pixels.dtype)
+        directions = torch.zeros(len(pixels), 3, dtype=pixels.dtype, device=pixels.device)
         directions[:, 2] = 1.0
-        return directions, torch.ones(len(pixels), dtype=torch.bool)
+        return directions, torch.ones(len(pixels), dtype=torch.bool, device=pixels.device)
 
     def rays(
         self, pixels: Float[Tensor, "n 2"], keys: Int[Tensor, " n"] | None = None, sample: int = 0

@@ -103,9 +103,9 @@ class CubemapCamera(CentralCamera):
     def height(self) -> int:
         return self.face_size * (3 if self.layout == "cross" else 1)
 
-    def _cell_table(self) -> Tensor:  # [rows, cols] face index per cell, -1 where unused
+    def _cell_table(self, device) -> Tensor:  # [rows, cols] face index per cell, -1 where unused
         cols, rows = self.width // self.face_size, self.height // self.face_size
-        table = torch.full((rows, cols), -1, dtype=torch.int64)
+        table = torch.full((rows, cols), -1, dtype=torch.int64, device=device)
         for k, (col, row) in enumerate(face_cells(self.layout)):
             table[row, col] = k
         return table
@@ -114,33 +114,37 @@ class CubemapCamera(CentralCamera):
         """Layout pixels -> unit directions (OpenCV rig axes); pixels in unused cross cells are invalid."""
         size = float(self.face_size)
         cell = torch.floor(pixels / size).long()
-        table = self._cell_table()
+        table = self._cell_table(pixels.device)
         cell_x = cell[:, 0].clamp(0, table.shape[1] - 1)
         cell_y = cell[:, 1].clamp(0, table.shape[0] - 1)
         face = table[cell_y, cell_x]
         valid = face >= 0
         local = (pixels - cell.to(pixels.dtype) * size) / (size / 2.0) - 1.0  # [n, 2] in [-1, 1]
         in_face = torch.cat([local, torch.ones_like(local[:, :1])], dim=-1)  # [n, 3] face OpenCV axes
-        rotations = torch.as_tensor(face_rotations(), dtype=pixels.dtype)[face.clamp_min(0)]  # [n, 3, 3]
+        rotations = _rotations_like(pixels)[face.clamp_min(0)]  # [n, 3, 3]
         directions = torch.nn.functional.normalize(torch.einsum("nij,nj->ni", rotations, in_face), dim=-1)
         return directions, valid
 
     def face_of(self, directions: Float[Tensor, "n 3"]) -> Tensor:  # [n] int64
         """Index (into FACE_NAMES) of the face that sees each rig-frame direction (OpenCV axes)."""
-        forwards = torch.as_tensor(face_rotations()[:, :, 2], dtype=directions.dtype)  # [6, 3]
+        forwards = _rotations_like(directions)[:, :, 2]  # [6, 3]
         return torch.argmax(directions @ forwards.T, dim=-1)
 
     def project(self, points: Float[Tensor, "n 3"]) -> tuple[Float[Tensor, "n 2"], Bool[Tensor, " n"]]:
         """Rig-frame points -> layout pixels of the one face that sees them."""
         face = self.face_of(points)
-        rotations = torch.as_tensor(face_rotations(), dtype=points.dtype)[face]  # [n, 3, 3]
+        rotations = _rotations_like(points)[face]  # [n, 3, 3]
         in_face = torch.einsum("nji,nj->ni", rotations, points)  # face_from_rig = rig_from_face^T
         valid = in_face[:, 2] > 0
         local = in_face[:, :2] / torch.where(valid, in_face[:, 2], torch.ones_like(in_face[:, 2]))[:, None]
         size = float(self.face_size)
-        cells = torch.as_tensor(face_cells(self.layout), dtype=points.dtype)[face]  # [n, 2]
+        cells = torch.as_tensor(face_cells(self.layout), dtype=points.dtype, device=points.device)[face]  # [n, 2]
         pixels = (local.clamp(-1.0, 1.0) + 1.0) * (size / 2.0) + cells * size
         return pixels, valid
+
+
+def _rotations_like(like: Tensor) -> Tensor:  # [6, 3, 3] rig_from_face in like's dtype and device
+    return torch.as_tensor(face_rotations(), dtype=like.dtype, device=like.device)
 
 
 def split_faces(image: np.ndarray, face_size: int, layout: CubemapLayout) -> list[np.ndarray]:

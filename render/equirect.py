@@ -36,7 +36,7 @@ class EquirectangularCamera(CentralCamera):
         polar = math.pi * pixels[:, 1] / self.height
         sin_polar = torch.sin(polar)
         directions = torch.stack([torch.sin(lon) * sin_polar, -torch.cos(polar), torch.cos(lon) * sin_polar], -1)
-        return directions, torch.ones(len(pixels), dtype=torch.bool)
+        return directions, torch.ones(len(pixels), dtype=torch.bool, device=pixels.device)
 
     def project(self, points: Float[Tensor, "n 3"]) -> tuple[Float[Tensor, "n 2"], Bool[Tensor, " n"]]:
         """Camera-frame points -> pixels, u in (0, W], v in [0, H]; valid unless the point is the centre."""

@@ -230,3 +230,13 @@ def test_bad_camera_settings_raise_config_errors():
         generate_rays(CAMERAS["pinhole"], np.eye(4), torch.tensor([64 * 48]))
     with pytest.raises(ConfigError, match="finite"):
         generate_rays(CAMERAS["pinhole"], np.full((4, 4), np.nan))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", ["opencv", "fisheye", "equirectangular", "cubemap-cross", "orthographic"])
+def test_rays_on_cuda_match_cpu(name):
+    camera, pose = CAMERAS[name], np.eye(4)
+    cpu = generate_ray_batch(camera, pose, dtype=torch.float64)
+    gpu = generate_ray_batch(camera, pose, dtype=torch.float64, device="cuda")
+    assert gpu.directions.device.type == "cuda" and torch.equal(gpu.valid.cpu(), cpu.valid)
+    assert (gpu.directions.cpu() - cpu.directions).abs().max().item() < 1e-9
