@@ -124,6 +124,8 @@ class PerspectiveCamera(CentralCamera):
         """Inverse of ``distort`` by vectorised Newton iteration; valid where it converged (float64: < 1e-5 px,
         float32: < 1e-2 px)."""
         xy = xy_distorted.clone()
+        if len(xy) == 0:
+            return xy, torch.ones(0, dtype=torch.bool, device=xy.device)
         stop_px = 1e-9 if xy.dtype == torch.float64 else 1e-3
         for _ in range(NEWTON_STEPS):
             x, y = xy[:, 0], xy[:, 1]
@@ -246,7 +248,8 @@ class FisheyeCamera(CentralCamera):
         ratio = torch.where(theta_d > 1e-15, torch.sin(theta) / theta_d.clamp_min(1e-15), torch.ones_like(theta))
         directions = torch.cat([m * ratio[:, None], torch.cos(theta)[:, None]], dim=-1)
         error_px = (self._theta_d(theta) - theta_d).abs() * max(self.fx, self.fy)
-        valid = (error_px < (1e-5 if theta.dtype == torch.float64 else 1e-2)) & (theta >= 0) & (theta <= math.radians(self.max_angle_deg) + 1e-9)
+        tolerance = 1e-5 if theta.dtype == torch.float64 else 1e-2
+        valid = (error_px < tolerance) & (theta >= 0) & (theta <= math.radians(self.max_angle_deg) + 1e-9)
         valid &= self._slope(theta) > 0  # the monotone branch of the polynomial (the smallest root)
         return torch.nn.functional.normalize(directions, dim=-1), valid
 
