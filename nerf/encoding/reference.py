@@ -37,17 +37,19 @@ def encode_level(
     frac = pos - floor  # [N, 3]; d frac / d x = scale
     grid = floor.long()  # [N, 3]
     one_minus = 1.0 - frac
-    out = None
+    weights, rows = [], []
     for dx, dy, dz in CORNERS:
-        weight = (
+        weights.append(
             (frac[:, 0] if dx else one_minus[:, 0])
             * (frac[:, 1] if dy else one_minus[:, 1])
             * (frac[:, 2] if dz else one_minus[:, 2])
         )  # [N]
-        offset = grid.new_tensor((dx, dy, dz))
-        rows = table[corner_index(grid + offset, spec)]  # [N, F]
-        term = weight[:, None] * rows
-        out = term if out is None else out + term
+        rows.append(corner_index(grid + grid.new_tensor((dx, dy, dz)), spec))  # [N]
+    # One gather for all 8 corners: its backward zero-fills this level's gradient once, not once per corner.
+    values = table[torch.stack(rows, dim=1)]  # [N, 8, F]
+    out = weights[0][:, None] * values[:, 0]
+    for k in range(1, 8):  # the 8-corner sum, unrolled
+        out = out + weights[k][:, None] * values[:, k]
     return out
 
 
