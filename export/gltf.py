@@ -1,4 +1,4 @@
-"""Write meshes for game engines and DCC tools: GLB (glTF 2.0), OBJ (+ MTL and PNG when textured), PLY — atomically, with stated axes/units.
+"""Write meshes for game engines and DCC tools: GLB (glTF 2.0), OBJ (+ MTL and PNG when textured) and PLY.
 
 Axes. nerfstage's scene frames (the dataset frame and the normalised frame nerfstudio's dataparser produces) are
 right-handed and **Z-up**. glTF 2.0 is right-handed **Y-up** (+Z forward), and OBJ is read as Y-up by Blender,
@@ -70,13 +70,17 @@ def write_files_atomic(files: dict[Path, bytes], overwrite: bool = False) -> Non
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path}: already exists; pass --overwrite to replace it or choose another name")
     temps = {path: path.with_name(f".{path.stem}.partial{path.suffix}") for path in files}
+    renamed: list[Path] = []
     try:
         for path, data in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             temps[path].write_bytes(data)
         for path, tmp in temps.items():
             os.replace(tmp, path)
+            renamed.append(path)
     except OSError as exc:
+        for done in renamed:  # a set of files is only useful whole (an OBJ without its texture is not)
+            done.unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write ({exc.strerror or exc}); check the folder is writable") from exc
     finally:
         for tmp in temps.values():

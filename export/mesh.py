@@ -76,10 +76,12 @@ class MeshResult:
     """Face counts before/after each step (``faces_marching_cubes``, ``faces_after_floaters``, ``faces``)."""
 
 
-def _crossing_densities(values: np.ndarray, h: float, slab: int = 64) -> np.ndarray:
+def _crossing_densities(values: np.ndarray, h: float, chunk: int = 1 << 21) -> np.ndarray:
     """Densities where rays along the last axis of ``values`` [a, b, n] (entering at index 0) reach an integrated
-    density of ln 2 under linear interpolation; rays that never do, or do in their first cell, give nothing."""
+    density of ln 2 under linear interpolation; rays that never do, or do in their first cell, give nothing.
+    Works on about ``chunk`` samples at a time (float64 working arrays of 16 MiB each)."""
     found = []
+    slab = max(1, chunk // (values.shape[1] * values.shape[2]))
     for start in range(0, values.shape[0], slab):
         sigma = values[start : start + slab].astype(np.float64).reshape(-1, values.shape[-1])  # [r, n]
         cells = 0.5 * h * (sigma[:, 1:] + sigma[:, :-1])  # [r, n-1] integral over each cell (trapezoid)

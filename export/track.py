@@ -118,6 +118,20 @@ def apply_overscan(frame: TrackedFrame, percent: float) -> TrackedFrame:
     return replace(frame, width=width, height=height, fov_y_deg=math.degrees(2.0 * half), overscan_percent=percent)
 
 
+def to_normalized(frames: list[TrackedFrame], transform: np.ndarray, scale: float) -> list[TrackedFrame]:
+    """``frames`` with poses moved from the dataset frame into a run's normalised frame, given its
+    ``dataparser_transforms.json`` (``normalized = scale * (transform @ [p, 1])``, transform [3, 4] rigid):
+    rotations are turned by ``transform``'s rotation, positions mapped as points (fov and size unchanged)."""
+    t = np.asarray(transform, dtype=np.float64).reshape(3, 4)
+    out = []
+    for frame in frames:
+        pose = np.eye(4)
+        pose[:3, :3] = t[:, :3] @ frame.world_from_cam[:3, :3]
+        pose[:3, 3] = float(scale) * (t[:, :3] @ frame.world_from_cam[:3, 3] + t[:, 3])
+        out.append(replace(frame, world_from_cam=pose))
+    return out
+
+
 def euler_rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
     """[3, 3] camera-to-world rotation (OpenGL camera axes) of a pan/tilt/roll head (see the module docstring)."""
     head = Rotation.from_euler("ZXY", [yaw_deg, pitch_deg, roll_deg], degrees=True)  # intrinsic: Rz Rx Ry
@@ -232,7 +246,7 @@ def _json_rows(path: Path, text: str) -> list[_Row]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); see the track file schema") from None
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); see the track schema") from None
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
         raise InputError(f'{path}: expected a JSON object with a "frames" list')
     defaults = {k: v for k, v in data.items() if k != "frames"}

@@ -105,12 +105,22 @@ def test_bad_extension_existing_output_and_failed_writes_leave_nothing(mesh, tmp
     write_mesh(mesh, path, overwrite=True)
     assert len(read_mesh(path).vertices) == len(mesh.vertices)
 
-    def broken_replace(src, dst):
-        raise OSError(28, "No space left on device")
+    from PIL import Image
 
-    monkeypatch.setattr(os, "replace", broken_replace)
+    real_replace, calls = os.replace, []
+
+    def replace_then_fail(src, dst):  # the disk fills up after the texture was renamed into place
+        calls.append(dst)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    visual = trimesh.visual.TextureVisuals(uv=mesh.vertices[:, :2] % 1, image=Image.new("RGB", (4, 4)))
+    textured = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=visual)
+    monkeypatch.setattr(os, "replace", replace_then_fail)
     with pytest.raises(InputError, match="cannot write"):
-        write_mesh(mesh, tmp_path / "new.obj")
+        write_mesh(textured, tmp_path / "new.obj")
+    assert len(calls) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.glb"]  # no partial or final files
 
 

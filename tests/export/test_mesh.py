@@ -11,6 +11,7 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
+from nerfstage.capture.dataset import Intrinsics
 from nerfstage.errors import ConfigError
 from nerfstage.export.density_grid import (
     GridOptions,
@@ -27,7 +28,6 @@ from nerfstage.export.mesh import (
     mesh_from_grid,
     vertex_colors,
 )
-from nerfstage.capture.dataset import Intrinsics
 
 LO, HI = -np.ones(3), np.ones(3)  # box size 2
 BOX_SIZE = 2.0
@@ -141,8 +141,10 @@ def test_vertex_colours_average_only_views_in_front_of_the_surface():
 
 
 def test_extract_mesh_end_to_end_colours_every_vertex():
-    result = extract_mesh(lambda p: volsdf(sphere_sdf(p), 0.05), LO, HI, color_fn=lambda p, d: (p + 1.0) / 2.0,
-                          grid_options=GridOptions(max_resolution=32, progress=False), options=MeshOptions(max_faces=800))
+    result = extract_mesh(
+        lambda p: volsdf(sphere_sdf(p), 0.05), LO, HI, color_fn=lambda p, d: (p + 1.0) / 2.0,
+        grid_options=GridOptions(max_resolution=32, progress=False), options=MeshOptions(max_faces=800),
+    )
     colors = result.mesh.visual.vertex_colors
     assert len(result.mesh.faces) <= 800 and colors.shape == (len(result.mesh.vertices), 4)
     expected = np.round((result.mesh.vertices + 1) / 2 * 255)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nerfstage.errors import InputError
-from nerfstage.export.track import apply_overscan, euler_rotation, read_track
+from nerfstage.export.track import apply_overscan, euler_rotation, read_track, to_normalized
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HEADER = "frame,x,y,z,qw,qx,qy,qz,fov_y_deg,width,height"
@@ -77,8 +77,8 @@ def test_quaternion_is_camera_to_world_with_scalar_first(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("frame,x,y,z,qx,qy,qz,fov_y_deg,width,height\n1,0,0,0,0,0,0,40,64,48\n", r"line 2 column 'qw': missing column"),
-        (f"{HEADER}\n1,0,0,0,1,0,0,0,40,64,48\n2,0,nan,0,1,0,0,0,40,64,48\n", r"line 3 column 'y': 'nan' is not a finite"),
+        ("frame,x,y,z,qx,qy,qz,fov_y_deg,width,height\n1,0,0,0,0,0,0,40,64,48\n", r"line 2 column 'qw': missing"),
+        (f"{HEADER}\n1,0,0,0,1,0,0,0,40,64,48\n2,0,nan,0,1,0,0,0,40,64,48\n", r"line 3 column 'y': 'nan' is not"),
         (f"{HEADER}\n1,0,0,0,0.5,0,0,0,40,64,48\n", r"column 'qw': quaternion .* norm 0\.5"),
         (f"{HEADER}\n1,0,0,abc,1,0,0,0,40,64,48\n", r"line 2 column 'z': 'abc' is not a number"),
         (f"{HEADER}\n1,0,0,0,1,0,0,0,190,64,48\n", r"column 'fov_y_deg': 190"),
@@ -109,3 +109,15 @@ def test_malformed_json_and_extension(tmp_path):
         read_track(write(tmp_path, "[]", "t.json"))
     with pytest.raises(InputError, match=r"unknown track file extension '\.txt'"):
         read_track(write(tmp_path, HEADER, "t.txt"))
+
+
+def test_poses_move_into_the_normalised_frame():
+    frames = read_track(EXAMPLES / "track_example.csv")
+    transform = np.concatenate([euler_rotation(30, 10, 0), [[0.1], [-0.2], [0.3]]], axis=1)  # [3, 4] rigid
+    moved = to_normalized(frames, transform, 0.25)
+    for before, after in zip(frames, moved, strict=True):
+        centre = 0.25 * (transform[:, :3] @ before.world_from_cam[:3, 3] + transform[:, 3])
+        np.testing.assert_allclose(after.world_from_cam[:3, 3], centre, atol=1e-12)
+        view = transform[:, :3] @ -before.world_from_cam[:3, 2]  # directions turn with the frame
+        np.testing.assert_allclose(-after.world_from_cam[:3, 2], view, atol=1e-12)
+        assert after.fov_y_deg == before.fov_y_deg
