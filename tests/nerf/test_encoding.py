@@ -250,3 +250,43 @@ def test_gpu_backends_match_reference(backend):
     b.sum().backward()
     for p, q in zip(gpu.tables, cpu.tables):
         _assert_close_scaled(p.grad.cpu(), q.grad, 1e-5)
+
+
+class _FakeTcnnEncoding(torch.nn.Module):
+    """Stands in for ``tinycudann.Encoding`` on the CPU: owns a flat ``params`` parameter like tcnn's Module and
+    reads it in forward; the maths is our reference on that flat (tcnn-layout) vector."""
+
+    def __init__(self, n_input_dims, encoding_config, seed=1337, dtype=None):
+        super().__init__()
+        self.config = HashGridConfig(
+            num_levels=encoding_config["n_levels"],
+            features_per_level=encoding_config["n_features_per_level"],
+            log2_hashmap_size=encoding_config["log2_hashmap_size"],
+            base_resolution=encoding_config["base_resolution"],
+            max_resolution=SMALL.max_resolution,
+        )
+        assert encoding_config["per_level_scale"] == encoding.per_level_scale(self.config)
+        self.params = torch.nn.Parameter(torch.zeros(num_params(self.config)))
+
+    def forward(self, x):
+        specs, f = level_specs(self.config), self.config.features_per_level
+        tables = [self.params[s.offset * f : (s.offset + s.size) * f].view(s.size, f) for s in specs]
+        return reference.encode(x, tables, specs)
+
+
+def test_tcnn_wrapper_plumbing_with_a_stand_in(monkeypatch):
+    """The tcnn backend feeds our per-level tables, flattened in tcnn's layout, to tinycudann and gets the gradient
+    back into them (checked with a CPU stand-in for tinycudann; the real one needs a GPU)."""
+    monkeypatch.setattr(tcnn, "_module", type("FakeTinycudann", (), {"Encoding": _FakeTcnnEncoding}))
+    enc, ref = make_encoding(SMALL, seed=4), make_encoding(SMALL, seed=4)
+    grid = tcnn.TcnnGrid(SMALL)
+    assert list(grid.parameters()) == []  # tcnn's own copy of the table is removed
+    x = torch.rand(300, 3, generator=torch.Generator().manual_seed(0))
+    out = grid(x, torch.cat([t.reshape(-1) for t in enc.tables]))
+    want = ref(x)
+    assert torch.equal(out, want)
+    out.square().sum().backward()
+    want.square().sum().backward()
+    for p, q in zip(enc.tables, ref.tables):
+        _assert_close_scaled(p.grad, q.grad, 1e-7)
+    assert not hasattr(grid.encoding, "params")  # nothing left behind between calls
