@@ -4,6 +4,7 @@ The extension is compiled with the system C++ compiler through ``torch.utils.cpp
 time :func:`load` is called (about 30 s), never at import. Builds are cached in torch's extension directory
 (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) under a name that hashes the source, the torch
 version and the CPU's instruction-set flags, so a changed source or another machine never reuses a stale build.
+A build killed half-way (Ctrl-C, a killed training run) cannot leave later runs waiting on its lock file.
 If the build fails (no compiler, no ninja, compile error) :func:`load` raises :class:`BackendUnavailable`; the
 caller falls back to the torch reference with one warning.
 """
@@ -17,6 +18,8 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -70,6 +73,34 @@ def _ninja_path() -> str | None:
     return ninja.BIN_DIR + os.pathsep + path
 
 
+def build_directory(name: str) -> Path:
+    """``$TORCH_EXTENSIONS_DIR/<name>`` (torch's default root when unset), created if needed."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    path = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _exclusive(build_dir: Path) -> Iterator[None]:
+    """One nerfstage build at a time per build folder, through an flock that the kernel releases even when the
+    holder is killed. While holding it, a torch ``lock`` file (its FileBaton) can only be left over from a killed
+    build -- torch would wait on it forever -- so it is removed."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: rely on torch's own baton
+        yield
+        return
+    with open(build_dir / "nerfstage.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (build_dir / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _build() -> ModuleType:
     """Compile (or load the cached build of) the extension. Raises on any failure."""
     from torch.utils.cpp_extension import load_inline
@@ -78,18 +109,22 @@ def _build() -> ModuleType:
     path = _ninja_path()
     if path is None:
         raise BackendUnavailable("ninja is not installed (pip install ninja) -- needed to build the CPU hash grid")
-    LOG.info("building the C++ hash-grid extension (first use only, ~30 s; cached afterwards)")
+    name = extension_name(source)
+    build_dir = build_directory(name)
+    LOG.info("building the C++ hash-grid extension in %s (first use only, ~30 s; cached afterwards)", build_dir)
     old_path = os.environ.get("PATH", "")
     os.environ["PATH"] = path
     try:
-        return load_inline(
-            name=extension_name(source),
-            cpp_sources=[source],
-            functions=FUNCTIONS,
-            extra_cflags=CFLAGS,
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
+        with _exclusive(build_dir):
+            return load_inline(
+                name=name,
+                cpp_sources=[source],
+                functions=FUNCTIONS,
+                extra_cflags=CFLAGS,
+                extra_ldflags=["-fopenmp"],
+                build_directory=str(build_dir),
+                verbose=False,
+            )
     finally:
         os.environ["PATH"] = old_path
 

@@ -160,6 +160,16 @@ def test_import_builds_nothing_and_first_use_builds():
     assert backend == "cpp" and module.startswith(cpp.EXTENSION_PREFIX)
 
 
+def test_stale_build_lock_from_a_killed_build_does_not_hang():
+    cpp.load()  # built (or loaded from the cache)
+    build_dir = cpp.build_directory(cpp.extension_name(cpp.SOURCE.read_text()))
+    (build_dir / "lock").touch()  # what torch leaves behind when a build is killed
+    code = "from nerfstage.nerf.encoding import cpp; cpp.load(); print('loaded')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "loaded", result.stderr
+    assert not (build_dir / "lock").exists()
+
+
 @pytest.fixture
 def fresh_backends(monkeypatch):
     """Forget cached build results and warnings (restored afterwards)."""
