@@ -39,7 +39,43 @@ class OccupancyGrid(torch.nn.Module):
         self.register_buffer("density", torch.zeros(cells))  # [L * R^3] EMA of density * step
         self.register_buffer("occupied", torch.ones(cells, dtype=torch.bool))  # [L * R^3]
         self.register_buffer("candidates", self._candidate_cells(), persistent=False)  # [C] looked-up cells
+        self.register_buffer("occupied_aabb", self.outer_aabb().clone())  # [2, 3] box of the occupied cells
+        self.coarse_factor = 1
+        self.register_buffer("coarse", torch.ones(cells, dtype=torch.bool), persistent=False)  # see set_coarse
         self.seed = seed
+
+    def set_coarse(self, factor: int) -> None:
+        """Keep a coarse copy of the grid (``factor``**3 cells pooled into one, dilated by one coarse cell) that
+        the ray marcher uses to skip empty space ``factor`` cells at a time; a point's coarse cell is occupied
+        whenever any fine cell within one coarse cell of it is."""
+        self.coarse_factor = max(1, int(factor))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the occupied box and the coarse grid from ``occupied`` (call after editing it by hand)."""
+        res, f = self.resolution, self.coarse_factor
+        grid = self.occupied.view(self.num_cascades, 1, res, res, res).float()
+        pooled = torch.nn.functional.max_pool3d(grid, f, f, ceil_mode=True)
+        pooled = torch.nn.functional.max_pool3d(pooled, 3, 1, padding=1)
+        self.coarse = pooled.reshape(self.num_cascades, -1) > 0  # [L, ceil(R/f)^3]
+        self.occupied_aabb.copy_(self._occupied_box())
+
+    def _occupied_box(self) -> Float[Tensor, "2 3"]:
+        """Smallest box holding every occupied cell (an empty box at the centre when none is)."""
+        cells = self.candidates[self.occupied[self.candidates]]
+        if cells.numel() == 0:
+            return torch.stack([self.center, self.center])
+        res = self.resolution
+        level, rest = cells // res**3, cells % res**3
+        ijk = torch.stack([rest // (res * res), (rest // res) % res, rest % res], dim=-1)  # [m, 3]
+        scale = torch.exp2(level.float())[:, None] * self.half_size
+        lo = self.center + (ijk / res * 2.0 - 1.0) * scale
+        hi = self.center + ((ijk + 1) / res * 2.0 - 1.0) * scale
+        return torch.stack([lo.amin(dim=0), hi.amax(dim=0)])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.refresh()
 
     def outer_aabb(self) -> Float[Tensor, "2 3"]:
         """The box of the coarsest cascade (nothing outside it is ever occupied)."""
@@ -56,22 +92,35 @@ class OccupancyGrid(torch.nn.Module):
         parts = [flat] + [level * res**3 + flat[~inner] for level in range(1, self.num_cascades)]
         return torch.cat(parts)
 
-    def cell_index(self, points: Float[Tensor, "n 3"]) -> tuple[Int[Tensor, "n"], Bool[Tensor, "n"]]:
-        """Flat cell index of each point in its finest cascade, and whether it lies inside the grid at all."""
+    def cell_index(
+        self, points: Float[Tensor, "n 3"], factor: int = 1
+    ) -> tuple[Int[Tensor, "n"], Bool[Tensor, "n"]]:
+        """Flat cell index of each point in its finest cascade (of the grid pooled by ``factor``), and whether
+        it lies inside the grid at all."""
         local = (points - self.center) / self.half_size  # [n, 3] scene box = [-1, 1]^3
-        extent = local.abs().amax(dim=-1)  # [n]
-        level = torch.ceil(torch.log2(extent.clamp_min(1e-12))).clamp(0, self.num_cascades - 1)
-        scaled = local / torch.exp2(level)[:, None]  # [n, 3] in [-1, 1] when inside
-        inside = scaled.abs().amax(dim=-1) <= 1.0
         res = self.resolution
-        ijk = ((scaled + 1.0) * (0.5 * res)).long().clamp(0, res - 1)  # [n, 3]
-        flat = ((level.long() * res + ijk[:, 0]) * res + ijk[:, 1]) * res + ijk[:, 2]
+        if self.num_cascades > 1:
+            extent = local.abs().amax(dim=-1)  # [n]
+            level = torch.ceil(torch.log2(extent.clamp_min(1e-12))).clamp(0, self.num_cascades - 1)
+            local = local / torch.exp2(level)[:, None]  # [n, 3] in [-1, 1] when inside
+        inside = local.abs().amax(dim=-1) <= 1.0
+        ijk = ((local + 1.0) * (0.5 * res)).long().clamp(0, res - 1)  # [n, 3]
+        if factor > 1:
+            ijk, res = ijk // factor, -(-res // factor)
+        flat = (ijk[:, 0] * res + ijk[:, 1]) * res + ijk[:, 2]
+        if self.num_cascades > 1:
+            flat = flat + level.long() * res**3
         return flat, inside
 
     def query(self, points: Float[Tensor, "n 3"]) -> Bool[Tensor, "n"]:
         """Whether each point lies in an occupied cell."""
         flat, inside = self.cell_index(points)
-        return self.occupied[flat] & inside
+        return self.occupied.index_select(0, flat) & inside
+
+    def query_coarse(self, points: Float[Tensor, "n 3"]) -> Bool[Tensor, "n"]:
+        """Whether any occupied fine cell lies within one coarse cell of each point (see ``set_coarse``)."""
+        flat, inside = self.cell_index(points, self.coarse_factor)
+        return self.coarse.view(-1).index_select(0, flat) & inside
 
     def cell_points(self, cells: Int[Tensor, "m"], generator: torch.Generator) -> Float[Tensor, "m 3"]:
         """A uniformly jittered point inside each of the flat ``cells``."""
@@ -98,6 +147,7 @@ class OccupancyGrid(torch.nn.Module):
         self.density.copy_(torch.maximum(self.density * decay, tmp))
         mean = self.density[self.candidates].mean()
         self.occupied.copy_(self.density > torch.clamp(mean, max=threshold))
+        self.refresh()
 
     def _cells_to_update(self, warmup: bool, generator: torch.Generator) -> Int[Tensor, "m"]:
         """All candidate cells in warm-up; else a random quarter plus as many drawn from occupied cells."""

@@ -32,6 +32,7 @@ class NerfModel(nn.Module):
         self.occupancy = OccupancyGrid(aabb, config.occupancy_resolution, cascades, seed=seed)
         diagonal = float((aabb[1] - aabb[0]).norm())
         self.step_size = config.render_step_size or diagonal / 1024.0
+        self.occupancy.set_coarse(_coarse_factor(self.occupancy, self.step_size))
         self.generator = torch.Generator().manual_seed(seed + 7)
 
     @property
@@ -126,3 +127,12 @@ class NerfModel(nn.Module):
         result = {k: torch.cat(v).reshape(height, width, -1).squeeze(-1) for k, v in parts.items()}
         result["num_samples"] = torch.tensor(total)
         return result
+
+
+def _coarse_factor(grid: OccupancyGrid, step_size: float, group: int = 16) -> int:
+    """Pooling factor (a power of two) whose coarse cells hold ``group`` steps, at most 1/8 of the grid."""
+    cell = float((grid.half_size * 2.0 / grid.resolution).min())
+    factor = 1
+    while factor * cell < group * step_size and factor * 16 <= grid.resolution:
+        factor *= 2
+    return factor

@@ -4,8 +4,11 @@ Every ray is clipped to the grid's outer box and the near/far planes, then march
 (``cone_angle = 0``, bounded scenes) or grows with distance as ``max(step, t * cone_angle)`` (unbounded scenes,
 instant-ngp's cone stepping). Both schedules have a closed form in a warped coordinate ``s`` in which the step is
 always 1, so all rays advance together in chunks of ``chunk_steps`` steps (one python iteration per chunk, never
-one per ray). Samples in unoccupied cells are dropped. With a ``sigma_fn`` (density only, evaluated without
-gradients) samples with opacity below ``alpha_threshold`` are dropped too and a ray stops as soon as its
+one per ray). Rays are clipped to the box of the occupied cells; groups of up to 16 steps are first tested
+against the grid's coarse (pooled, dilated) copy, and only groups that may touch occupied cells are tested step
+by step, so empty space costs one look-up per group. Samples in unoccupied cells are dropped. With a
+``sigma_fn`` (density only, evaluated without gradients, 16 samples per ray at a time and only for rays still
+transparent) samples with opacity below ``alpha_threshold`` are dropped too and a ray stops as soon as its
 transmittance falls below ``early_stop_eps`` -- the early ray termination of instant-ngp.
 Samples come back packed: one flat list sorted by ray, then by distance.
 """
@@ -13,7 +16,7 @@ Samples come back packed: one flat list sorted by ray, then by distance.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +24,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .occupancy import OccupancyGrid
+from .volrend import exclusive_cumsum_per_ray
 
 SigmaFn = Callable[[Float[Tensor, "m 3"]], Float[Tensor, "m"]]
 
@@ -106,77 +110,132 @@ def march(
 ) -> RaySamples:
     """March unit-direction rays through ``grid``; see the module docstring."""
     warp = StepWarp(options.step_size, options.cone_angle)
-    t_near, t_far = ray_aabb(origins, directions, grid.outer_aabb())
+    t_near, t_far = ray_aabb(origins, directions, grid.occupied_aabb)
     t_near = t_near.clamp_min(options.near)
     t_far = t_far.clamp_max(options.far)
     s_start = warp.s_of_t(t_near)  # [n]
     if options.stratified:
         s_start = s_start + torch.rand(s_start.shape, generator=generator, device=s_start.device)
-    state = _MarchState.start(t_far > t_near, options.early_stop_eps)
-    chunks: list[tuple[Tensor, Tensor]] = []
-    offsets = torch.arange(options.chunk_steps, device=origins.device, dtype=origins.dtype)  # [K]
-    first = 0
-    while state.active.numel() > 0:
-        act = state.active
-        s = s_start[act, None] + (first + offsets)  # [a, K]
+    stop = -math.log(max(options.early_stop_eps, 1e-30)) if sigma_fn is not None else math.inf
+    optical = torch.zeros_like(t_far)  # [n] optical depth marched so far (with a sigma_fn)
+    parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    for rays, s in _occupied_steps(origins, directions, grid, warp, s_start, t_far, options.chunk_steps, optical, stop):
         t0, t1 = warp.t_of_s(s), warp.t_of_s(s + 1.0)
-        mid = 0.5 * (t0 + t1)
-        in_range = mid < t_far[act, None]  # [a, K]
-        points = origins[act, None] + directions[act, None] * mid[..., None]  # [a, K, 3]
-        keep = in_range & grid.query(points.reshape(-1, 3)).view_as(in_range)
-        keep = state.filter(keep, points, t1 - t0, sigma_fn, options)
-        rows, cols = keep.nonzero(as_tuple=True)
-        chunks.append((act[rows], torch.stack([t0[rows, cols], t1[rows, cols]], dim=-1)))
-        state.retire(in_range[:, -1], options.max_samples)
-        first += options.chunk_steps
-    return _pack(chunks, origins)
+        if sigma_fn is not None:
+            keep = _early_stop(origins, directions, rays, t0, t1, sigma_fn, options, optical, stop)
+            rays, t0, t1 = rays[keep], t0[keep], t1[keep]
+        parts.append((rays, t0, t1))
+    return _pack(parts, options.max_samples, origins)
 
 
-@dataclass
-class _MarchState:
-    """Per-ray bookkeeping of the active rays while marching."""
-
-    active: Int[Tensor, "a"]  # indices of rays still marching (ascending)
-    count: Int[Tensor, "a"]  # samples kept so far
-    optical_depth: Float[Tensor, "a"]  # sum of sigma * dt over kept samples (with a sigma_fn)
-    stop_depth: float  # -log(early_stop_eps): a ray is opaque past this optical depth
-
-    @staticmethod
-    def start(hit: Tensor, early_stop_eps: float) -> _MarchState:
-        active = hit.nonzero(as_tuple=True)[0]
-        zeros = torch.zeros(active.numel(), device=hit.device)
-        return _MarchState(active, zeros.long(), zeros, -math.log(max(early_stop_eps, 1e-30)))
-
-    def filter(
-        self, keep: Tensor, points: Tensor, dt: Tensor, sigma_fn: SigmaFn | None, options: MarchOptions
-    ) -> Tensor:
-        """Apply the per-ray sample cap and, with a sigma_fn, opacity skipping and early termination."""
-        if sigma_fn is not None and bool(keep.any()):
-            sigma = torch.zeros_like(dt)  # [a, K]
-            with torch.no_grad():
-                sigma[keep] = sigma_fn(points[keep]).to(dt.dtype)
-            tau = sigma * dt
-            excl = self.optical_depth[:, None] + torch.cumsum(tau, dim=-1) - tau  # before each sample
-            alpha = 1.0 - torch.exp(-tau)
-            keep = keep & (torch.exp(-excl) >= options.early_stop_eps) & (alpha >= options.alpha_threshold)
-            self.optical_depth = self.optical_depth + (tau * keep).sum(dim=-1)
-        keep = keep & (self.count[:, None] + torch.cumsum(keep.long(), dim=-1) <= options.max_samples)
-        self.count = self.count + keep.sum(dim=-1)
-        return keep
-
-    def retire(self, still_inside: Tensor, max_samples: int) -> None:
-        """Drop rays that left the box, hit the sample cap or became opaque (transmittance below eps)."""
-        alive = still_inside & (self.count < max_samples) & (self.optical_depth < self.stop_depth)
-        self.active, self.count, self.optical_depth = self.active[alive], self.count[alive], self.optical_depth[alive]
-
-
-def _pack(chunks: list[tuple[Tensor, Tensor]], like: Tensor) -> RaySamples:
-    """Concatenate per-chunk samples and sort them by ray (stable: chunks are already ordered by distance)."""
-    if not chunks:
+def _pack(parts: list[tuple[Tensor, Tensor, Tensor]], max_samples: int, like: Tensor) -> RaySamples:
+    """Concatenate chunks (each sorted by ray, chunks in distance order), sort by ray, cap samples per ray."""
+    if not parts:
         empty = like.new_zeros(0)
         return RaySamples(empty.long(), empty, empty)
-    rays = torch.cat([c[0] for c in chunks])
-    ts = torch.cat([c[1] for c in chunks])  # [s, 2]
-    rays, order = torch.sort(rays, stable=True)
-    ts = ts[order]
-    return RaySamples(rays, ts[:, 0].contiguous(), ts[:, 1].contiguous())
+    if len(parts) == 1:
+        rays, t0, t1 = parts[0]
+    else:
+        rays, order = torch.sort(torch.cat([p[0] for p in parts]), stable=True)
+        t0 = torch.cat([p[1] for p in parts]).index_select(0, order)
+        t1 = torch.cat([p[2] for p in parts]).index_select(0, order)
+    keep = (rank_in_ray(rays) < max_samples).nonzero().squeeze(1)
+    return RaySamples(rays.index_select(0, keep), t0.index_select(0, keep), t1.index_select(0, keep))
+
+
+def rank_in_ray(rays: Int[Tensor, "m"]) -> Int[Tensor, "m"]:
+    """Position of each sample among its ray's samples (samples sorted by ray)."""
+    index = torch.arange(rays.numel(), device=rays.device)
+    is_first = torch.ones_like(rays, dtype=torch.bool)
+    is_first[1:] = rays[1:] != rays[:-1]
+    return index - torch.cummax(torch.where(is_first, index, 0), dim=0)[0]
+
+
+def _occupied_steps(
+    origins: Tensor, directions: Tensor, grid: OccupancyGrid, warp: StepWarp, s_start: Tensor, t_far: Tensor,
+    chunk_steps: int, optical: Tensor, stop: float,
+) -> Iterator[tuple[Int[Tensor, "m"], Float[Tensor, "m"]]]:
+    """Yield, chunk by chunk, (ray, step start s) of the steps whose midpoint lies in an occupied cell (sorted
+    by ray then s within a chunk). Rays whose ``optical`` depth reached ``stop`` are dropped between chunks.
+
+    Steps are tested ``F`` at a time against the grid's coarse copy first (F steps never span more than one
+    coarse cell), and only the groups that pass are tested step by step.
+    """
+    group = _group_size(grid, warp)
+    groups_per_chunk = max(1, chunk_steps // group)
+    fine = torch.arange(group, device=origins.device, dtype=origins.dtype)  # [F]
+    offsets = torch.arange(groups_per_chunk, device=origins.device, dtype=origins.dtype) * group  # [G]
+    s_end = warp.s_of_t(torch.maximum(t_far, warp.t_of_s(s_start)))  # [n]
+    active = (s_end > s_start).nonzero(as_tuple=True)[0]
+    first = 0.0
+    while active.numel() > 0:
+        s_group = s_start.index_select(0, active)[:, None] + (first + offsets)  # [a, G]
+        o, d = origins.index_select(0, active)[:, None], directions.index_select(0, active)[:, None]
+        hit = _coarse_hit(o, d, grid, warp, s_group, group) & (s_group < s_end.index_select(0, active)[:, None])
+        flat = hit.view(-1).nonzero().squeeze(1)  # [m] into [a, G]
+        ray = active.index_select(0, flat // groups_per_chunk)
+        s = s_group.view(-1).index_select(0, flat)[:, None] + fine  # [m, F]
+        t_mid = warp.t_of_s(s + 0.5)
+        points = _points(origins.index_select(0, ray)[:, None], directions.index_select(0, ray)[:, None], t_mid)
+        keep = (t_mid < t_far.index_select(0, ray)[:, None]) & grid.query(points.view(-1, 3)).view_as(s)
+        kept = keep.view(-1).nonzero().squeeze(1)  # [k] into [m, F]
+        if kept.numel() > 0:
+            yield ray.index_select(0, kept // group), s.view(-1).index_select(0, kept)
+        first += groups_per_chunk * group
+        alive = (s_start.index_select(0, active) + first < s_end.index_select(0, active))
+        active = active[alive & (optical.index_select(0, active) < stop)]
+
+
+def _coarse_hit(origins: Tensor, directions: Tensor, grid: OccupancyGrid, warp: StepWarp, s: Tensor, group: int):
+    """Whether the group of steps starting at ``s`` ([a, G]) may touch an occupied cell. With several cascades
+    the group's end is probed too, in case it crosses into the next cascade."""
+    hit = grid.query_coarse(_points(origins, directions, warp.t_of_s(s)).reshape(-1, 3)).view_as(s)
+    if grid.num_cascades > 1:
+        end = _points(origins, directions, warp.t_of_s(s + group))
+        hit |= grid.query_coarse(end.reshape(-1, 3)).view_as(s)
+    return hit
+
+
+def _points(origins: Tensor, directions: Tensor, t: Tensor) -> Tensor:
+    return origins + directions * t[..., None]
+
+
+def _group_size(grid: OccupancyGrid, warp: StepWarp) -> int:
+    """Steps per coarse test: as many as fit in one coarse cell at the finest cascade (1..16)."""
+    if grid.coarse_factor <= 1:
+        return 1
+    half = float(grid.half_size.min())
+    cell = 2.0 * half / grid.resolution * grid.coarse_factor
+    longest = warp.step
+    if warp.cone > 0:  # cameras inside the scene box: in cascade k, t <= 2^(k+1) sqrt(3) half, cells scale by 2^k
+        longest = max(longest, warp.cone * 2.0 * math.sqrt(3.0) * half)
+    return int(max(1, min(16, cell // longest)))
+
+
+def _early_stop(
+    origins: Tensor, directions: Tensor, rays: Tensor, t0: Tensor, t1: Tensor, sigma_fn: SigmaFn,
+    options: MarchOptions, optical: Tensor, stop: float, window: int = 16,
+) -> Tensor:
+    """Mask of the samples (sorted by ray) a ray keeps: density evaluated ``window`` samples per ray at a time,
+    only for rays still transparent; drops samples behind optical depth ``stop`` (transmittance
+    ``early_stop_eps``) or with opacity below ``alpha_threshold``. Adds the samples' optical depth to ``optical``."""
+    windows = rank_in_ray(rays) // window
+    order = torch.argsort(windows, stable=True)  # window-major, ray-sorted within a window
+    bounds = torch.cumsum(torch.bincount(windows), 0).tolist()
+    keep = torch.zeros_like(rays, dtype=torch.bool)
+    begin = 0
+    for end in bounds:
+        idx = order[begin:end]
+        begin = end
+        idx = idx[optical.index_select(0, rays.index_select(0, idx)) < stop]
+        if idx.numel() == 0:
+            break
+        r = rays.index_select(0, idx)
+        a, b = t0.index_select(0, idx), t1.index_select(0, idx)
+        points = _points(origins.index_select(0, r), directions.index_select(0, r), 0.5 * (a + b))
+        tau = sigma_fn(points).to(t0.dtype) * (b - a)
+        excl = optical.index_select(0, r) + exclusive_cumsum_per_ray(tau, r)
+        alpha = 1.0 - torch.exp(-tau)
+        keep[idx] = (excl < stop) & (alpha >= options.alpha_threshold)
+        optical.index_add_(0, r, tau)
+    return keep

@@ -22,7 +22,7 @@ def exclusive_cumsum_per_ray(values: Float[Tensor, "s"], ray_indices: Int[Tensor
     is_first = torch.ones_like(ray_indices, dtype=torch.bool)
     is_first[1:] = ray_indices[1:] != ray_indices[:-1]
     first_index = torch.cummax(torch.where(is_first, torch.arange(len(values), device=values.device), 0), 0)[0]
-    return (exclusive - exclusive[first_index]).to(values.dtype)
+    return (exclusive - exclusive.index_select(0, first_index)).to(values.dtype)
 
 
 def render_weights(

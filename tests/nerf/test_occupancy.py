@@ -92,3 +92,18 @@ def test_cone_steps_grow_with_distance():
     assert torch.allclose(warp.t_of_s(warp.s_of_t(t)), t, rtol=1e-5)
     steps = warp.t_of_s(warp.s_of_t(t) + 1.0) - t
     assert torch.allclose(steps, torch.tensor([0.01, 0.01, 10.0 / 256, 100.0 / 256]), rtol=1e-2)
+
+
+def test_coarse_skipping_finds_the_same_samples_as_plain_marching():
+    origins, dirs = _rays(seed=4)
+    for cascades, cone in ((1, 0.0), (3, 1.0 / 256)):
+        grid = OccupancyGrid(AABB, resolution=32, num_cascades=cascades, seed=0)
+        grid.update(0, box_density, step_size=0.01)
+        options = MarchOptions(step_size=0.004, cone_angle=cone)
+        plain = march(origins, dirs, grid, options)
+        grid.set_coarse(4)
+        assert int(grid.coarse.sum()) < grid.coarse.numel() / 4  # the coarse copy is mostly empty
+        coarse = march(origins, dirs, grid, options)
+        assert plain.ray_indices.numel() > 1000
+        assert torch.equal(plain.ray_indices, coarse.ray_indices)
+        assert torch.allclose(plain.t_starts, coarse.t_starts) and torch.allclose(plain.t_ends, coarse.t_ends)
