@@ -182,6 +182,8 @@ def vertex_colors(
         for start in range(0, len(points), chunk):
             p = torch.tensor(np.asarray(points[start : start + chunk]), dtype=torch.float32, device=device)  # [m, 3]
             n = torch.tensor(np.asarray(normals[start : start + chunk]), dtype=torch.float32, device=device)  # [m, 3]
+            n = torch.nn.functional.normalize(n, dim=-1)
+            n[n.norm(dim=-1) < 0.5] = fixed[2]  # degenerate normal: colour as if seen from above
             dirs = torch.cat([-n[:, None], fixed[None].expand(len(p), -1, -1)], dim=1)  # [m, 15, 3]
             weights = (-(dirs * n[:, None]).sum(-1)).clamp_min(0.0)  # [m, 15]
             rgb = color_fn(p[:, None].expand_as(dirs).reshape(-1, 3), dirs.reshape(-1, 3)).reshape(len(p), -1, 3)
