@@ -208,7 +208,7 @@ def test_synthetic_scene_objects_mesh_matches_their_true_surface(synthetic_sdf):
     cell = size / 63
     grid = sample_density_grid(lambda p: volsdf(synthetic_sdf(p), 0.5 * cell), lo, hi,
                                GridOptions(max_resolution=64, progress=False))
-    result = mesh_from_grid(grid, MeshOptions(min_component_fraction=0.02))
+    result = mesh_from_grid(grid)
     truth = sample_surface(20_000, seed=0, objects_only=True)
     assert np.abs(synthetic_sdf(torch.as_tensor(truth)).numpy()).max() < 1e-6  # the SDF is the scene's
     error = chamfer(result.mesh, synthetic_sdf, truth)
