@@ -158,7 +158,10 @@ def decimate(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
         return mesh
     target = max_faces
     for _ in range(4):  # the simplifier may stop a little above its target: aim lower until it fits
-        out = mesh.simplify_quadric_decimation(face_count=target)
+        try:
+            out = mesh.simplify_quadric_decimation(face_count=target)
+        except ImportError as exc:
+            raise ConfigError(f"max_faces needs fast-simplification ({exc}); pip install fast-simplification") from exc
         if len(out.faces) <= max_faces:
             return out
         target = max(4, int(target * max_faces / len(out.faces)) - 1)
