@@ -53,6 +53,8 @@ SfmCameraModel = Literal["OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE"]
 Tuning = Literal["fast", "colmap"]
 
 CAMERA_MODELS: tuple[str, ...] = ("OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE")
+MIN_MEDIAN_FEATURES = 1000
+"""``fast`` tuning re-extracts features on doubled images when the median image has fewer than this many."""
 
 
 @dataclass
@@ -69,7 +71,7 @@ class SfmOptions:
     """``fast``: the CPU-tuned settings described in the module docstring; ``colmap``: pycolmap's defaults."""
     max_num_features: int = 4096
     """Most SIFT features kept per image (``fast`` tuning only)."""
-    sequential_overlap: int = 8
+    sequential_overlap: int = 6
     """Each frame is matched with this many following frames (sequential matcher, ``fast`` tuning)."""
     num_threads: int = -1
     """CPU threads for every step; -1 uses all cores."""
@@ -137,14 +139,28 @@ def _check_options(options: SfmOptions) -> None:
 
 
 def _extract(database: Path, image_dir: Path, options: SfmOptions) -> None:
+    """SIFT features into ``database``. ``fast`` tuning first tries the native resolution (``first_octave=0``)
+    and re-extracts with the image doubled (``first_octave=-1``, pycolmap's default) only when the median image
+    got fewer than MIN_MEDIAN_FEATURES features (small or low-texture frames)."""
+    if options.tuning == "colmap":
+        _extract_once(database, image_dir, options, first_octave=None)
+        return
+    _extract_once(database, image_dir, options, first_octave=0)
+    if _median_keypoints(database) < MIN_MEDIAN_FEATURES:
+        database.unlink()
+        _extract_once(database, image_dir, options, first_octave=-1)
+
+
+def _extract_once(database: Path, image_dir: Path, options: SfmOptions, first_octave: int | None) -> None:
     import pycolmap
 
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = options.camera_model
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = options.num_threads
-    if options.tuning == "fast":
+    if first_octave is not None:
         extraction.sift.max_num_features = options.max_num_features
+        extraction.sift.first_octave = first_octave
     pycolmap.extract_features(
         database,
         image_dir,
@@ -153,6 +169,17 @@ def _extract(database: Path, image_dir: Path, options: SfmOptions) -> None:
         extraction_options=extraction,
         device=pycolmap.Device.cpu,
     )
+
+
+def _median_keypoints(database: Path) -> float:
+    import pycolmap
+
+    db = pycolmap.Database.open(database)
+    try:
+        counts = [db.num_keypoints_for_image(image.image_id) for image in db.read_all_images()]
+    finally:
+        db.close()
+    return float(np.median(counts)) if counts else 0.0
 
 
 def _match(database: Path, options: SfmOptions) -> None:
@@ -203,12 +230,13 @@ def _incremental_options(options: SfmOptions) -> pycolmap.IncrementalPipelineOpt
     pipeline.num_threads = options.num_threads
     pipeline.random_seed = options.seed
     if options.tuning == "fast":
-        pipeline.ba_global_frames_ratio = 1.4
-        pipeline.ba_global_points_ratio = 1.4
-        pipeline.ba_global_max_num_iterations = 50
-        pipeline.ba_local_max_num_iterations = 25
+        pipeline.ba_global_frames_ratio = 1.6
+        pipeline.ba_global_points_ratio = 1.6
+        pipeline.ba_global_max_num_iterations = 30
+        pipeline.ba_local_max_num_iterations = 10
         pipeline.ba_global_max_refinements = 1
         pipeline.ba_local_max_refinements = 1
+        pipeline.mapper.ba_local_num_images = 4
         pipeline.mapper.ba_global_ignore_redundant_points3D = True
     return pipeline
 
