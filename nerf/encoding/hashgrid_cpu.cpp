@@ -2,12 +2,15 @@
 // Built on first use by nerfstage.nerf.encoding.cpp (torch.utils.cpp_extension.load_inline); the pure-torch
 // reference in reference.py defines the maths and the tests compare the two (values and gradients).
 //
-// Parallelism: ATen's intra-op pool (torch.set_num_threads). Forward and the position gradient split the points;
-// the table gradient gives each thread whole levels (no atomics, deterministic), finest levels first.
+// Parallelism: ATen's intra-op pool (torch.set_num_threads) with dynamic scheduling (threads take the next chunk
+// from an atomic counter, so a thread the OS descheduled on a busy machine delays one chunk, not half the work).
+// Forward and the position gradient split the points into chunks; the table gradient gives each thread whole
+// levels (no atomics on the table, deterministic sums), finest levels first.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -62,6 +65,18 @@ std::vector<Level> make_levels(const std::vector<double>& scales, const std::vec
   return levels;
 }
 
+// Runs fn(begin, end) over [0, n) in chunks of `chunk`, the threads taking chunks dynamically.
+template <typename Fn>
+void parallel_chunks(int64_t n, int64_t chunk, const Fn& fn) {
+  const int64_t num_chunks = (n + chunk - 1) / chunk;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), num_chunks), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next++; c < num_chunks; c = next++) fn(c * chunk, std::min(n, (c + 1) * chunk));
+  });
+}
+
+constexpr int64_t kChunk = 2048;  // points per chunk: one level's corners for a chunk stay in L1/L2
+
 void check_inputs(const torch::Tensor& x, const std::vector<torch::Tensor>& tables, size_t n_levels, int64_t F) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2 &&
                   x.size(1) == 3,
@@ -78,7 +93,7 @@ template <int F>
 void forward_kernel(const float* x, int64_t n, const std::vector<const float*>& tables,
                     const std::vector<Level>& levels, float* out) {
   const int64_t L = static_cast<int64_t>(levels.size()), D = L * F;
-  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+  parallel_chunks(n, kChunk, [&](int64_t begin, int64_t end) {
     for (int64_t l = 0; l < L; ++l) {  // level-major inside a chunk: one table at a time stays in cache
       const Level lv = levels[l];
       const float* table = tables[l];
@@ -115,12 +130,9 @@ template <int F>
 void table_grad_kernel(const float* x, int64_t n, const std::vector<Level>& levels, const float* grad_out,
                        const std::vector<float*>& grads) {
   const int64_t L = static_cast<int64_t>(levels.size()), D = L * F;
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
-    for (int64_t j = next++; j < L; j = next++) {
-      const int64_t l = L - 1 - j;  // finest (slowest) levels first balances the threads
-      table_grad_level<F>(x, n, levels[l], grad_out, l * F, D, grads[l]);
-    }
+  parallel_chunks(L, 1, [&](int64_t j, int64_t) {
+    const int64_t l = L - 1 - j;  // finest (slowest) levels first balances the threads
+    table_grad_level<F>(x, n, levels[l], grad_out, l * F, D, grads[l]);
   });
 }
 
@@ -128,7 +140,7 @@ template <int F>
 void position_grad_kernel(const float* x, int64_t n, const std::vector<const float*>& tables,
                           const std::vector<Level>& levels, const float* grad_out, float* grad_x) {
   const int64_t L = static_cast<int64_t>(levels.size()), D = L * F;
-  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+  parallel_chunks(n, kChunk, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       float gx[3] = {0.0f, 0.0f, 0.0f};
       for (int64_t l = 0; l < L; ++l) {
