@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/nerfstage demo -o $(DEMO_OUT) --overwrite
+	$(VENV)/bin/nerfstage demo -o $(DEMO_OUT)
 
 test: install
 	$(PY) -m pytest -q tests
