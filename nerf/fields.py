@@ -99,11 +99,16 @@ class NerfField(nn.Module):
     ) -> tuple[Float[Tensor, "n"], Float[Tensor, "n 3"]]:
         """Density [n] and rgb in [0, 1] [n, 3] at ``points`` seen along unit ``directions``."""
         density, geo = self.geometry(points)
+        return density, self.color(geo, directions, image_indices)
+
+    def color(
+        self, geo: Float[Tensor, "n g"], directions: Float[Tensor, "n 3"], image_indices: Int[Tensor, "n"] | None
+    ) -> Float[Tensor, "n 3"]:
+        """rgb in [0, 1] from geometry features and unit view directions."""
         parts = [sh_encode(directions, self.config.sh_degree), geo]
         if self.appearance is not None:
-            parts.append(self.appearance_codes(image_indices, len(points)))
-        rgb = torch.sigmoid(self.color_mlp(torch.cat(parts, dim=-1)))
-        return density, rgb
+            parts.append(self.appearance_codes(image_indices, len(geo)))
+        return torch.sigmoid(self.color_mlp(torch.cat(parts, dim=-1)))
 
     def appearance_codes(self, image_indices: Int[Tensor, "n"] | None, n: int) -> Float[Tensor, "n a"]:
         """Embeddings of ``image_indices``, or the mean embedding for every sample when None."""

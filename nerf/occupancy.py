@@ -117,6 +117,24 @@ class OccupancyGrid(torch.nn.Module):
         flat, inside = self.cell_index(points)
         return self.occupied.index_select(0, flat) & inside
 
+    def to_cell_units(
+        self, origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"]
+    ) -> tuple[Float[Tensor, "n 3"], Float[Tensor, "n 3"]]:
+        """Rays in the (first cascade's) cell units: point ``a + b t`` lies in cell ``floor(a + b t)``."""
+        inv_cell = self.resolution / (2.0 * self.half_size)  # [3]
+        return (origins - (self.center - self.half_size)) * inv_cell, directions * inv_cell
+
+    def lookup_cell_units(self, cells: Float[Tensor, "... 3"], coarse: bool) -> Bool[Tensor, "..."]:
+        """Occupancy (fine, or coarse with ``coarse``) at positions in cell units, clamped to the first cascade
+        (single-cascade grids; the ray marcher uses it for points it has clipped to the occupied box)."""
+        res, factor = self.resolution, (self.coarse_factor if coarse else 1)
+        grid = self.coarse.view(-1) if coarse else self.occupied
+        if factor > 1:
+            cells, res = cells * (1.0 / factor), -(-res // factor)
+        ijk = cells.floor().clamp_(0, res - 1)
+        flat = ((ijk[..., 0] * res + ijk[..., 1]) * res + ijk[..., 2]).long()
+        return grid.index_select(0, flat.view(-1)).view(flat.shape)
+
     def query_coarse(self, points: Float[Tensor, "n 3"]) -> Bool[Tensor, "n"]:
         """Whether any occupied fine cell lies within one coarse cell of each point (see ``set_coarse``)."""
         flat, inside = self.cell_index(points, self.coarse_factor)

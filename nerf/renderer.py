@@ -47,26 +47,43 @@ class NerfModel(nn.Module):
             early_stop_eps=c.early_stop_eps,
         )
 
-    def sample(self, origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], training: bool) -> RaySamples:
-        """Packed samples of unit-direction rays (no gradients)."""
+    def sample(
+        self, origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], training: bool,
+        keep_geometry: bool = False,
+    ) -> RaySamples:
+        """Packed samples of unit-direction rays (no gradients); with ``keep_geometry`` each kept sample carries
+        its density and geometry features (``features`` [s, 1 + geo_feat_dim]) from the density pass."""
         if self.generator.device != origins.device:
             self.generator = torch.Generator(device=origins.device).manual_seed(self.generator.initial_seed())
+        sigma_fn = self._density_and_geometry if keep_geometry else self.field.density
         with torch.no_grad():
             return march(origins, directions, self.occupancy, self.march_options(training),
-                         sigma_fn=self.field.density, generator=self.generator)
+                         sigma_fn=sigma_fn, generator=self.generator)
+
+    def _density_and_geometry(self, points: Float[Tensor, "m 3"]) -> tuple[Tensor, Tensor]:
+        density, geo = self.field.geometry(points)
+        return density, torch.cat([density[:, None], geo], dim=-1)
 
     def render_rays(
         self, origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"],
         image_indices: Int[Tensor, "n"] | None = None, background: Float[Tensor, "n 3"] | None = None,
         training: bool = False,
     ) -> dict[str, Tensor | int]:
-        """"rgb" [n, 3], "depth" [n] (along the ray), "accumulation" [n], "num_samples" (int)."""
+        """"rgb" [n, 3], "depth" [n] (along the ray), "accumulation" [n], "num_samples" (int). With
+        ``training=False`` no autograd graph is built (evaluation never needs one) and marching is not jittered."""
+        if not training and torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.render_rays(origins, directions, image_indices, background, training=False)
         directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        samples = self.sample(origins, directions, training)
+        samples = self.sample(origins, directions, training, keep_geometry=not training)
         rays = samples.ray_indices
-        points = origins[rays] + directions[rays] * samples.t_mids[:, None]  # [s, 3]
         indices = image_indices[rays] if image_indices is not None else None  # None: mean appearance
-        sigma, rgb = self.field(points, directions[rays], indices)
+        if samples.features is not None:  # evaluation: the density pass already ran the hash grid
+            sigma = samples.features[:, 0]
+            rgb = self.field.color(samples.features[:, 1:], directions[rays], indices)
+        else:
+            points = origins[rays] + directions[rays] * samples.t_mids[:, None]  # [s, 3]
+            sigma, rgb = self.field(points, directions[rays], indices)
         if background is None:
             background = self.default_background(len(origins), origins)
         out = composite(sigma, rgb, samples.t_starts, samples.t_ends, rays, len(origins), background)

@@ -26,7 +26,8 @@ from torch import Tensor
 from .occupancy import OccupancyGrid
 from .volrend import exclusive_cumsum_per_ray
 
-SigmaFn = Callable[[Float[Tensor, "m 3"]], Float[Tensor, "m"]]
+SigmaFn = Callable[[Float[Tensor, "m 3"]], "Float[Tensor, 'm'] | tuple[Float[Tensor, 'm'], Float[Tensor, 'm e']]"]
+"""Density at points; may also return per-point features, which are then kept with the samples."""
 
 
 @dataclass
@@ -39,6 +40,8 @@ class RaySamples:
     """Start distance of each sample's segment along its (unit-length) ray direction."""
     t_ends: Float[Tensor, "s"]
     """End distance of each sample's segment."""
+    features: Float[Tensor, "s e"] | None = None
+    """Extra values the sigma_fn returned for each kept sample (e.g. geometry features), when it returned any."""
 
     @property
     def t_mids(self) -> Float[Tensor, "s"]:
@@ -118,29 +121,42 @@ def march(
         s_start = s_start + torch.rand(s_start.shape, generator=generator, device=s_start.device)
     stop = -math.log(max(options.early_stop_eps, 1e-30)) if sigma_fn is not None else math.inf
     optical = torch.zeros_like(t_far)  # [n] optical depth marched so far (with a sigma_fn)
-    parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    parts: list[tuple[Tensor, ...]] = []
     for rays, s in _occupied_steps(origins, directions, grid, warp, s_start, t_far, options.chunk_steps, optical, stop):
         t0, t1 = warp.t_of_s(s), warp.t_of_s(s + 1.0)
+        part: tuple[Tensor, ...] = (rays, t0, t1)
         if sigma_fn is not None:
-            keep = _early_stop(origins, directions, rays, t0, t1, sigma_fn, options, optical, stop)
-            rays, t0, t1 = rays[keep], t0[keep], t1[keep]
-        parts.append((rays, t0, t1))
+            keep, features = _early_stop(origins, directions, rays, t0, t1, sigma_fn, options, optical, stop)
+            part = (rays, t0, t1) if features is None else (rays, t0, t1, features)
+            keep = keep.nonzero().squeeze(1)
+            part = tuple(x.index_select(0, keep) for x in part)
+        if part[0].numel() > 0:
+            parts.append(part)
     return _pack(parts, options.max_samples, origins)
 
 
-def _pack(parts: list[tuple[Tensor, Tensor, Tensor]], max_samples: int, like: Tensor) -> RaySamples:
-    """Concatenate chunks (each sorted by ray, chunks in distance order), sort by ray, cap samples per ray."""
+def _pack(parts: list[tuple[Tensor, ...]], max_samples: int, like: Tensor) -> RaySamples:
+    """Merge chunks (each sorted by ray; chunks in distance order) into one list sorted by ray then distance,
+    without sorting: every sample's slot is its ray's start + the ray's samples in earlier chunks + its rank."""
     if not parts:
         empty = like.new_zeros(0)
         return RaySamples(empty.long(), empty, empty)
-    if len(parts) == 1:
-        rays, t0, t1 = parts[0]
-    else:
-        rays, order = torch.sort(torch.cat([p[0] for p in parts]), stable=True)
-        t0 = torch.cat([p[1] for p in parts]).index_select(0, order)
-        t1 = torch.cat([p[2] for p in parts]).index_select(0, order)
-    keep = (rank_in_ray(rays) < max_samples).nonzero().squeeze(1)
-    return RaySamples(rays.index_select(0, keep), t0.index_select(0, keep), t1.index_select(0, keep))
+    merged = list(parts[0])
+    if len(parts) > 1:
+        n_rays = int(max(int(p[0].max()) for p in parts)) + 1
+        counts = [torch.bincount(p[0], minlength=n_rays) for p in parts]
+        total = torch.stack(counts).sum(dim=0)  # [n_rays]
+        running = torch.cumsum(total, 0) - total  # next free slot of each ray
+        size = int(total.sum())
+        merged = [x.new_empty((size,) + x.shape[1:]) for x in parts[0]]
+        for part, count in zip(parts, counts):
+            slot = running.index_select(0, part[0]) + rank_in_ray(part[0])
+            for out, x in zip(merged, part):
+                out[slot] = x
+            running += count
+    keep = (rank_in_ray(merged[0]) < max_samples).nonzero().squeeze(1)
+    merged = [x.index_select(0, keep) for x in merged]
+    return RaySamples(*merged)
 
 
 def rank_in_ray(rays: Int[Tensor, "m"]) -> Int[Tensor, "m"]:
@@ -167,23 +183,50 @@ def _occupied_steps(
     offsets = torch.arange(groups_per_chunk, device=origins.device, dtype=origins.dtype) * group  # [G]
     s_end = warp.s_of_t(torch.maximum(t_far, warp.t_of_s(s_start)))  # [n]
     active = (s_end > s_start).nonzero(as_tuple=True)[0]
+    lookup = _Lookup(grid, origins, directions, warp)
     first = 0.0
     while active.numel() > 0:
         s_group = s_start.index_select(0, active)[:, None] + (first + offsets)  # [a, G]
-        o, d = origins.index_select(0, active)[:, None], directions.index_select(0, active)[:, None]
-        hit = _coarse_hit(o, d, grid, warp, s_group, group) & (s_group < s_end.index_select(0, active)[:, None])
+        hit = lookup.coarse(active, s_group, group) & (s_group < s_end.index_select(0, active)[:, None])
         flat = hit.view(-1).nonzero().squeeze(1)  # [m] into [a, G]
         ray = active.index_select(0, flat // groups_per_chunk)
         s = s_group.view(-1).index_select(0, flat)[:, None] + fine  # [m, F]
-        t_mid = warp.t_of_s(s + 0.5)
-        points = _points(origins.index_select(0, ray)[:, None], directions.index_select(0, ray)[:, None], t_mid)
-        keep = (t_mid < t_far.index_select(0, ray)[:, None]) & grid.query(points.view(-1, 3)).view_as(s)
+        keep = lookup.fine(ray, s) & (s + 0.5 < s_end.index_select(0, ray)[:, None])
         kept = keep.view(-1).nonzero().squeeze(1)  # [k] into [m, F]
         if kept.numel() > 0:
             yield ray.index_select(0, kept // group), s.view(-1).index_select(0, kept)
         first += groups_per_chunk * group
         alive = (s_start.index_select(0, active) + first < s_end.index_select(0, active))
         active = active[alive & (optical.index_select(0, active) < stop)]
+
+
+class _Lookup:
+    """Occupancy of steps (ray, s): cell arithmetic along precomputed rays in cell units for one cascade, the
+    general point look-up for several."""
+
+    def __init__(self, grid: OccupancyGrid, origins: Tensor, directions: Tensor, warp: StepWarp):
+        self.grid, self.origins, self.directions, self.warp = grid, origins, directions, warp
+        self.single = grid.num_cascades == 1
+        if self.single:
+            self.a, self.b = grid.to_cell_units(origins, directions)  # [n, 3] each
+
+    def _cells(self, rays: Tensor, t: Tensor) -> Tensor:
+        return self.a.index_select(0, rays)[:, None] + self.b.index_select(0, rays)[:, None] * t[..., None]
+
+    def coarse(self, rays: Tensor, s: Tensor, group: int) -> Tensor:
+        """Whether the groups of ``group`` steps starting at ``s`` ([a, G]) may touch an occupied cell."""
+        if self.single:
+            return self.grid.lookup_cell_units(self._cells(rays, self.warp.t_of_s(s)), coarse=True)
+        o, d = self.origins.index_select(0, rays)[:, None], self.directions.index_select(0, rays)[:, None]
+        return _coarse_hit(o, d, self.grid, self.warp, s, group)
+
+    def fine(self, rays: Tensor, s: Tensor) -> Tensor:
+        """Whether the midpoints of steps ``s`` ([m, F]) on ``rays`` ([m]) lie in occupied cells."""
+        t_mid = self.warp.t_of_s(s + 0.5)
+        if self.single:
+            return self.grid.lookup_cell_units(self._cells(rays, t_mid), coarse=False)
+        o, d = self.origins.index_select(0, rays)[:, None], self.directions.index_select(0, rays)[:, None]
+        return self.grid.query(_points(o, d, t_mid).view(-1, 3)).view_as(s)
 
 
 def _coarse_hit(origins: Tensor, directions: Tensor, grid: OccupancyGrid, warp: StepWarp, s: Tensor, group: int):
@@ -215,27 +258,31 @@ def _group_size(grid: OccupancyGrid, warp: StepWarp) -> int:
 def _early_stop(
     origins: Tensor, directions: Tensor, rays: Tensor, t0: Tensor, t1: Tensor, sigma_fn: SigmaFn,
     options: MarchOptions, optical: Tensor, stop: float, window: int = 16,
-) -> Tensor:
+) -> tuple[Tensor, Tensor | None]:
     """Mask of the samples (sorted by ray) a ray keeps: density evaluated ``window`` samples per ray at a time,
     only for rays still transparent; drops samples behind optical depth ``stop`` (transmittance
-    ``early_stop_eps``) or with opacity below ``alpha_threshold``. Adds the samples' optical depth to ``optical``."""
+    ``early_stop_eps``) or with opacity below ``alpha_threshold``. Adds the samples' optical depth to ``optical``.
+    Returns the mask and the features sigma_fn returned (rows of samples it never evaluated are zero)."""
     windows = rank_in_ray(rays) // window
-    order = torch.argsort(windows, stable=True)  # window-major, ray-sorted within a window
-    bounds = torch.cumsum(torch.bincount(windows), 0).tolist()
     keep = torch.zeros_like(rays, dtype=torch.bool)
-    begin = 0
-    for end in bounds:
-        idx = order[begin:end]
-        begin = end
+    features: Tensor | None = None
+    for w in range(int(windows.max()) + 1):  # a chunk holds few windows per ray: one mask pass each
+        idx = (windows == w).nonzero().squeeze(1)  # ray-sorted
         idx = idx[optical.index_select(0, rays.index_select(0, idx)) < stop]
         if idx.numel() == 0:
             break
         r = rays.index_select(0, idx)
         a, b = t0.index_select(0, idx), t1.index_select(0, idx)
         points = _points(origins.index_select(0, r), directions.index_select(0, r), 0.5 * (a + b))
-        tau = sigma_fn(points).to(t0.dtype) * (b - a)
+        sigma = sigma_fn(points)
+        if isinstance(sigma, tuple):
+            sigma, extra = sigma
+            if features is None:
+                features = extra.new_zeros((len(rays),) + extra.shape[1:])
+            features[idx] = extra
+        tau = sigma.to(t0.dtype) * (b - a)
         excl = optical.index_select(0, r) + exclusive_cumsum_per_ray(tau, r)
         alpha = 1.0 - torch.exp(-tau)
         keep[idx] = (excl < stop) & (alpha >= options.alpha_threshold)
         optical.index_add_(0, r, tau)
-    return keep
+    return keep, features

@@ -107,3 +107,14 @@ def test_coarse_skipping_finds_the_same_samples_as_plain_marching():
         assert plain.ray_indices.numel() > 1000
         assert torch.equal(plain.ray_indices, coarse.ray_indices)
         assert torch.allclose(plain.t_starts, coarse.t_starts) and torch.allclose(plain.t_ends, coarse.t_ends)
+
+
+def test_occupied_box_and_state_dict_round_trip():
+    grid = box_grid()
+    assert torch.allclose(grid.occupied_aabb, torch.stack(BOX))
+    fresh = OccupancyGrid(AABB, resolution=16, num_cascades=1, seed=0)
+    fresh.set_coarse(2)
+    assert torch.allclose(fresh.occupied_aabb, AABB)  # nothing known yet: everything may be occupied
+    fresh.load_state_dict(grid.state_dict())
+    assert torch.equal(fresh.occupied, grid.occupied) and torch.allclose(fresh.occupied_aabb, torch.stack(BOX))
+    assert int(fresh.coarse.sum()) == 27  # the pooled box cell, dilated by one coarse cell

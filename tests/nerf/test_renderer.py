@@ -99,3 +99,21 @@ def test_render_image_chunks_match_and_occupancy_cadence():
     assert torch.equal(model.occupancy.density, before)
     model.update_occupancy(16)
     assert not torch.equal(model.occupancy.density, before)
+
+
+def test_evaluation_reuses_the_density_pass_exactly():
+    from nerfstage.nerf.volrend import composite
+
+    model = tiny_model(render_step_size=0.02)
+    with torch.no_grad():
+        model.field.density_mlp[-1].bias[0] = 2.0  # dense enough that rays terminate early
+        origins, dirs = camera_rays(10)
+        out = model.render_rays(origins, dirs, None, torch.ones(len(origins), 3), training=False)
+        samples = model.sample(origins, dirs, training=False)
+        assert samples.features is None
+        rays = samples.ray_indices
+        sigma, rgb = model.field(origins[rays] + dirs[rays] * samples.t_mids[:, None], dirs[rays], None)
+        ref = composite(sigma, rgb, samples.t_starts, samples.t_ends, rays, len(origins), torch.ones(len(origins), 3))
+    per_ray = torch.bincount(rays, minlength=len(origins))
+    assert out["num_samples"] == rays.numel() and int(per_ray.max()) < 2.0 / 0.02  # terminated early
+    assert torch.allclose(out["rgb"], ref["rgb"], atol=1e-6) and torch.allclose(out["depth"], ref["depth"], atol=1e-5)
