@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from nerfstage.nerf.config import ModelConfig
@@ -50,6 +51,15 @@ def test_constant_density_renders_closed_form_opacity():
     depth = 1.0 / 0.5 - 2.0 * math.exp(-1.0) / expected  # from the entry point, closed form of a slab
     assert abs(float(out["depth"][0]) - (2.0 + depth)) < 0.01 and abs(float(out["depth"][2]) - (2.0 + depth)) < 0.01
     assert 0 < out["num_samples"] <= 3 * (2.0 / 0.004 + 2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids thread hand-off overhead (large on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_tiny_model_overfits_a_set_of_rays():
