@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
+from ..errors import ConfigError
 from .encoding import HashGridConfig
 
 Background = Literal["white", "black", "random"]
@@ -58,3 +64,191 @@ class ModelConfig:
     """Ray marching stops once transmittance falls below this."""
     background: Background = "white"
     """Background colour in training for RGBA data ("random" as instant-ngp does); eval always uses white."""
+
+
+Device = Literal["auto", "cpu", "cuda"]
+Preset = Literal["preview", "default", "quality"]
+
+
+@dataclass
+class DataConfig:
+    """How a dataset becomes training rays and held-out views."""
+
+    max_image_side: int = 0
+    """Downscale images by the smallest integer factor that brings the longer side to at most this (0 = never)."""
+    hold_every: int = 8
+    """Without a test split in the dataset, every this-th frame (0, n, 2n, ...) is held out (nerfstudio/mip-NeRF)."""
+    eval_view_stride: int = 1
+    """Evaluate every this-th held-out view (1 = all; the lego benchmark uses 8: 25 of 200 test views)."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run: the model, its data and the optimisation. Saved as RUN/config.json."""
+
+    dataset: str = ""
+    """The dataset trained on (absolute path; recorded at train time, read by ``nerfstage eval``)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The radiance field (``bounded`` is set from the dataset at train time)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Images, rays and the held-out split."""
+    steps: int = 5000
+    """Optimisation steps (the learning-rate schedule is laid out over these)."""
+    batch_rays: int = 4096
+    """Rays of the first batch; with ``target_samples`` > 0 later batches adapt their ray count."""
+    target_samples: int = 0
+    """Aim for this many field samples per batch by adapting the ray count, as instant-ngp (0 = fixed rays)."""
+    max_batch_rays: int = 65536
+    """Upper bound of the adaptive ray count."""
+    lr: float = 1.0e-2
+    """Adam learning rate of every parameter group (hash tables, MLPs, embeddings), as instant-ngp / nerfacc."""
+    lr_warmup_steps: int = 100
+    """Linear learning-rate warm-up from 1% of each group's rate over these steps."""
+    lr_milestones: tuple[float, ...] = (0.5, 0.75, 0.9)
+    """Fractions of the run (steps, or the time budget when it ends first) at which the rate is multiplied..."""
+    lr_gamma: float = 0.33
+    """... by this factor (nerfacc's instant-ngp schedule)."""
+    eval_every: int = 0
+    """Render one held-out view and log its PSNR every this many steps (0 = only the final evaluation)."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every this many steps (and always at the end)."""
+    keep_checkpoints: int = 2
+    """Keep this many most recent checkpoints."""
+    seed: int = 0
+    """Seed of every random step (initialisation, ray batches, backgrounds, sampling jitter)."""
+    device: Device = "auto"
+    """auto = CUDA when present, else CPU."""
+    time_budget_s: float | None = None
+    """Stop training after this many seconds of training time (evaluation not included); None = no limit."""
+    eval_chunk: int = 8192
+    """Rays rendered at once when rendering full images."""
+    num_threads: int = 0
+    """torch CPU threads (0 = leave torch's default)."""
+    unbounded_cascades: int = 4
+    """Unbounded captures: at least this many occupancy cascades (cascade k spans 2**k times the unit box)."""
+    unbounded_cone_angle: float = 1.0 / 256.0
+    """Unbounded captures: ray-marching cone angle when the model's is 0 (steps grow with distance)."""
+
+
+def _cpu_encoding(log2_hashmap_size: int, max_resolution: int) -> HashGridConfig:
+    return HashGridConfig(log2_hashmap_size=log2_hashmap_size, max_resolution=max_resolution)
+
+
+PRESETS: dict[str, dict[str, dict]] = {
+    # Presets are plain data: field overrides of TrainConfig (nested dicts for model / data / model.encoding),
+    # one set per device kind. ``preset_config`` builds the dataclasses from them. CPU presets march with a
+    # coarser step (0.01 / 0.02 scene units instead of diagonal / 1024) and a shorter occupancy warm-up: on two
+    # cores the samples per second, not the steps, are what runs out.
+    "preview": {
+        "cpu": {"steps": 600, "batch_rays": 512, "target_samples": 1 << 14, "max_batch_rays": 4096,
+                "checkpoint_every": 200, "time_budget_s": 110.0,
+                "model": {"encoding": {"log2_hashmap_size": 17, "max_resolution": 1024},
+                          "occupancy_resolution": 64, "occupancy_warmup_steps": 32, "render_step_size": 0.02},
+                "data": {"max_image_side": 400}},
+        "cuda": {"steps": 2000, "batch_rays": 4096, "target_samples": 1 << 18, "max_batch_rays": 1 << 17,
+                 "data": {"max_image_side": 800}},
+    },
+    "default": {
+        "cpu": {"steps": 3000, "batch_rays": 1024, "target_samples": 1 << 15, "max_batch_rays": 8192,
+                "checkpoint_every": 250, "time_budget_s": 660.0,
+                "model": {"encoding": {"log2_hashmap_size": 19, "max_resolution": 2048},
+                          "occupancy_warmup_steps": 64, "render_step_size": 0.01},
+                "data": {"max_image_side": 800}},
+        "cuda": {"steps": 5000, "batch_rays": 4096, "target_samples": 1 << 18, "max_batch_rays": 1 << 18,
+                 "checkpoint_every": 1000, "data": {"max_image_side": 1600}},
+    },
+    "quality": {
+        "cpu": {"steps": 20000, "batch_rays": 1024, "target_samples": 1 << 16, "max_batch_rays": 1 << 16,
+                "checkpoint_every": 1000, "model": {"occupancy_warmup_steps": 128},
+                "data": {"max_image_side": 1600}},
+        "cuda": {"steps": 20000, "batch_rays": 4096, "target_samples": 1 << 18, "max_batch_rays": 1 << 18,
+                 "checkpoint_every": 2000, "data": {"max_image_side": 0}},
+    },
+}
+
+
+def preset_config(name: str, device_kind: str) -> TrainConfig:
+    """TrainConfig of preset ``name`` sized for ``device_kind`` ("cpu" or "cuda")."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    kind = "cuda" if device_kind.startswith("cuda") else "cpu"
+    return config_from_dict(TrainConfig, PRESETS[name][kind], fill_defaults=True)
+
+
+def build_config(preset: str = "default", device: str = "auto", **overrides: Any) -> TrainConfig:
+    """The preset for the device ``device`` resolves to, with top-level field ``overrides`` (e.g. steps, seed)."""
+    import torch
+
+    kind = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    base = config_to_dict(preset_config(preset, kind))
+    return config_from_dict(TrainConfig, {**base, **overrides, "device": device})
+
+
+def config_to_dict(config: Any) -> dict:
+    """Plain-JSON dict of a (nested) config dataclass; tuples become lists."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(cls: type, data: dict, fill_defaults: bool = True, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a plain dict, strictly: unknown keys and values of the wrong type raise
+    ConfigError naming the key; missing keys take the field default (``fill_defaults``) or raise."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
+    if not fill_defaults and names - set(data):
+        raise ConfigError(f"{where}: missing key(s) {', '.join(sorted(names - set(data)))}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """``value`` checked against type ``hint`` (dataclass, Literal, Optional, tuple, bool/int/float/str)."""
+    if dataclasses.is_dataclass(hint):
+        return config_from_dict(hint, value, True, where)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} = {value!r}; expected one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} = {value!r}; expected a list")
+        return tuple(_coerce(args[0], v, where) for v in value)
+    return _scalar(hint, value, where)
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(hint)
+    if ok is None:
+        raise ConfigError(f"{where}: unsupported config type {hint}")
+    if not ok:
+        raise ConfigError(f"{where} = {value!r}; expected {hint.__name__}")
+    return float(value) if hint is float else value
+
+
+def save_config(path: Path, config: TrainConfig) -> None:
+    """Write RUN/config.json (plain JSON, indent 2)."""
+    Path(path).write_text(json.dumps(config_to_dict(config), indent=2) + "\n", encoding="utf-8")
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read RUN/config.json strictly (ConfigError on unknown keys or wrong types)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot read the run config ({err}); expected the JSON that train wrote")
+    return config_from_dict(TrainConfig, data, fill_defaults=True, where=str(path))

@@ -1,0 +1,345 @@
+"""Training loop of the NeRF stage: ``train(dataset, run_dir, config)``.
+
+One step: update the occupancy grid (the model decides the cadence), draw a random batch of training pixels,
+render their rays, MSE against the pixel colours (RGBA data over a random background, as instant-ngp), Adam
+(fused where supported; per-group lr/eps from ``NerfModel.param_groups``, e.g. eps 1e-15 for the hash tables as
+instant-ngp), and a learning-rate schedule of linear warm-up then steps down by ``lr_gamma`` at
+``lr_milestones`` of the run. With ``target_samples`` the ray count of the next batch follows the samples the
+last one produced (instant-ngp / nerfacc), so each step costs about the same.
+
+Resuming: a checkpoint holds the model (occupancy grid included), the optimiser, every RNG state (torch, numpy,
+Python, the ray batcher's own generator), the adaptive ray count and the training seconds so far, so a run
+killed at any moment and restarted with ``resume=True`` continues from its last checkpoint and ends at the same
+step with the same metrics as an uninterrupted run (bit-identical on CPU without a time budget).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..capture.dataset import Dataset
+from ..errors import CheckpointError, ConfigError, OutputExistsError
+from . import checkpoint as ckpt
+from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, save_config
+from .data import (
+    RayBatcher,
+    SceneTransform,
+    ViewSet,
+    is_bounded,
+    load_views,
+    normalize_scene,
+    resolve_device,
+    split_indices,
+    validate_dataset,
+    write_dataparser_transforms,
+)
+from .evaluate import evaluate_views, write_metrics
+from .metrics import psnr_from_mse
+
+MIN_BATCH_RAYS = 256
+
+
+@dataclass
+class TrainState:
+    """Everything of a run besides model and optimiser that a resume needs."""
+
+    step: int = 0
+    """Steps completed."""
+    num_rays: int = 4096
+    """Ray count of the next batch (adaptive with ``target_samples``)."""
+    train_seconds: float = 0.0
+    """Wall-clock seconds spent in training steps so far (evaluation and checkpoint writes excluded)."""
+    total_samples: int = 0
+    """Field samples processed in training so far."""
+    total_rays: int = 0
+    """Rays processed in training so far."""
+
+
+def load_any_dataset(dataset: Dataset | Path | str) -> Dataset:
+    """A Dataset as is, or read one from a path with the capture loader."""
+    if isinstance(dataset, Dataset):
+        return dataset
+    from ..capture.loader import load_dataset
+
+    return load_dataset(Path(dataset))
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Create RUN, or check it may be resumed / replaced (OutputExistsError, CheckpointError)."""
+    run_dir = Path(run_dir)
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no config.json); start it without --resume")
+        return
+    if exists and not overwrite:
+        raise OutputExistsError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue")
+    if exists:
+        if not (run_dir / "config.json").is_file():
+            raise OutputExistsError(f"{run_dir} is not empty and is not a nerfstage run; choose another output")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def scene_model_config(config: TrainConfig, bounded: bool) -> ModelConfig:
+    """The model config for the kind of scene: bounded (Blender) -> one cascade, no appearance embeddings;
+    unbounded -> contraction, at least ``unbounded_cascades`` cascades and a cone angle for the marcher."""
+    model = config.model
+    if bounded:
+        return dataclasses.replace(model, bounded=True, num_cascades=1, appearance_dim=0)
+    cone = model.cone_angle if model.cone_angle > 0 else config.unbounded_cone_angle
+    cascades = max(model.num_cascades, config.unbounded_cascades)
+    return dataclasses.replace(model, bounded=False, num_cascades=cascades, cone_angle=cone)
+
+
+def make_model(config: TrainConfig, scene_aabb: torch.Tensor, num_images: int, device: torch.device):
+    """The NerfModel of a run, seeded, on ``device``."""
+    from .renderer import NerfModel
+
+    torch.manual_seed(config.seed)
+    return NerfModel(config.model, scene_aabb=scene_aabb, num_images=num_images, seed=config.seed).to(device)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam over the model's parameter groups (betas 0.9/0.99 as instant-ngp), fused when supported; a group's
+    own "lr" wins over ``lr``."""
+    groups = [{"lr": lr, **group} for group in model.param_groups()]
+    try:
+        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=device.type in ("cpu", "cuda"))
+    except (RuntimeError, TypeError, ValueError):
+        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return optimizer
+
+
+def lr_factor(config: TrainConfig, step: int, seconds: float) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up, then ``lr_gamma`` at each milestone passed
+    (progress = the larger of step / steps and seconds / time budget)."""
+    warm = min(1.0, 0.01 + 0.99 * step / config.lr_warmup_steps) if config.lr_warmup_steps > 0 else 1.0
+    progress = step / max(config.steps, 1)
+    if config.time_budget_s:
+        progress = max(progress, seconds / config.time_budget_s)
+    passed = sum(1 for m in config.lr_milestones if progress >= m)
+    return warm * config.lr_gamma**passed
+
+
+def next_num_rays(config: TrainConfig, num_rays: int, num_samples: int) -> int:
+    """Ray count of the next batch so it produces about ``target_samples`` samples."""
+    if config.target_samples <= 0 or num_samples <= 0:
+        return num_rays
+    wanted = int(num_rays * config.target_samples / num_samples)
+    return max(MIN_BATCH_RAYS, min(config.max_batch_rays, wanted))
+
+
+def _model_generator_state(model: torch.nn.Module) -> torch.Tensor | None:
+    """State of the model's own sampling generator (stratified jitter), which is not part of its state_dict."""
+    generator = getattr(model, "generator", None)
+    return generator.get_state() if isinstance(generator, torch.Generator) else None
+
+
+class Trainer:
+    """Owns the model, optimiser, data and state of one run folder."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, run_dir: Path, scene: SceneTransform,
+                 scene_aabb: torch.Tensor):
+        self.config, self.run_dir = config, Path(run_dir)
+        self.device = resolve_device(config.device)
+        train_idx, eval_idx, self.split = split_indices(dataset, config.data.hold_every)
+        side = config.data.max_image_side
+        self.train_views = load_views(dataset, train_idx, scene, side).to(self.device)
+        eval_idx = eval_idx[:: config.data.eval_view_stride]
+        self.eval_views = load_views(dataset, eval_idx, scene, side) if eval_idx else None
+        self.model = make_model(config, scene_aabb, len(train_idx), self.device)
+        self.optimizer = make_optimizer(self.model, config.lr, self.device)
+        self.batcher = RayBatcher(self.train_views, config.seed, config.model.background)
+        self.scene_aabb = scene_aabb
+        self.state = TrainState(num_rays=config.batch_rays)
+
+    def step(self) -> dict[str, float]:
+        """One optimisation step; returns loss and the batch's sample / ray counts."""
+        cfg, state = self.config, self.state
+        factor = lr_factor(cfg, state.step, state.train_seconds)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        self.model.train()
+        self.model.update_occupancy(state.step)
+        batch = self.batcher.next(state.num_rays)
+        out = self.model.render_rays(batch["origins"], batch["directions"], batch["image_indices"],
+                                     batch["background"], training=True)
+        loss = torch.nn.functional.mse_loss(out["rgb"], batch["rgb"])
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+            self.optimizer.step()
+        samples = int(out["num_samples"])
+        rays = state.num_rays
+        state.num_rays = next_num_rays(cfg, rays, samples)
+        state.step += 1
+        state.total_samples += samples
+        state.total_rays += rays
+        return {"loss": float(loss.detach()), "samples": samples, "rays": rays}
+
+    def checkpoint(self) -> Path:
+        """Write the checkpoint of the current step."""
+        payload = {
+            "config": config_to_dict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": ckpt.rng_state(),
+            "batcher": self.batcher.state_dict(),
+            "model_generator": _model_generator_state(self.model),
+            "trainer": dataclasses.asdict(self.state),
+            "scene": {"aabb": self.scene_aabb.cpu(), "num_images": len(self.train_views)},
+        }
+        return ckpt.save_checkpoint(self.run_dir, self.state.step, payload, self.config.keep_checkpoints)
+
+    def restore(self, path: Path) -> None:
+        """Continue from checkpoint ``path``."""
+        data = ckpt.load_checkpoint(path, map_location="cpu")
+        self.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.batcher.load_state_dict(data["batcher"])
+        generator = getattr(self.model, "generator", None)
+        if isinstance(generator, torch.Generator) and data.get("model_generator") is not None:
+            generator.set_state(data["model_generator"])
+        ckpt.set_rng_state(data["rng"])
+        self.state = TrainState(**data["trainer"])
+
+    def quick_eval(self) -> float:
+        """PSNR of the first held-out view (progress feedback during training)."""
+        if self.eval_views is None:
+            return math.nan
+        result = evaluate_views(self.model, self.eval_views.subset([0]), self.device, self.config.eval_chunk)
+        return result["psnr"]
+
+    def run(self, progress: bool = True, on_step: Callable[[int], None] | None = None,
+            save_images: Path | None = None) -> dict[str, Any]:
+        """Train to ``config.steps`` (or the time budget), checkpoint, evaluate (renders saved to
+        ``save_images`` when given); returns the metrics dict."""
+        cfg, state = self.config, self.state
+        bar = tqdm(total=cfg.steps, initial=state.step, disable=not progress, desc="train", unit="step",
+                   dynamic_ncols=True)
+        window = {"loss": 0.0, "rays": 0, "seconds": 0.0, "n": 0}
+        while state.step < cfg.steps and not self._out_of_time():
+            start = time.perf_counter()
+            info = self.step()
+            elapsed = time.perf_counter() - start
+            state.train_seconds += elapsed
+            self._progress(bar, window, info, elapsed)
+            if cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0:
+                self.checkpoint()
+            if cfg.eval_every > 0 and state.step % cfg.eval_every == 0:
+                bar.write(f"step {state.step}: held-out view PSNR {self.quick_eval():.2f} dB")
+            if on_step is not None:
+                on_step(state.step)
+        bar.close()
+        if not ckpt.checkpoint_path(self.run_dir, state.step).exists():
+            self.checkpoint()
+        return self.final_metrics(progress, save_images)
+
+    def _out_of_time(self) -> bool:
+        budget = self.config.time_budget_s
+        return budget is not None and self.state.train_seconds >= budget
+
+    def _progress(self, bar, window: dict, info: dict, elapsed: float) -> None:
+        window["loss"] += info["loss"]
+        window["rays"] += info["rays"]
+        window["seconds"] += elapsed
+        window["n"] += 1
+        if window["n"] >= 10 or self.state.step == self.config.steps:
+            loss = window["loss"] / window["n"]
+            bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr_from_mse(loss):.2f}",
+                            rays_s=f"{window['rays'] / max(window['seconds'], 1e-9):.0f}", refresh=False)
+            bar.update(window["n"])
+            window.update(loss=0.0, rays=0, seconds=0.0, n=0)
+
+    def final_metrics(self, progress: bool, save_images: Path | None = None) -> dict[str, Any]:
+        """Evaluate the held-out views and write RUN/metrics.json."""
+        state = self.state
+        metrics: dict[str, Any] = {"psnr": math.nan, "ssim": math.nan}
+        start = time.perf_counter()
+        if self.eval_views is not None:
+            metrics = evaluate_views(self.model, self.eval_views, self.device, self.config.eval_chunk, progress,
+                                     save_images)
+        metrics["eval_seconds"] = time.perf_counter() - start
+        metrics.update(
+            split=self.split,
+            eval_views=0 if self.eval_views is None else len(self.eval_views),
+            steps=state.step,
+            train_seconds=state.train_seconds,
+            device=str(self.device),
+            samples_per_second=state.total_samples / max(state.train_seconds, 1e-9),
+            rays_per_second=state.total_rays / max(state.train_seconds, 1e-9),
+            encoding_backend=getattr(getattr(self.model, "encoding", None), "backend_name", None),
+        )
+        write_metrics(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+
+def train(
+    dataset: Dataset | Path | str | None,
+    run_dir: Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    resume_overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+    save_images: Path | None = None,
+) -> dict[str, Any]:
+    """Train a radiance field on ``dataset`` into ``run_dir``; returns the held-out metrics (also in
+    RUN/metrics.json). With ``resume`` the run's own config.json is used (``config`` is ignored;
+    ``resume_overrides`` may change steps / time budget / eval and checkpoint cadence / device / threads), and
+    training continues from the newest checkpoint (from step 0 when the run died before its first one).
+    ``dataset`` may be None on resume (the run's recorded dataset is used). ``on_step(step)`` is called after
+    every step (tests raise from it to simulate a kill). ``save_images``: folder for the final held-out renders
+    (``NAME.png`` and ``NAME_vs_gt.png``, ground truth | render)."""
+    run_dir = Path(run_dir)
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no config.json); start it without --resume")
+        config = _resumed_config(load_config(run_dir / "config.json"), resume_overrides or {})
+    config = config or TrainConfig()
+    resolve_device(config.device)
+    data = load_any_dataset(dataset if dataset is not None else config.dataset)
+    validate_dataset(data)
+    prepare_run_dir(run_dir, resume, overwrite)
+    config = dataclasses.replace(config, dataset=str(data.root), model=scene_model_config(config, is_bounded(data)))
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    ckpt.seed_everything(config.seed)
+    scene, aabb = normalize_scene(data)
+    save_config(run_dir / "config.json", config)
+    write_dataparser_transforms(run_dir / "dataparser_transforms.json", scene)
+    trainer = Trainer(config, data, run_dir, scene, torch.tensor(aabb, dtype=torch.float32))
+    latest = ckpt.latest_checkpoint(run_dir) if resume else None
+    if latest is not None:
+        trainer.restore(latest)
+    return trainer.run(progress=progress, on_step=on_step, save_images=save_images)
+
+
+_RESUME_OVERRIDABLE = ("steps", "time_budget_s", "eval_every", "device", "checkpoint_every", "num_threads")
+
+
+def _resumed_config(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config with the fields a resume may change replaced (ConfigError for any other field)."""
+    bad = sorted(set(overrides) - set(_RESUME_OVERRIDABLE))
+    if bad:
+        raise ConfigError(f"cannot change {', '.join(bad)} when resuming; only {', '.join(_RESUME_OVERRIDABLE)}")
+    merged = {**config_to_dict(saved), **overrides}
+    return config_from_dict(TrainConfig, merged)
+
+
+__all__ = ["TrainConfig", "TrainState", "Trainer", "train", "config_from_dict", "lr_factor"]

@@ -1,0 +1,135 @@
+"""nerf.trainer: a tiny synthetic scene trains to a PSNR threshold; kill-and-resume; schedule; run folder rules."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nerfstage.errors import CheckpointError, ConfigError, OutputExistsError
+from nerfstage.nerf.checkpoint import list_checkpoints
+from nerfstage.nerf.config import ModelConfig, TrainConfig
+from nerfstage.nerf.encoding import HashGridConfig
+from nerfstage.nerf.trainer import lr_factor, next_num_rays, train
+
+
+def write_tiny_scene(folder: Path, num_frames: int = 16, width: int = 48, height: int = 36) -> Path:
+    """The built-in synthetic room at thumbnail size (nerfstudio transforms.json with true poses)."""
+    from nerfstage.capture.synthetic import SyntheticOptions, write_synthetic_dataset
+
+    write_synthetic_dataset(folder, SyntheticOptions(num_frames=num_frames, width=width, height=height, seed=0))
+    return folder
+
+
+def tiny_config(steps: int, rays: int = 512, **overrides) -> TrainConfig:
+    """A small field and a coarse marcher: a few hundred ms per step on 2 CPU threads."""
+    model = ModelConfig(
+        encoding=HashGridConfig(num_levels=8, log2_hashmap_size=14, max_resolution=128),
+        hidden_dim=32, hidden_dim_color=32, appearance_dim=0, occupancy_resolution=16,
+        occupancy_warmup_steps=32, occupancy_update_every=4, render_step_size=0.05,
+    )
+    fields = dict(steps=steps, batch_rays=rays, target_samples=0, lr_warmup_steps=10, lr_milestones=(0.6, 0.85),
+                  checkpoint_every=1000, unbounded_cascades=2, num_threads=2, model=model)
+    return TrainConfig(**{**fields, **overrides})
+
+
+class Killed(Exception):
+    """Stands for SIGKILL in the middle of a run."""
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return write_tiny_scene(tmp_path_factory.mktemp("tiny_scene"))
+
+
+def constant_colour_psnr(scene: Path) -> float:
+    """Held-out PSNR of the best constant image (the training images' mean colour): the floor to beat."""
+    from nerfstage.capture.loader import load_dataset
+    from nerfstage.nerf.data import load_views, normalize_scene, split_indices
+    from nerfstage.nerf.metrics import psnr
+
+    dataset = load_dataset(scene)
+    train_idx, held, _ = split_indices(dataset)
+    transform, _ = normalize_scene(dataset)
+    mean = load_views(dataset, train_idx, transform).pixels.float().mean(0).numpy() / 255
+    views = load_views(dataset, held, transform)
+    return float(np.mean([psnr(np.broadcast_to(mean, (len(c), 3)), c.numpy())
+                          for c in (views.view_rays(v)[2] for v in range(len(views)))]))
+
+
+def test_tiny_scene_trains_to_psnr_threshold(scene, tmp_path):
+    start = time.perf_counter()
+    metrics = train(scene, tmp_path / "run", tiny_config(steps=60, lr_warmup_steps=5), progress=False)
+    seconds = time.perf_counter() - start
+    floor = constant_colour_psnr(scene)
+    # measured: held-out 18.49 dB / SSIM 0.173 after 60 steps (18.98 / 0.279 after 100); the best constant image
+    # scores 17.35 dB on this low-contrast room, so the bar is floor + 0.75 dB. Training takes ~35 s on 2 idle
+    # cores (200 s when the machine is 4x oversubscribed), hence the loose time bound.
+    assert metrics["psnr"] >= floor + 0.75, (metrics["psnr"], floor)
+    assert metrics["ssim"] >= 0.12
+    assert 0.0 < metrics["ssim"] <= 1.0
+    assert metrics["steps"] == 60 and metrics["eval_views"] == 2 and metrics["split"] == "every-8th"
+    assert seconds < 300.0, seconds
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("psnr", "ssim", "split", "eval_views", "steps", "train_seconds", "device", "samples_per_second"):
+        assert key in saved
+    assert saved["samples_per_second"] > 0 and saved["device"] == "cpu"
+    assert json.loads((tmp_path / "run" / "dataparser_transforms.json").read_text())["scale"] > 0
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [60]
+
+
+def test_kill_and_resume_matches_uninterrupted_run(scene, tmp_path):
+    config = tiny_config(steps=20, rays=256, checkpoint_every=5)
+    straight = train(scene, tmp_path / "straight", config, progress=False)
+
+    def kill_at_13(step: int) -> None:
+        if step == 13:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(scene, tmp_path / "killed", config, progress=False, on_step=kill_at_13)
+    assert [s for s, _ in list_checkpoints(tmp_path / "killed")] == [5, 10]
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    resumed = train(None, tmp_path / "killed", resume=True, progress=False)
+    assert resumed["steps"] == straight["steps"] == 20
+    assert resumed["psnr"] == pytest.approx(straight["psnr"], abs=0.05)
+    assert resumed["ssim"] == pytest.approx(straight["ssim"], abs=0.005)
+
+
+def test_resume_rules(scene, tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(scene, tmp_path / "never", resume=True, progress=False)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        train(scene, tmp_path / "busy", tiny_config(steps=1), progress=False)
+    with pytest.raises(OutputExistsError, match="not a nerfstage run"):
+        train(scene, tmp_path / "busy", tiny_config(steps=1), overwrite=True, progress=False)
+    train(scene, tmp_path / "run", tiny_config(steps=2), progress=False)
+    with pytest.raises(ConfigError, match="cannot change seed"):
+        train(None, tmp_path / "run", resume=True, resume_overrides={"seed": 3}, progress=False)
+    more = train(None, tmp_path / "run", resume=True, resume_overrides={"steps": 4}, progress=False)
+    assert more["steps"] == 4
+
+
+def test_lr_schedule_numbers():
+    config = TrainConfig(steps=1000, lr_warmup_steps=100, lr_milestones=(0.5, 0.75), lr_gamma=0.1)
+    assert lr_factor(config, 0, 0.0) == pytest.approx(0.01)
+    assert lr_factor(config, 50, 0.0) == pytest.approx(0.505)
+    assert lr_factor(config, 400, 0.0) == pytest.approx(1.0)
+    assert lr_factor(config, 500, 0.0) == pytest.approx(0.1)
+    assert lr_factor(config, 999, 0.0) == pytest.approx(0.01)
+    timed = TrainConfig(steps=1000, lr_warmup_steps=0, lr_milestones=(0.5,), lr_gamma=0.1, time_budget_s=10.0)
+    assert lr_factor(timed, 10, 6.0) == pytest.approx(0.1)  # the time budget runs out first
+
+
+def test_adaptive_ray_count():
+    config = TrainConfig(target_samples=1 << 16, max_batch_rays=1 << 14)
+    assert next_num_rays(config, 4096, 1 << 17) == 2048
+    assert next_num_rays(config, 4096, 1 << 10) == 1 << 14  # capped
+    assert next_num_rays(config, 4096, 0) == 4096
+    assert next_num_rays(TrainConfig(target_samples=0), 999, 12345) == 999
+    assert np.isfinite(next_num_rays(config, 256, 1 << 30))
