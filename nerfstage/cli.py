@@ -158,64 +158,6 @@ def eval_(
 
 
 @app.command()
-def train(
-    dataset: Annotated[
-        Optional[Path], typer.Argument(help="Dataset: transforms.json folder, Blender splits or COLMAP model.")
-    ] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder to write.")] = ...,
-    preset: Annotated[str, typer.Option(help="preview | default | quality (sized for the device).")] = "default",
-    steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides the preset).")] = None,
-    time_budget: Annotated[
-        Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUTPUT from its newest checkpoint.")] = False,
-    eval_every: Annotated[
-        Optional[int], typer.Option("--eval-every", help="Log a held-out view's PSNR every N steps (0 = off).")
-    ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of every random step.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-) -> None:
-    """Train a hash-grid radiance field on DATASET into the run folder OUTPUT (RUN/metrics.json at the end)."""
-    from nerfstage.errors import DatasetError
-    from nerfstage.nerf.config import build_config
-    from nerfstage.nerf.trainer import train as run_training
-
-    given = {"steps": steps, "time_budget_s": time_budget, "eval_every": eval_every, "seed": seed}
-    overrides = {k: v for k, v in given.items() if v is not None} | {"device": device}
-    if resume:
-        metrics = run_training(dataset, output, resume=True, resume_overrides=overrides, progress=not quiet)
-    else:
-        if dataset is None:
-            raise DatasetError("missing DATASET: give the dataset folder to train on (or --resume a run)")
-        config = build_config(preset, **overrides)
-        metrics = run_training(dataset, output, config, overwrite=overwrite, progress=not quiet)
-    print(
-        f"{metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on {metrics['eval_views']} "
-        f"views; {metrics['steps']} steps in {metrics['train_seconds']:.0f} s on {metrics['device']} "
-        f"({metrics['samples_per_second']:.0f} samples/s) -> {output}"
-    )
-
-
-@app.command("eval")
-def eval_(
-    run: Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")],
-    save_images: Annotated[
-        Optional[Path], typer.Option("--save-images", help="Write renders and ground-truth|render PNGs here.")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-) -> None:
-    """Re-compute RUN/metrics.json (held-out PSNR / SSIM) from the run's newest checkpoint."""
-    from nerfstage.nerf.evaluate import evaluate_run
-
-    metrics = evaluate_run(run, save_images=save_images, device=device, progress=not quiet)
-    print(f"{metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on "
-          f"{metrics['eval_views']} views (step {metrics['steps']}) -> {run / 'metrics.json'}")
-
-
-@app.command()
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = Path("demo_out"),
     frames: Annotated[int, typer.Option(help="Frames of synthetic footage.")] = 60,
