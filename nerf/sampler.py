@@ -1,16 +1,16 @@
 """Vectorised ray marching through the occupancy grid, returning packed samples as nerfacc does.
 
-Every ray is clipped to the grid's outer box and the near/far planes, then marched with a step that is fixed
-(``cone_angle = 0``, bounded scenes) or grows with distance as ``max(step, t * cone_angle)`` (unbounded scenes,
-instant-ngp's cone stepping). Both schedules have a closed form in a warped coordinate ``s`` in which the step is
-always 1, so all rays advance together in chunks of ``chunk_steps`` steps (one python iteration per chunk, never
-one per ray). Rays are clipped to the box of the occupied cells; groups of up to 16 steps are first tested
-against the grid's coarse (pooled, dilated) copy, and only groups that may touch occupied cells are tested step
-by step, so empty space costs one look-up per group. Samples in unoccupied cells are dropped. With a
-``sigma_fn`` (density only, evaluated without gradients, 16 samples per ray at a time and only for rays still
-transparent) samples with opacity below ``alpha_threshold`` are dropped too and a ray stops as soon as its
-transmittance falls below ``early_stop_eps`` -- the early ray termination of instant-ngp.
-Samples come back packed: one flat list sorted by ray, then by distance.
+Every ray is clipped to the box of the grid's occupied cells and to the near/far planes, then marched with a
+step that is fixed (``cone_angle = 0``, bounded scenes) or grows with distance as ``max(step, t * cone_angle)``
+(unbounded scenes, instant-ngp's cone stepping). Both schedules have a closed form in a warped coordinate ``s``
+in which the step is always 1, so all rays advance together in chunks of ``chunk_steps`` steps (one python
+iteration per chunk, never one per ray). Groups of up to 16 steps are first tested against the grid's coarse
+(pooled, dilated) copy, and only groups that may touch occupied cells are tested step by step, so empty space
+costs one look-up per group. Samples in unoccupied cells are dropped. With a ``sigma_fn`` (density, evaluated
+without gradients, 16 samples per ray at a time and only for rays still transparent) samples with opacity below
+``alpha_threshold`` are dropped too and a ray stops as soon as its transmittance falls below
+``early_stop_eps`` -- the early ray termination of instant-ngp. Samples come back packed: one flat list sorted
+by ray, then by distance.
 """
 
 from __future__ import annotations
