@@ -1,0 +1,42 @@
+"""Helpers shared by the capture benchmarks: work folders, machine line, pose-error summaries."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """The shared real captures (``NERFSTAGE_DATA``, default ``../shared/data``)."""
+    return Path(os.environ.get("NERFSTAGE_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+def work_dir(given: str | None, name: str) -> Path:
+    """``given`` (emptied) or a fresh temporary folder."""
+    if given:
+        path = Path(given)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+    return Path(tempfile.mkdtemp(prefix=f"nerfstage-{name}-"))
+
+
+def machine() -> str:
+    """One line describing where the figures were measured."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {load:.1f}"
+
+
+def pose_summary(rot_err: np.ndarray, centre_err: np.ndarray, size: float) -> str:
+    """``rotation mean/median/max deg, centre mean as % of the trajectory size``."""
+    return (
+        f"rotation error mean {rot_err.mean():.3f} / median {np.median(rot_err):.3f} / max {rot_err.max():.3f} deg; "
+        f"centre error mean {100 * centre_err.mean() / size:.3f} % of the trajectory size"
+    )
