@@ -40,13 +40,14 @@ def test_bounded_field_outputs_and_zero_density_outside():
     g = torch.Generator().manual_seed(1)
     points = torch.rand(500, 3, generator=g) * 4.0 - 2.0
     dirs = torch.nn.functional.normalize(torch.randn(500, 3, generator=g), dim=-1)
-    sigma, rgb = field(points, dirs, None)
+    with torch.no_grad():
+        sigma, rgb = field(points, dirs, None)
+        assert torch.equal(field.density(points), sigma)
     outside = (points.abs() > 1.0).any(dim=-1)
     assert sigma.shape == (500,) and rgb.shape == (500, 3)
     assert int(outside.sum()) > 100 and float(sigma[outside].abs().max()) == 0.0
     assert float(sigma[~outside].min()) > 0.0
     assert float(rgb.min()) >= 0.0 and float(rgb.max()) <= 1.0
-    assert torch.equal(field.density(points), sigma)
 
 
 def test_unbounded_field_maps_all_space_into_the_grid():
