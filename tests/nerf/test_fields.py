@@ -57,7 +57,7 @@ def test_unbounded_field_maps_all_space_into_the_grid():
     assert torch.allclose(x[0], torch.full((3,), 0.5)) and torch.allclose(x[1], torch.full((3,), 0.75))
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     assert torch.isclose(x[3, 0], torch.tensor(0.5 - 0.375))  # |x|=2 -> contracted radius 1.5
-    assert float(field.density(points).min()) > 0.0  # density everywhere, not only in the box
+    assert float(field.density(points).detach().min()) > 0.0  # density everywhere, not only in the box
 
 
 def test_appearance_embedding_per_image_and_mean_for_eval():
