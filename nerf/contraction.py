@@ -16,6 +16,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..errors import ConfigError
+
 ContractionNorm = Literal["inf", "l2"]
 
 
@@ -26,7 +28,7 @@ def contraction_norm(x: Float[Tensor, "n 3"], ord: ContractionNorm = "inf") -> F
     if ord == "l2":  # scaled by the largest component: no overflow for far points, finite gradient at 0
         biggest = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-30)  # [n, 1]
         return biggest[..., 0] * (x / biggest).square().sum(dim=-1).clamp_min(1e-20).sqrt()
-    raise ValueError(f"contraction norm {ord!r} is not supported; expected 'inf' or 'l2'")
+    raise ConfigError(f"contraction norm {ord!r} is not supported; expected 'inf' or 'l2'")
 
 
 def contract(x: Float[Tensor, "n 3"], ord: ContractionNorm = "inf") -> Float[Tensor, "n 3"]:

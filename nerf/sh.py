@@ -6,6 +6,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..errors import ConfigError
+
 
 def sh_dim(degree: int) -> int:
     """Number of SH coefficients of ``degree`` (bands 0..degree-1)."""
@@ -15,7 +17,7 @@ def sh_dim(degree: int) -> int:
 def sh_encode(directions: Float[Tensor, "n 3"], degree: int) -> Float[Tensor, "n d"]:
     """Evaluate the real SH basis at unit ``directions`` ([n, 3]); returns [n, degree**2]."""
     if not 1 <= degree <= 4:
-        raise ValueError(f"sh_degree {degree} is not supported; expected 1, 2, 3 or 4")
+        raise ConfigError(f"sh_degree {degree} is not supported; expected 1, 2, 3 or 4")
     x, y, z = directions.unbind(-1)
     out = [torch.full_like(x, 0.28209479177387814)]
     if degree > 1:
