@@ -180,6 +180,100 @@ def demo(
     print(f"files: {summary['workdir']}  (summary.json lists them)")
 
 
+def _triple(text: Optional[str], name: str) -> Optional[tuple[float, float, float]]:
+    """"x,y,z" -> (x, y, z); ConfigError naming the option otherwise."""
+    from .errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(f"{name} {text!r}: expected three comma-separated numbers, e.g. 0,0,0.2")
+    return values  # type: ignore[return-value]
+
+
+@app.command()
+def render(
+    run: Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")],
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output-file", help="OUT.mp4 (H.264) or a folder for numbered frames.")
+    ] = None,
+    path: Annotated[
+        str, typer.Option("--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (camera_path/keyframes).")
+    ] = "orbit",
+    save_path: Annotated[
+        Optional[Path], typer.Option("--save-path", help="Also save the path as a nerfstudio camera_path.json.")
+    ] = None,
+    camera: Annotated[
+        Optional[str], typer.Option(help="perspective | fisheye | equirectangular | cubemap | orthographic.")
+    ] = None,
+    width: Annotated[Optional[int], typer.Option(help="Frame width, pixels (default: the training images').")] = None,
+    height: Annotated[Optional[int], typer.Option(help="Frame height, pixels (cubemap cross: 3 x face size).")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).")] = None,
+    fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.")] = None,
+    what: Annotated[str, typer.Option("--output", help="rgb | depth | alpha | normal.")] = "rgb",
+    frame_format: Annotated[str, typer.Option("--format", help="Frames in a folder: png | exr | npy.")] = "png",
+    half: Annotated[bool, typer.Option("--half", help="EXR frames as half floats.")] = False,
+    max_rays_per_chunk: Annotated[
+        int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
+    ] = 1 << 16,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip frames already written and valid.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    center: Annotated[Optional[str], typer.Option(help="Orbit/spiral centre x,y,z (normalised frame).")] = None,
+    radius: Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).")] = None,
+    orbit_height: Annotated[
+        Optional[float], typer.Option("--orbit-height", help="Camera height above the centre (+z).")
+    ] = None,
+    turns: Annotated[float, typer.Option(help="Orbit / spiral revolutions.")] = 1.0,
+    focus_distance: Annotated[
+        Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject / lens focus distance.")
+    ] = None,
+    fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.")] = None,
+    aperture: Annotated[float, typer.Option(help="Thin-lens aperture radius (0 = pinhole).")] = 0.0,
+    lens_samples: Annotated[int, typer.Option("--lens-samples", help="Lens samples per pixel (DOF).")] = 1,
+    ease: Annotated[str, typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = "linear",
+    cubemap_layout: Annotated[str, typer.Option("--cubemap-layout", help="cross | strip | six.")] = "cross",
+    smoothing: Annotated[float, typer.Option(help="interpolate: smoothing of the training cameras.")] = 0.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Fly a virtual camera through a trained run: MP4, PNG/EXR/NPY frames, 360 plates, camera_path.json."""
+    from nerfstage.errors import ConfigError
+    from nerfstage.nerf.run import load_run
+    from nerfstage.render.pipeline import RenderOptions, check_options, render_path, save_path as write_path
+    from nerfstage.render.plan import ShotOptions
+
+    if output is None and save_path is None:
+        raise ConfigError("nothing to do: give -o OUT.mp4 / -o FOLDER and/or --save-path FILE.json")
+    shot = ShotOptions(
+        path=path, camera=camera, width=width, height=height, fps=fps, seconds=seconds, fov=fov,  # type: ignore
+        center=_triple(center, "--center"), radius=radius, height_above=orbit_height, turns=turns, ease=ease,
+        smoothing=smoothing, focus_distance=focus_distance, fov_end=fov_end, aperture=aperture,
+        cubemap_layout=cubemap_layout,  # type: ignore[arg-type]
+    )
+    options = RenderOptions(
+        output=what, frame_format=frame_format, half=half, max_rays_per_chunk=max_rays_per_chunk,  # type: ignore
+        lens_samples=lens_samples, resume=resume, overwrite=overwrite, progress=not quiet,
+    )
+    if output is not None:
+        check_options(output, options)
+    loaded = load_run(run, device=device)
+    built = write_path(loaded, save_path, shot, overwrite) if save_path is not None else None
+    if save_path is not None:
+        print(f"saved {len(built)} frames of camera path -> {save_path}")
+    if output is None:
+        return
+    result = render_path(loaded, output, shot, options, path=built)
+    print(
+        f"{result.frames} frames {result.width}x{result.height} @ {result.fps:g} fps ({result.rendered} rendered "
+        f"in {result.seconds:.1f} s, {result.rays_per_second:.0f} rays/s) -> {result.output}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:
