@@ -28,9 +28,13 @@ FLIP_DEG = 90.0
 """A jump of more than this between consecutive reference cameras marks a broken stretch of the reference."""
 
 
+MATCHER = "auto"
+"""``--matcher`` for every part (``auto`` unless given on the command line)."""
+
+
 def _capture(source, out, **options) -> tuple[CaptureResult, float]:
     start = time.perf_counter()
-    result = run_capture(source, out, CaptureOptions(**options))
+    result = run_capture(source, out, CaptureOptions(matcher=MATCHER, **options))
     wall = time.perf_counter() - start
     report = result.report
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items())
@@ -118,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="*", default=["all"], choices=[*PARTS, "all"])
     parser.add_argument("--work", default=None, help="work folder (emptied); default: a temporary folder")
+    parser.add_argument("--matcher", default="auto", choices=["auto", "sequential", "exhaustive"])
     args = parser.parse_args(argv)
+    global MATCHER
+    MATCHER = args.matcher
     work = work_dir(args.work, "capture-real")
     print(f"machine: {machine()}; data {data_root()}; work folder {work}")
     parts = list(PARTS) if "all" in args.parts else args.parts

@@ -24,8 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from ..errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
-from .sfm import CAMERA_MODELS, SfmCameraModel, SfmOptions, SfmResult, run_sfm
+from .sfm import CAMERA_MODELS, SfmCameraModel, SfmOptions, SfmResult, reconstruction_poses, run_sfm
 
 MIN_REGISTERED_FRACTION = 0.5
 """Below this fraction of registered frames the capture fails."""
@@ -33,6 +35,9 @@ WARN_REGISTERED_FRACTION = 0.9
 """Below this fraction of registered frames the capture succeeds with a warning."""
 EXHAUSTIVE_MAX_PHOTOS = 100
 """``matcher="auto"`` matches a photo folder exhaustively up to this many images, sequentially above."""
+FLIP_WARN_DEG = 120.0
+"""After exhaustive matching, a turn above this between frames adjacent in name order is reported as a likely
+mirror-flipped pose (symmetric scenes: beer_video/images flips 3 times exhaustively, never sequentially)."""
 
 
 @dataclass
@@ -113,6 +118,8 @@ def _check_options(input_path: Path | None, options: CaptureOptions) -> None:
         raise ConfigError(f"--max-size {options.max_size}: expected at least 64 pixels")
     if options.matcher not in ("auto", "sequential", "exhaustive"):
         raise ConfigError(f"--matcher {options.matcher!r}: expected auto, sequential or exhaustive")
+    if options.mapper not in ("incremental", "global"):
+        raise ConfigError(f"--mapper {options.mapper!r}: expected incremental or global")
     if options.camera_model not in CAMERA_MODELS:
         raise ConfigError(f"--camera-model {options.camera_model!r}: expected one of {', '.join(CAMERA_MODELS)}")
 
@@ -155,6 +162,8 @@ def _capture(input_path: Path, options: CaptureOptions, staging: Path) -> dict[s
     if not options.keep_database:
         (staging / "colmap" / "database.db").unlink(missing_ok=True)
     warnings = frames.pop("import_warnings") + _registration_warnings(sfm, input_path, sfm_options.matcher)
+    if sfm_options.matcher == "exhaustive":
+        warnings += flip_warnings(reconstruction_poses(sfm.reconstruction))
     start = time.perf_counter()
     summary = _write_dataset(sfm.reconstruction, staging)
     seconds["write"] = time.perf_counter() - start
@@ -226,6 +235,24 @@ def _registration_warnings(sfm: SfmResult, input_path: Path, matcher: str) -> li
     if fraction < WARN_REGISTERED_FRACTION:
         return [f"only {registered} of {total} frames registered ({fraction:.0%}); the rest are left out; {advice}"]
     return []
+
+
+def flip_warnings(poses: dict[str, np.ndarray]) -> list[str]:
+    """A warning when cameras adjacent in name order turn by more than FLIP_WARN_DEG (poses: name -> [4, 4])."""
+    names = sorted(poses)
+    flips = []
+    for prev, name in zip(names, names[1:]):
+        relative = poses[prev][:3, :3].T @ poses[name][:3, :3]
+        angle = np.degrees(np.arccos(np.clip((np.trace(relative) - 1.0) / 2.0, -1.0, 1.0)))
+        if angle > FLIP_WARN_DEG:
+            flips.append(f"{prev}->{name} ({angle:.0f} deg)")
+    if not flips:
+        return []
+    return [
+        f"camera turns by more than {FLIP_WARN_DEG:.0f} deg between consecutive frames {', '.join(flips[:5])}: "
+        "likely mirror-flipped poses of a symmetric scene; if the photos are in capture order, try --matcher "
+        "sequential"
+    ]
 
 
 # ----------------------------------------------------------------------------------------------- COLMAP input

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nerfstage.capture.loader import load_dataset
-from nerfstage.capture.pipeline import CaptureOptions, run_capture
+from nerfstage.capture.pipeline import CaptureOptions, flip_warnings, run_capture
 from nerfstage.capture.sfm import pose_errors, trajectory_size
 from nerfstage.capture.synthetic import SyntheticOptions, write_synthetic_video
 from nerfstage.errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
@@ -130,6 +130,7 @@ def test_noise_only_raises(tmp_path):
         (CaptureOptions(max_size=10), "--max-size"),
         (CaptureOptions(matcher="vocab"), "--matcher"),  # type: ignore[arg-type]
         (CaptureOptions(camera_model="FOO"), "--camera-model"),  # type: ignore[arg-type]
+        (CaptureOptions(mapper="hierarchical"), "--mapper"),  # type: ignore[arg-type]
         (CaptureOptions(colmap_model=Path("sparse/0")), "--images"),
     ],
 )
@@ -153,3 +154,17 @@ def test_colmap_model_converts_to_a_self_contained_dataset(shared_data, tmp_path
     again = run_capture(None, tmp_path / "beer", CaptureOptions(**{**options.__dict__, "overwrite": True}))
     assert again.report["frames_registered"] == 71 and not (tmp_path / "beer" / "marker").exists()
     assert _leftovers(tmp_path / "beer") == []
+
+
+def test_flip_warning_names_the_jump():
+    def turn(degrees: float) -> np.ndarray:
+        c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+        pose = np.eye(4)
+        pose[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        return pose
+
+    smooth = {f"frame_{i:05d}.jpg": turn(10.0 * i) for i in range(1, 8)}
+    assert flip_warnings(smooth) == []
+    flipped = dict(smooth, **{"frame_00004.jpg": turn(40.0 + 170.0)})
+    (warning,) = flip_warnings(flipped)
+    assert "frame_00003.jpg->frame_00004.jpg (180 deg)" in warning and "--matcher sequential" in warning
