@@ -65,6 +65,15 @@ def evaluate_views(
     }
 
 
+def encoding_backend(model: torch.nn.Module) -> str | None:
+    """The hash-grid backend the model's encoding runs on ("cpp", "torch", "tcnn", ...), when it has one."""
+    for module in model.modules():
+        name = getattr(module, "backend_name", None)
+        if isinstance(name, str):
+            return name
+    return None
+
+
 def _to_png(image: np.ndarray) -> np.ndarray:
     """[H, W, 3] float RGB in [0, 1] -> uint8 BGR for cv2.imwrite."""
     rgb = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -142,7 +151,7 @@ def evaluate_run(
         device=str(dev),
         samples_per_second=state["total_samples"] / max(state["train_seconds"], 1e-9),
         rays_per_second=state["total_rays"] / max(state["train_seconds"], 1e-9),
-        encoding_backend=getattr(getattr(model, "encoding", None), "backend_name", None),
+        encoding_backend=encoding_backend(model),
     )
     write_metrics(run_dir / "metrics.json", metrics)
     return metrics

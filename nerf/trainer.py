@@ -43,7 +43,7 @@ from .data import (
     validate_dataset,
     write_dataparser_transforms,
 )
-from .evaluate import evaluate_views, write_metrics
+from .evaluate import encoding_backend, evaluate_views, write_metrics
 from .metrics import psnr_from_mse
 
 MIN_BATCH_RAYS = 256
@@ -281,7 +281,7 @@ class Trainer:
             device=str(self.device),
             samples_per_second=state.total_samples / max(state.train_seconds, 1e-9),
             rays_per_second=state.total_rays / max(state.train_seconds, 1e-9),
-            encoding_backend=getattr(getattr(self.model, "encoding", None), "backend_name", None),
+            encoding_backend=encoding_backend(self.model),
         )
         write_metrics(self.run_dir / "metrics.json", metrics)
         return metrics

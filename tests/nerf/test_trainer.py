@@ -77,6 +77,7 @@ def test_tiny_scene_trains_to_psnr_threshold(scene, tmp_path):
     for key in ("psnr", "ssim", "split", "eval_views", "steps", "train_seconds", "device", "samples_per_second"):
         assert key in saved
     assert saved["samples_per_second"] > 0 and saved["device"] == "cpu"
+    assert saved["encoding_backend"] in ("cpp", "torch")
     assert json.loads((tmp_path / "run" / "dataparser_transforms.json").read_text())["scale"] > 0
     assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [60]
 
