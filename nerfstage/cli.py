@@ -202,7 +202,7 @@ def render(
         Optional[Path], typer.Option("-o", "--output-file", help="OUT.mp4 (H.264) or a folder for numbered frames.")
     ] = None,
     path: Annotated[
-        str, typer.Option("--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (camera_path/keyframes).")
+        str, typer.Option("--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (camera path).")
     ] = "orbit",
     save_path: Annotated[
         Optional[Path], typer.Option("--save-path", help="Also save the path as a nerfstudio camera_path.json.")
@@ -220,7 +220,7 @@ def render(
     half: Annotated[bool, typer.Option("--half", help="EXR frames as half floats.")] = False,
     max_rays_per_chunk: Annotated[
         int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
-    ] = 1 << 16,
+    ] = 1 << 13,
     resume: Annotated[bool, typer.Option("--resume", help="Skip frames already written and valid.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
