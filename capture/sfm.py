@@ -5,24 +5,29 @@ global mapping, and keeps the largest model. :func:`align_sim3` and :func:`pose_
 reference after a similarity alignment (tests and benchmarks use them).
 
 Why the ``tuning="fast"`` defaults. Measured with ``benchmarks/capture_speed.py`` (100 synthetic frames, 640x480,
-the same images for both, 2 CPU cores shared with other jobs, load average ~8): pycolmap's defaults (exhaustive +
-incremental) 956 s (extract 76, match 644, map 235); these settings 86 s (extract 20, match 32, map 34), ratio
-0.09; both register 100/100; mean rotation error 0.011 deg (defaults) vs 0.035 deg (ours).
+the same images for both, 2 CPU cores shared with other jobs, load average ~7): pycolmap's defaults (exhaustive +
+incremental) 675 s (extract 65, match 434, map 176), 100/100 registered, mean rotation error 0.0108 deg;
+these settings 193 s (extract 60, match 50, map 73, refine 11), ratio 0.29, 100/100, 0.0126 deg. Not yet "no
+worse": other runs of these settings on the same frames gave 0.0101-0.0116 deg (mapping is multi-threaded and
+not bit-reproducible), so ours and the defaults are within noise of each other, ours not reliably below.
 
-* SIFT at native resolution (``first_octave=0``), at most 4096 features. pycolmap's ``first_octave=-1`` doubles
-  the image first: ~3x the features (6000+ vs ~2100 here), ~3x the extraction time and ~9x the matching cost
-  per pair. Frames with a median below MIN_MEDIAN_FEATURES features (small or low-texture images: 109 on beer
-  frames at 360x640) are re-extracted with ``first_octave=-1``, without which those did not register.
-* Sequential matching with each frame's next 6 frames, ``quadratic_overlap`` off: a walk-around's frames
-  overlap mostly with their neighbours (overlap 10 + quadratic pairs: 2x the matching time, no better poses).
+* SIFT on the doubled image (``first_octave=-1``, as pycolmap does), at most 4096 features (default 8192).
+  Native resolution (``first_octave=0``) is ~3x cheaper but its keypoints are less precise: 0.032-0.035 deg
+  whatever the matching and mapping options, against 0.015 with the doubled image.
+* Sequential matching with each frame's next 6 frames plus the quadratic pairs (i+8, i+16, i+32, i+64): a
+  walk-around's frames overlap mostly with their neighbours (inliers per pair here: 1500 at distance 1, 200 at
+  16, 30 at 32); the long pairs tie the ends together (0.0206 -> 0.0196 deg for 30 s more matching).
 * Two-view RANSAC capped at 2000 trials (default 10000): neighbouring frames have high inlier ratios, so the
   adaptive stop ends far earlier; the cap only bounds the cost of pairs that do not overlap.
 * Incremental mapping with cheaper bundle adjustment: global BA only after the model grew by 60 % (default
   10 %), at most 30 (global) / 10 (local) solver iterations, one refinement round, local BA over 4 images
-  (default 6), and global BA skipping redundant points. On the same features, pycolmap's default mapping options
-  took 2x the mapping time for the same rotation error (0.03 deg).
-* What the speed costs: the sub-pixel precision of the doubled first octave. Ours with ``first_octave=-1``
-  gives 0.02 deg at ~4x the time; both are far below what NeRF training notices (tests require < 0.5 deg).
+  (default 6). Global BA keeps redundant points (``ba_global_ignore_redundant_points3D`` off: 0.0196 -> 0.0154
+  deg, no slower). pycolmap's default mapping options on the same matches: 0.0135 deg at 3x the mapping time.
+* A final refinement (:func:`_refine`, step ``refine``, ~10 s): drop observations whose reprojection error
+  exceeds max(REFINE_MIN_PX, REFINE_MEAN_FACTOR x mean error) and bundle-adjust to convergence. Mapping keeps
+  observations up to 4 px; the loose ones bend the trajectory (the error grew from the middle to both ends,
+  with the focal length 0.04 % long). On the same mapped model: 0.0154 -> 0.0101 deg (0.4 px: 0.0105; 1 px:
+  0.0115; a tight BA alone, without the filter: 0.035 -> 0.033 on native-resolution features).
 
 Camera model: ``SIMPLE_RADIAL`` (one focal length, one radial term; COLMAP's own default) unless asked
 otherwise. ``OPENCV`` frees fx, fy and four distortion terms, which weak captures cannot pin down: on 21 beer
@@ -57,8 +62,13 @@ SfmCameraModel = Literal["OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE"]
 Tuning = Literal["fast", "colmap"]
 
 CAMERA_MODELS: tuple[str, ...] = ("OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE")
-MIN_MEDIAN_FEATURES = 1000
-"""``fast`` tuning re-extracts features on doubled images when the median image has fewer than this many."""
+REFINE_MIN_PX = 0.5
+"""``fast`` tuning's final refinement drops observations whose reprojection error exceeds the larger of this
+(pixels) and REFINE_MEAN_FACTOR times the model's mean reprojection error, then re-runs global BA."""
+REFINE_MEAN_FACTOR = 1.5
+"""See REFINE_MIN_PX (keeps most observations of captures whose mean error is well above half a pixel)."""
+REFINE_MIN_POINTS_PER_IMAGE = 30
+"""The refinement is undone when it leaves a registered image with fewer 3D points than this."""
 
 
 @dataclass
@@ -123,7 +133,11 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
             _match(database, options)
         with steps.step("map", seconds, total=len(names)) as advance:
             models = _map(database, image_dir, work_dir / "models", options, advance)
-    return _keep_largest(models, work_dir, len(names), seconds)
+        best = _largest(models, len(names))
+        if options.tuning == "fast":
+            with steps.step("refine", seconds):
+                best = _refine(best, options)
+    return _write_model(best, models, work_dir, len(names), seconds)
 
 
 def _check_options(options: SfmOptions) -> None:
@@ -143,16 +157,9 @@ def _check_options(options: SfmOptions) -> None:
 
 
 def _extract(database: Path, image_dir: Path, options: SfmOptions) -> None:
-    """SIFT features into ``database``. ``fast`` tuning first tries the native resolution (``first_octave=0``)
-    and re-extracts with the image doubled (``first_octave=-1``, pycolmap's default) only when the median image
-    got fewer than MIN_MEDIAN_FEATURES features (small or low-texture frames)."""
-    if options.tuning == "colmap":
-        _extract_once(database, image_dir, options, first_octave=None)
-        return
-    _extract_once(database, image_dir, options, first_octave=0)
-    if _median_keypoints(database) < MIN_MEDIAN_FEATURES:
-        database.unlink()
-        _extract_once(database, image_dir, options, first_octave=-1)
+    """SIFT features into ``database``: pycolmap's defaults for ``colmap`` tuning; at most ``max_num_features``
+    per image on the doubled image (``first_octave=-1``, as pycolmap does) for ``fast`` tuning."""
+    _extract_once(database, image_dir, options, first_octave=None if options.tuning == "colmap" else -1)
 
 
 def _extract_once(database: Path, image_dir: Path, options: SfmOptions, first_octave: int | None) -> None:
@@ -175,17 +182,6 @@ def _extract_once(database: Path, image_dir: Path, options: SfmOptions, first_oc
     )
 
 
-def _median_keypoints(database: Path) -> float:
-    import pycolmap
-
-    db = pycolmap.Database.open(database)
-    try:
-        counts = [db.num_keypoints_for_image(image.image_id) for image in db.read_all_images()]
-    finally:
-        db.close()
-    return float(np.median(counts)) if counts else 0.0
-
-
 def _match(database: Path, options: SfmOptions) -> None:
     import pycolmap
 
@@ -203,7 +199,7 @@ def _match(database: Path, options: SfmOptions) -> None:
     pairing.num_threads = options.num_threads
     if options.tuning == "fast":
         pairing.overlap = options.sequential_overlap
-        pairing.quadratic_overlap = False
+        pairing.quadratic_overlap = True
     pycolmap.match_sequential(database, pairing_options=pairing, **kwargs)
 
 
@@ -241,7 +237,6 @@ def _incremental_options(options: SfmOptions) -> pycolmap.IncrementalPipelineOpt
         pipeline.ba_global_max_refinements = 1
         pipeline.ba_local_max_refinements = 1
         pipeline.mapper.ba_local_num_images = 4
-        pipeline.mapper.ba_global_ignore_redundant_points3D = True
     return pipeline
 
 
@@ -256,13 +251,39 @@ def _global_options(options: SfmOptions) -> pycolmap.GlobalPipelineOptions:
     return pipeline
 
 
-def _keep_largest(models: dict, work_dir: Path, num_images: int, seconds: dict[str, float]) -> SfmResult:
+def _largest(models: dict, num_images: int) -> pycolmap.Reconstruction:
     if not models:
         raise ReconstructionError(
             f"SfM on {num_images} images built no model: the frames share too few matches; try more overlap "
             "(a slower walk, more --frames) or --matcher exhaustive"
         )
-    best = max(models.values(), key=lambda rec: rec.num_reg_images())
+    return max(models.values(), key=lambda rec: rec.num_reg_images())
+
+
+def _refine(reconstruction: pycolmap.Reconstruction, options: SfmOptions) -> pycolmap.Reconstruction:
+    """Final global bundle adjustment on the precise observations only: drop observations whose reprojection
+    error exceeds max(REFINE_MIN_PX, REFINE_MEAN_FACTOR x mean error), then bundle-adjust to convergence (tight
+    tolerances). Returns the input unchanged when that would leave an image with too few points."""
+    import pycolmap
+
+    refined = pycolmap.Reconstruction(reconstruction)
+    threshold = max(REFINE_MIN_PX, REFINE_MEAN_FACTOR * refined.compute_mean_reprojection_error())
+    pycolmap.ObservationManager(refined).filter_all_points3D(threshold, 1.5)
+    if any(im.num_points3D < REFINE_MIN_POINTS_PER_IMAGE for im in refined.images.values() if im.has_pose):
+        return reconstruction
+    ba = pycolmap.BundleAdjustmentOptions()
+    ba.print_summary = False
+    solver = ba.ceres.solver_options
+    solver.num_threads = options.num_threads
+    solver.max_num_iterations = 300
+    solver.function_tolerance = solver.gradient_tolerance = solver.parameter_tolerance = 1e-12
+    pycolmap.bundle_adjustment(refined, ba)
+    return refined
+
+
+def _write_model(
+    best: pycolmap.Reconstruction, models: dict, work_dir: Path, num_images: int, seconds: dict[str, float]
+) -> SfmResult:
     sparse_dir = work_dir / "sparse" / "0"
     shutil.rmtree(sparse_dir, ignore_errors=True)
     sparse_dir.mkdir(parents=True)

@@ -110,7 +110,7 @@ def test_sfm_on_real_frames_matches_the_authors_model(tmp_path, shared_data, map
     assert result.num_images == 21
     assert result.reconstruction.num_reg_images() == 21
     assert (result.sparse_dir / "images.bin").is_file()
-    assert set(result.seconds) == {"extract", "match", "map"}
+    assert set(result.seconds) == {"extract", "match", "map", "refine"}
     estimate = reconstruction_poses(result.reconstruction)
     reference = reconstruction_poses(pycolmap.Reconstruction(beer / "sparse" / "0"))
     truth = np.stack([reference[n] for n in names])
