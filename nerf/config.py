@@ -149,10 +149,10 @@ PRESETS: dict[str, dict[str, dict]] = {
                  "data": {"max_image_side": 800}},
     },
     "default": {
-        "cpu": {"steps": 3000, "batch_rays": 1024, "target_samples": 1 << 15, "max_batch_rays": 8192,
+        "cpu": {"steps": 3000, "batch_rays": 256, "target_samples": 1 << 15, "max_batch_rays": 8192,
                 "checkpoint_every": 250, "time_budget_s": 660.0,
                 "model": {"encoding": {"log2_hashmap_size": 19, "max_resolution": 2048},
-                          "occupancy_warmup_steps": 64, "render_step_size": 0.01},
+                          "occupancy_resolution": 64, "occupancy_warmup_steps": 64, "render_step_size": 0.01},
                 "data": {"max_image_side": 800}},
         "cuda": {"steps": 5000, "batch_rays": 4096, "target_samples": 1 << 18, "max_batch_rays": 1 << 18,
                  "checkpoint_every": 1000, "data": {"max_image_side": 1600}},

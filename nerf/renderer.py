@@ -1,9 +1,9 @@
 """``NerfModel``: the field, its occupancy grid, the ray marcher and volume rendering behind one interface.
 
 Rays are in the normalised scene frame, directions are normalised here, and distances / depth are measured along
-the unit direction. Rendering a batch: march the occupancy grid (empty-space skipping, with a density-only pass
-without gradients for opacity skipping and early termination), evaluate the full field on the kept samples,
-composite. ``background=None`` composites over white (or black when ``config.background == "black"``): white is
+the unit direction. Rendering a batch: march the occupancy grid (empty-space skipping; at inference also a
+density-only pass without gradients for opacity skipping and early termination, whose densities and geometry
+features are reused), evaluate the (rest of the) field on the kept samples, composite. ``background=None`` composites over white (or black when ``config.background == "black"``): white is
 the Blender evaluation protocol; training with random backgrounds passes them explicitly.
 """
 
@@ -51,11 +51,13 @@ class NerfModel(nn.Module):
         self, origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], training: bool,
         keep_geometry: bool = False,
     ) -> RaySamples:
-        """Packed samples of unit-direction rays (no gradients); with ``keep_geometry`` each kept sample carries
-        its density and geometry features (``features`` [s, 1 + geo_feat_dim]) from the density pass."""
+        """Packed samples of unit-direction rays (no gradients). Training marches the occupancy grid only (as
+        instant-ngp trains: a density pass there would cost a third of a step on a CPU); inference adds the
+        density pass for early ray termination, and with ``keep_geometry`` each kept sample carries its density
+        and geometry features (``features`` [s, 1 + geo_feat_dim]) from it."""
         if self.generator.device != origins.device:
             self.generator = torch.Generator(device=origins.device).manual_seed(self.generator.initial_seed())
-        sigma_fn = self._density_and_geometry if keep_geometry else self.field.density
+        sigma_fn = None if training else (self._density_and_geometry if keep_geometry else self.field.density)
         with torch.no_grad():
             return march(origins, directions, self.occupancy, self.march_options(training),
                          sigma_fn=sigma_fn, generator=self.generator)
