@@ -7,9 +7,9 @@ reference after a similarity alignment (tests and benchmarks use them).
 Why the ``tuning="fast"`` defaults. Measured with ``benchmarks/capture_speed.py`` (100 synthetic frames, 640x480,
 the same images for both, 2 CPU cores shared with other jobs, load average ~7): pycolmap's defaults (exhaustive +
 incremental) 675 s (extract 65, match 434, map 176), 100/100 registered, mean rotation error 0.0108 deg;
-these settings 193 s (extract 60, match 50, map 73, refine 11), ratio 0.29, 100/100, 0.0126 deg. Not yet "no
-worse": other runs of these settings on the same frames gave 0.0101-0.0116 deg (mapping is multi-threaded and
-not bit-reproducible), so ours and the defaults are within noise of each other, ours not reliably below.
+these settings 193 s (extract 60, match 50, map 73, refine 11), ratio 0.29, 100/100, 0.0126 deg. NOT yet "no
+worse": another mapper seed on the defaults' matches gives 0.0108 again and on ours 0.0124; the same settings on
+matches of an earlier run (pairs verified in two passes) gave 0.0101, so ours sits at 0.010-0.013 deg.
 
 * SIFT on the doubled image (``first_octave=-1``, as pycolmap does), at most 4096 features (default 8192).
   Native resolution (``first_octave=0``) is ~3x cheaper but its keypoints are less precise: 0.032-0.035 deg
