@@ -106,7 +106,9 @@ def test_sfm_on_real_frames_matches_the_authors_model(tmp_path, shared_data, map
     for name in names:
         image = cv2.imread(str(beer / "images" / name))
         cv2.imwrite(str(images / name), cv2.resize(image, (360, 640), interpolation=cv2.INTER_AREA))
-    result = run_sfm(images, tmp_path / "colmap", SfmOptions(mapper=mapper), progress=False)
+    # one thread: pycolmap mapping is then reproducible (multi-threaded runs differ slightly, and under heavy
+    # load a run has drifted to ~2.8 deg on these 21 small frames)
+    result = run_sfm(images, tmp_path / "colmap", SfmOptions(mapper=mapper, num_threads=1), progress=False)
     assert result.num_images == 21
     assert result.reconstruction.num_reg_images() == 21
     assert (result.sparse_dir / "images.bin").is_file()
