@@ -5,9 +5,11 @@ the final name only when complete, so a crash or an error never leaves a partial
 ``FrameSequenceWriter`` numbers frames ``frame_00001.png ...`` and, with ``resume=True``, skips frames already on
 disk that read back whole at the right size (a truncated frame is redone).
 
-Colour: the renderer's RGB is scene-linear (linear sRGB / Rec.709 primaries, D65). PNG and MP4 get the sRGB
-transfer function applied once, in ``linear_to_srgb``; EXR stores the linear values and says so with a
-``chromaticities`` header attribute (Rec.709 primaries, D65 white).
+Colour: these writers take PNG/MP4 frames as sRGB-encoded values and EXR frames as scene-linear values
+(linear sRGB / Rec.709 primaries, D65), which EXR declares with a ``chromaticities`` header attribute. The
+radiance field predicts sRGB-encoded colour (it is trained on sRGB images, as in nerfstudio); the one place that
+turns its output into what each format takes is ``nerfstage.render.pipeline.encode_rgb``, using the transfer
+functions below.
 """
 
 from __future__ import annotations
