@@ -153,7 +153,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "default": {
         "cpu": {"steps": 6000, "batch_rays": 256, "target_samples": 1 << 15, "max_batch_rays": 8192,
-                "checkpoint_every": 250, "time_budget_s": 660.0,
+                "checkpoint_every": 250, "time_budget_s": 600.0,
                 "model": {"encoding": {"log2_hashmap_size": 19, "max_resolution": 2048},
                           "occupancy_resolution": 64, "occupancy_warmup_steps": 64, "render_step_size": 0.01,
                           "alpha_threshold": 1.0e-3},
