@@ -40,3 +40,19 @@ def pose_summary(rot_err: np.ndarray, centre_err: np.ndarray, size: float) -> st
         f"rotation error mean {rot_err.mean():.3f} / median {np.median(rot_err):.3f} / max {rot_err.max():.3f} deg; "
         f"centre error mean {100 * centre_err.mean() / size:.3f} % of the trajectory size"
     )
+
+
+def train_config(args):
+    """The training config of a NeRF benchmark: ``args.preset`` on ``args.device`` with ``args.threads`` CPU
+    threads (also applied to this process) and the optional ``args.steps`` / ``args.time_budget`` overrides."""
+    import torch
+
+    from nerfstage.nerf.config import build_config
+
+    torch.set_num_threads(args.threads)
+    overrides = {"num_threads": args.threads}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.time_budget is not None:
+        overrides["time_budget_s"] = args.time_budget
+    return build_config(args.preset, args.device, **overrides)

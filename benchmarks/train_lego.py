@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import train_config
+
 REPO = Path(__file__).resolve().parents[1]
 PSNR_BAR, MINUTES_BAR = 28.0, 15.0
 
@@ -41,18 +43,9 @@ def parse() -> argparse.Namespace:
 
 def main() -> int:
     args = parse()
-    import torch
-
-    from nerfstage.nerf.config import build_config
     from nerfstage.nerf.trainer import train
 
-    torch.set_num_threads(args.threads)
-    overrides = {"num_threads": args.threads}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    if args.time_budget is not None:
-        overrides["time_budget_s"] = args.time_budget
-    config = build_config(args.preset, args.device, **overrides)
+    config = train_config(args)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, eval_view_stride=args.eval_stride))
     out = args.out or Path(tempfile.mkdtemp(prefix="nerfstage-lego-")) / "run"
     start = time.perf_counter()
