@@ -17,7 +17,7 @@ Names are imported lazily (PEP 562) so that ``import nerfstage.export`` stays ch
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "density_grid": ("DensityGrid", "GridOptions", "crop_box_from_cameras", "crop_box_from_points",
@@ -29,11 +29,5 @@ _EXPORTS = {
     "texture": ("TextureOptions", "bake_texture"),
     "track": ("TrackedFrame", "apply_overscan", "euler_rotation", "read_track", "to_normalized"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_MODULE_OF = {name: f".{module}" for module, names in _EXPORTS.items() for name in names}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _MODULE_OF, globals())

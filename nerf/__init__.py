@@ -9,8 +9,7 @@ Public API (imported lazily, so ``import nerfstage.nerf`` loads neither torch ex
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from .._lazy import lazy_exports
 
 _LAZY = {
     "train": ".trainer",
@@ -24,10 +23,4 @@ _LAZY = {
     "PRESETS": ".config",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name], __name__), name)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

@@ -17,7 +17,7 @@ import PerspectiveCamera`` works as usual.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "cameras": ("PerspectiveCamera", "FisheyeCamera", "OrthographicCamera", "ThinLens", "camera_for_path",
@@ -31,11 +31,5 @@ _EXPORTS = {
     "paths": ("CameraPath", "Keyframe", "PathSettings", "dolly_zoom_path", "interpolate_path", "keyframe_path",
               "orbit_path", "read_camera_path", "read_keyframes", "spiral_path", "write_camera_path"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_MODULE_OF = {name: f".{module}" for module, names in _EXPORTS.items() for name in names}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _MODULE_OF, globals())
