@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..capture.dataset import Dataset
+from ..capture.dataset import Dataset, Intrinsics, convert_camera_axes
 from ..errors import CheckpointError, ConfigError, OutputExistsError
 from . import checkpoint as ckpt
 from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, save_config
@@ -39,6 +40,7 @@ from .data import (
     load_views,
     normalize_scene,
     resolve_device,
+    camera_table,
     split_indices,
     validate_dataset,
     write_dataparser_transforms,
@@ -63,6 +65,27 @@ class TrainState:
     """Field samples processed in training so far."""
     total_rays: int = 0
     """Rays processed in training so far."""
+
+
+@dataclass
+class TrainStepInfo:
+    """What a ``train(..., callback=)`` receives after every step (cheap to build: no rendering, no sync)."""
+
+    step: int
+    """Steps completed (1 after the first step)."""
+    total_steps: int
+    """``config.steps``: the run ends there (or earlier, at its time budget)."""
+    loss: float
+    """MSE of this step's batch."""
+    psnr: float
+    """PSNR of this step's batch (from ``loss``; training pixels, not held-out views)."""
+    rays_per_second: float
+    """Rays of this step's batch / its wall-clock seconds."""
+    seconds: float
+    """Training seconds so far (steps only; evaluation and checkpoint writes excluded)."""
+    trainer: Trainer
+    """The running trainer: ``trainer.render_camera(...)`` / ``render_rays(...)`` render the current field under
+    ``trainer.model_lock`` from any thread; ``trainer.scene`` maps dataset poses into the normalised frame."""
 
 
 def load_any_dataset(dataset: Dataset | Path | str) -> Dataset:
@@ -163,8 +186,10 @@ class Trainer:
         self.model = make_model(config, scene_aabb, len(train_idx), self.device)
         self.optimizer = make_optimizer(self.model, config.lr, self.device)
         self.batcher = RayBatcher(self.train_views, config.seed, config.model.background)
-        self.scene_aabb = scene_aabb
+        self.scene_aabb, self.scene = scene_aabb, scene
         self.state = TrainState(num_rays=config.batch_rays)
+        self.model_lock = threading.Lock()
+        """Held during every optimisation step; take it to read or render the model from another thread."""
 
     def step(self) -> dict[str, float]:
         """One optimisation step; returns loss and the batch's sample / ray counts."""
@@ -189,6 +214,31 @@ class Trainer:
         state.total_samples += samples
         state.total_rays += rays
         return {"loss": float(loss.detach()), "samples": samples, "rays": rays}
+
+    @torch.no_grad()
+    def render_rays(self, origins: torch.Tensor, directions: torch.Tensor, height: int, width: int,
+                    chunk: int | None = None) -> dict[str, torch.Tensor]:
+        """Render rays of the normalised scene frame (origins, directions [H*W, 3], row-major) with the current
+        field, between training steps (waits on ``model_lock``): "rgb" [H, W, 3], "depth", "accumulation" [H, W]
+        on the CPU. Evaluation rendering (no jitter, mean appearance embedding, white background)."""
+        with self.model_lock:
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                out = self.model.render_image(origins.to(self.device), directions.to(self.device), height, width,
+                                              chunk=chunk or self.config.eval_chunk)
+            finally:
+                self.model.train(was_training)
+        return {k: v.cpu() for k, v in out.items() if k != "num_samples"}
+
+    def render_camera(self, world_from_cam, intrinsics: Intrinsics) -> dict[str, torch.Tensor]:
+        """Render a camera with the current field: ``world_from_cam`` [4, 4] camera-to-world in the normalised
+        scene frame with OpenGL camera axes (as camera_path.json), ``intrinsics`` its pinhole (+distortion)."""
+        pose = torch.as_tensor(convert_camera_axes(world_from_cam)[:3], dtype=torch.float32)  # [3, 4] OpenCV
+        coords = torch.from_numpy(camera_table(intrinsics))  # [H*W, 2]
+        dirs = torch.cat([coords, torch.ones_like(coords[:, :1])], dim=-1) @ pose[:, :3].T  # [H*W, 3]
+        origins = pose[:, 3].expand_as(dirs)
+        return self.render_rays(origins, dirs, intrinsics.height, intrinsics.width)
 
     def checkpoint(self) -> Path:
         """Write the checkpoint of the current step."""
@@ -224,29 +274,39 @@ class Trainer:
         return result["psnr"]
 
     def run(self, progress: bool = True, on_step: Callable[[int], None] | None = None,
-            save_images: Path | None = None) -> dict[str, Any]:
+            save_images: Path | None = None,
+            callback: Callable[[TrainStepInfo], None] | None = None) -> dict[str, Any]:
         """Train to ``config.steps`` (or the time budget), checkpoint, evaluate (renders saved to
-        ``save_images`` when given); returns the metrics dict."""
+        ``save_images`` when given); returns the metrics dict. ``callback`` gets a :class:`TrainStepInfo` after
+        every step, outside ``model_lock``."""
         cfg, state = self.config, self.state
         bar = tqdm(total=cfg.steps, initial=state.step, disable=not progress, desc="train", unit="step",
                    dynamic_ncols=True)
         window = {"loss": 0.0, "rays": 0, "seconds": 0.0, "n": 0}
         while state.step < cfg.steps and not self._out_of_time():
-            start = time.perf_counter()
-            info = self.step()
-            elapsed = time.perf_counter() - start
-            state.train_seconds += elapsed
+            with self.model_lock:
+                start = time.perf_counter()
+                info = self.step()
+                elapsed = time.perf_counter() - start
+                state.train_seconds += elapsed
             self._progress(bar, window, info, elapsed)
             if cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0:
                 self.checkpoint()
             if cfg.eval_every > 0 and state.step % cfg.eval_every == 0:
                 bar.write(f"step {state.step}: held-out view PSNR {self.quick_eval():.2f} dB")
+            if callback is not None:
+                callback(self._step_info(info, elapsed))
             if on_step is not None:
                 on_step(state.step)
         bar.close()
         if not ckpt.checkpoint_path(self.run_dir, state.step).exists():
             self.checkpoint()
         return self.final_metrics(progress, save_images)
+
+    def _step_info(self, info: dict, elapsed: float) -> TrainStepInfo:
+        return TrainStepInfo(step=self.state.step, total_steps=self.config.steps, loss=info["loss"],
+                             psnr=psnr_from_mse(info["loss"]), rays_per_second=info["rays"] / max(elapsed, 1e-9),
+                             seconds=self.state.train_seconds, trainer=self)
 
     def _out_of_time(self) -> bool:
         budget = self.config.time_budget_s
@@ -298,6 +358,7 @@ def train(
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
     save_images: Path | None = None,
+    callback: Callable[[TrainStepInfo], None] | None = None,
 ) -> dict[str, Any]:
     """Train a radiance field on ``dataset`` into ``run_dir``; returns the held-out metrics (also in
     RUN/metrics.json). With ``resume`` the run's own config.json is used (``config`` is ignored;
@@ -305,7 +366,8 @@ def train(
     training continues from the newest checkpoint (from step 0 when the run died before its first one).
     ``dataset`` may be None on resume (the run's recorded dataset is used). ``on_step(step)`` is called after
     every step (tests raise from it to simulate a kill). ``save_images``: folder for the final held-out renders
-    (``NAME.png`` and ``NAME_vs_gt.png``, ground truth | render)."""
+    (``NAME.png`` and ``NAME_vs_gt.png``, ground truth | render). ``callback(TrainStepInfo)`` is called after
+    every step (a live viewer renders through ``info.trainer.render_camera`` under ``info.trainer.model_lock``)."""
     run_dir = Path(run_dir)
     if resume:
         if not (run_dir / "config.json").is_file():
@@ -327,7 +389,7 @@ def train(
     latest = ckpt.latest_checkpoint(run_dir) if resume else None
     if latest is not None:
         trainer.restore(latest)
-    return trainer.run(progress=progress, on_step=on_step, save_images=save_images)
+    return trainer.run(progress=progress, on_step=on_step, save_images=save_images, callback=callback)
 
 
 _RESUME_OVERRIDABLE = ("steps", "time_budget_s", "eval_every", "device", "checkpoint_every", "num_threads")
@@ -342,4 +404,4 @@ def _resumed_config(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfi
     return config_from_dict(TrainConfig, merged)
 
 
-__all__ = ["TrainConfig", "TrainState", "Trainer", "train", "config_from_dict", "lr_factor"]
+__all__ = ["TrainConfig", "TrainState", "TrainStepInfo", "Trainer", "train", "config_from_dict", "lr_factor"]

@@ -134,3 +134,50 @@ def test_adaptive_ray_count():
     assert next_num_rays(config, 4096, 0) == 4096
     assert next_num_rays(TrainConfig(target_samples=0), 999, 12345) == 999
     assert np.isfinite(next_num_rays(config, 256, 1 << 30))
+
+
+def test_callback_every_step_and_viewer_renders_under_the_lock(scene, tmp_path):
+    """A viewer thread renders the current field between steps: the step count never moves while it holds
+    ``model_lock``, and ``render_camera`` (OpenGL pose, normalised frame) matches the training rays' render."""
+    import threading
+
+    import torch
+
+    from nerfstage.capture.loader import load_dataset
+    from nerfstage.nerf.metrics import psnr_from_mse
+
+    infos, renders, held, stop = [], [], [], threading.Event()
+
+    def viewer(trainer) -> None:
+        frame = load_dataset(scene).frames[1]  # frame 1 is a training view (0 is held out)
+        pose = trainer.scene.apply(np.asarray(frame.world_from_cam)[None])[0]
+        while not stop.is_set() and len(renders) < 3:
+            with trainer.model_lock:  # training cannot step while a viewer holds the lock
+                before = trainer.state.step
+                time.sleep(0.05)
+                held.append((before, trainer.state.step))
+            renders.append(trainer.render_camera(pose, frame.intrinsics)["rgb"])  # takes the lock itself
+
+    def callback(info) -> None:
+        assert not info.trainer.model_lock.locked()
+        infos.append(info)
+        if info.step == 1:
+            threading.Thread(target=viewer, args=(info.trainer,), daemon=True).start()
+
+    metrics = train(scene, tmp_path / "run", tiny_config(steps=25, rays=256), progress=False, callback=callback)
+    stop.set()
+    assert [i.step for i in infos] == list(range(1, 26)) and all(i.total_steps == 25 for i in infos)
+    assert all(np.isfinite(i.loss) and i.psnr == pytest.approx(psnr_from_mse(i.loss)) for i in infos)
+    assert all(i.rays_per_second > 0 for i in infos)
+    assert np.all(np.diff([i.seconds for i in infos]) > 0)
+    assert infos[-1].seconds == pytest.approx(metrics["train_seconds"])
+    assert len(renders) >= 1 and renders[0].shape == (36, 48, 3) and held
+    assert all(before == after for before, after in held), held
+    trainer = infos[-1].trainer
+    view = trainer.train_views.frame_indices.index(1)
+    origins, dirs, colours = trainer.train_views.view_rays(view)
+    via_rays = trainer.render_rays(origins, dirs, 36, 48)["rgb"]
+    frame = load_dataset(scene).frames[1]
+    via_camera = trainer.render_camera(trainer.scene.apply(np.asarray(frame.world_from_cam)[None])[0],
+                                       frame.intrinsics)["rgb"]
+    assert torch.allclose(via_rays, via_camera, atol=1e-4), float((via_rays - via_camera).abs().max())
