@@ -1,0 +1,355 @@
+"""360 plates for LED walls and image-based lighting: a latlong (equirectangular) or cubemap panorama of a run.
+
+``export_panorama(run, "plate.exr", PanoramaOptions(width=8192))`` renders the full sphere seen from one point.
+
+Where and which way
+-------------------
+``position`` is a point in the **dataset frame** (the world of the run's ``transforms.json``); it is mapped into
+the normalised frame with the run's ``dataparser_transforms.json``. Without it the panorama is taken from the
+scene centre (the normalised frame's origin: the mean camera position of a real capture, the object centre of a
+Blender scene), or from training camera ``camera_index``. Orientation: with ``camera_index`` the panorama looks
+where that camera looks (its up is the camera's up); otherwise it is level in the normalised frame (+Z up, the
+mean camera up) and its centre column looks along +Y. ``yaw`` turns it left (counter-clockwise seen from above),
+``pitch`` up and ``roll`` clockwise as seen from behind, in degrees, applied in the panorama's own frame (the
+pan/tilt/roll head of ``track.py``).
+
+Layouts and files
+-----------------
+* ``latlong``: ``width`` x ``height`` (default ``width / 2``) equirectangular image, nerfstudio's orientation
+  (``render/equirect.py``): the centre column is the forward view, the top row straight up. EXR files carry
+  ``envmap = latlong`` (what Unreal's Media Plate and HDRI backdrops read).
+* ``cubemap`` + ``six``: six ``face_size``-square files ``NAME_posx.EXT, NAME_negx, NAME_posy, NAME_negy,
+  NAME_posz, NAME_negz``, in the OpenGL / DirectX cube-map convention (``GL_TEXTURE_CUBE_MAP_POSITIVE_X`` ...;
+  DDS/KTX cube textures, three.js and media servers that take six cube faces use it): seen from the panorama
+  centre with the panorama's forward view as ``posz``, ``negz`` behind, ``posx`` to the right, ``negx`` to the
+  left, ``posy`` up (top edge towards ``negz``), ``negy`` down (top edge towards ``posz``). These are
+  ``render/cubemap.py``'s faces with +Z and -Z swapped, as that module documents for GL samplers.
+* ``cubemap`` + ``cross``: one horizontal-cross image 4 x 3 faces (``render/cubemap.py``: left, front, right,
+  back in the middle row, up above and down below the front face); the six empty cells have alpha 0.
+
+Formats (the output's extension decides): ``.exr`` scene-linear RGBA (half float unless ``half=False``,
+ZIP-compressed, tiled 256 x 256), Rec.709 primaries / D65 ``chromaticities`` and ``colorSpace = lin_rec709`` in
+the header, colour over black (premultiplied, as EXR expects); ``.png`` 8-bit sRGB RGB over white (as
+``nerfstage render``). Colour conversion as ``render.pipeline.encode_rgb``.
+
+Memory
+------
+The image is rendered in ``tile_size`` x ``tile_size`` tiles (0 = one tile: no tiling), each in chunks of at most
+``max_rays_per_chunk`` rays; finished tiles go into a half-float scratch file on disk (``np.memmap`` next to the
+output, removed at the end) that is written into the final file in one pass. RAM therefore holds one tile's rays
+and pixels (``TILE_BYTES_PER_PIXEL`` each) plus, during the final write, at most the encoded image
+(``width * height * 8`` bytes for half RGBA: 1 GiB at 16384 x 8192). :func:`estimate_memory` is that rule;
+``export_panorama`` refuses a request over ``memory_budget_bytes`` before rendering. Every file is written to a
+temp name and renamed when complete: an error leaves nothing under the final name.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, InputError
+from .track import WORLD_FROM_CAM_REST, euler_rotation
+
+PanoramaLayout = Literal["latlong", "cubemap"]
+CubemapFiles = Literal["six", "cross"]
+FORMATS = (".exr", ".png")
+"""Output extensions ``export_panorama`` writes."""
+CUBE_FILE_FACES = (("posx", 0), ("negx", 1), ("posy", 2), ("negy", 3), ("posz", 5), ("negz", 4))
+"""(file suffix, index into ``render.cubemap.FACE_NAMES``) of the six files: GL convention, +Z/-Z swapped."""
+TILE_BYTES_PER_PIXEL = 96
+"""RAM per pixel of a tile: pixel index (8), ray origin + direction (24, twice while generated), valid flag,
+rgb + alpha + depth (20) and the float32 RGBA tile (16), rounded up."""
+EXR_TILE = 256
+"""Tile size of the tiled EXR files written."""
+LIN_REC709 = "lin_rec709"
+"""``colorSpace`` header value of the EXR files (OCIO / ACES config role name of scene-linear Rec.709)."""
+
+
+@dataclass(frozen=True)
+class PanoramaOptions:
+    """What panorama to render and how (see the module docstring for position, orientation and files)."""
+
+    width: int = 4096
+    """Latlong width in pixels (360 degrees); also sets the default cubemap face size."""
+    height: int = 0
+    """Latlong height in pixels (180 degrees); 0 = width / 2."""
+    layout: PanoramaLayout = "latlong"
+    """latlong (one equirectangular image) | cubemap (six faces)."""
+    cubemap_layout: CubemapFiles = "six"
+    """Cubemap files: six (one file per face, NAME_posx ...) | cross (one horizontal-cross image)."""
+    face_size: int = 0
+    """Cubemap face side in pixels; 0 = width / 4 (the latlong's pixel density at the equator)."""
+    position: tuple[float, float, float] | None = None
+    """Panorama centre in dataset coordinates; None = the scene centre (or ``camera_index``'s position)."""
+    camera_index: int | None = None
+    """Take position and orientation from this camera of the run's dataset (index into its frames)."""
+    yaw: float = 0.0
+    """Turn left by this many degrees (about the panorama's up axis)."""
+    pitch: float = 0.0
+    """Tilt up by this many degrees."""
+    roll: float = 0.0
+    """Roll clockwise (seen from behind) by this many degrees."""
+    tile_size: int = 1024
+    """Tile side in pixels; 0 renders the whole image at once (subject to ``memory_budget_bytes``)."""
+    memory_budget_bytes: int = 4 << 30
+    """RAM the panorama's buffers may take (rule in ``estimate_memory``); larger requests are refused."""
+    half: bool = True
+    """EXR as half floats (float32 otherwise)."""
+    max_rays_per_chunk: int = 1 << 15
+    """Rays sent to the model at once (bounds the model's working memory)."""
+    overwrite: bool = False
+    """Replace existing output files."""
+    progress: bool = True
+    """Show a progress bar over the tiles."""
+
+
+@dataclass
+class PanoramaResult:
+    """What ``export_panorama`` wrote."""
+
+    files: list[Path]
+    """Files written (one, or six cube faces)."""
+    width: int
+    """Width of the rendered image (latlong, cross, or six faces side by side), pixels."""
+    height: int
+    """Height of the rendered image, pixels."""
+    seconds: float
+    """Wall-clock seconds (rendering and writing)."""
+    peak_tile_bytes: int
+    """RAM of the largest tile's ray and pixel buffers (TILE_BYTES_PER_PIXEL rule; the model's own working
+    memory per chunk comes on top)."""
+    tiles: int = 0
+    """Tiles rendered."""
+    world_from_cam: np.ndarray = field(default_factory=lambda: np.eye(4))
+    """[4, 4] pose of the panorama centre, normalised frame, OpenGL axes."""
+
+
+def output_format(path: Path) -> str:
+    """``exr`` or ``png`` from the output's extension; ConfigError otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f"{path}: unknown panorama extension '{Path(path).suffix}'; expected .exr or .png")
+    return suffix[1:]
+
+
+def output_files(path: Path, options: PanoramaOptions) -> list[Path]:
+    """The files a panorama writes: ``path``, or its six ``_posx ... _negz`` siblings."""
+    path = Path(path)
+    if options.layout == "cubemap" and options.cubemap_layout == "six":
+        return [path.with_name(f"{path.stem}_{name}{path.suffix}") for name, _ in CUBE_FILE_FACES]
+    return [path]
+
+
+def panorama_camera(options: PanoramaOptions):
+    """The render camera: EquirectangularCamera, or a CubemapCamera (strip for six files, or cross)."""
+    from ..render.cubemap import CubemapCamera
+    from ..render.equirect import EquirectangularCamera
+
+    width = int(options.width)
+    if width < 4:
+        raise ConfigError(f"panorama width={options.width}: expected at least 4 pixels")
+    if options.layout == "latlong":
+        height = int(options.height) or width // 2
+        if height < 2:
+            raise ConfigError(f"panorama height={options.height}: expected at least 2 pixels (0 = width / 2)")
+        return EquirectangularCamera(width, height)
+    if options.layout != "cubemap":
+        raise ConfigError(f"panorama layout={options.layout!r}: expected latlong or cubemap")
+    if options.cubemap_layout not in ("six", "cross"):
+        raise ConfigError(f"cubemap layout={options.cubemap_layout!r}: expected six or cross")
+    face = int(options.face_size) or width // 4
+    if face < 1:
+        raise ConfigError(f"cubemap face_size={options.face_size}: expected a positive number of pixels")
+    return CubemapCamera(face, "strip" if options.cubemap_layout == "six" else "cross")
+
+
+def estimate_memory(width: int, height: int, options: PanoramaOptions) -> int:
+    """Bytes of RAM the panorama's own buffers need: one tile's rays and pixels plus the encoded image during
+    the final write (8 bytes per pixel: half RGBA or uint8 RGB + its sRGB working copy)."""
+    tile = int(options.tile_size)
+    tile_pixels = width * height if tile <= 0 else min(tile, width) * min(tile, height)
+    return tile_pixels * TILE_BYTES_PER_PIXEL + width * height * 8
+
+
+def check_memory(width: int, height: int, options: PanoramaOptions) -> int:
+    """``estimate_memory``; ConfigError when it is over ``memory_budget_bytes``."""
+    need = estimate_memory(width, height, options)
+    if need > options.memory_budget_bytes:
+        hint = "use tiles (tile_size 1024)" if options.tile_size <= 0 or options.tile_size > 4096 else \
+            "choose a smaller resolution or a larger memory budget"
+        raise ConfigError(f"panorama {width}x{height} with tile_size={options.tile_size} needs about "
+                          f"{need / 2**30:.2f} GiB, over the {options.memory_budget_bytes / 2**30:.2f} GiB "
+                          f"memory budget; {hint}")
+    return need
+
+
+def panorama_pose(run, options: PanoramaOptions) -> np.ndarray:  # [4, 4] normalised frame, OpenGL axes
+    """The panorama's camera-to-world pose in the run's normalised frame (see the module docstring)."""
+    angles = (options.yaw, options.pitch, options.roll)
+    if not all(math.isfinite(float(a)) for a in angles):
+        raise ConfigError(f"panorama yaw/pitch/roll {angles}: expected finite degrees")
+    head = euler_rotation(*angles)  # [3, 3] level rest pose (looks along +Y, +Z up) turned by the head
+    pose = np.eye(4)
+    pose[:3, :3] = head
+    if options.camera_index is not None:
+        count = len(run.world_from_cams)
+        if not 0 <= int(options.camera_index) < count:
+            raise ConfigError(f"camera_index={options.camera_index}: the run has {count} cameras "
+                              f"(0..{count - 1}); is its dataset still at {run.dataset_path}?")
+        base = np.asarray(run.world_from_cams[int(options.camera_index)], dtype=np.float64)
+        pose[:3, :3] = base[:3, :3] @ WORLD_FROM_CAM_REST.T @ head
+        pose[:3, 3] = base[:3, 3]
+    if options.position is not None:
+        point = np.asarray(options.position, dtype=np.float64)
+        if point.shape != (3,) or not np.isfinite(point).all():
+            raise ConfigError(f"panorama position {options.position}: expected three finite numbers x, y, z")
+        transform = np.asarray(run.scene.transform, dtype=np.float64)
+        pose[:3, 3] = float(run.scene.scale) * (transform[:, :3] @ point + transform[:, 3])
+    return pose
+
+
+def tile_boxes(width: int, height: int, tile_size: int) -> list[tuple[int, int, int, int]]:
+    """(row0, row1, col0, col1) of the tiles covering the image, row-major; one box when ``tile_size <= 0``."""
+    if tile_size <= 0:
+        return [(0, height, 0, width)]
+    return [(r, min(r + tile_size, height), c, min(c + tile_size, width))
+            for r in range(0, height, tile_size) for c in range(0, width, tile_size)]
+
+
+@torch.no_grad()
+def render_tile(model, camera, world_from_cam: np.ndarray, box: tuple[int, int, int, int],
+                background: tuple[float, float, float], max_rays_per_chunk: int) -> np.ndarray:
+    """[rows, cols, 4] float32 (sRGB-encoded rgb over ``background``, alpha) of one tile; pixels the camera does
+    not see (unused cross cells) get the background and alpha 0."""
+    from ..render.rays import generate_ray_batch
+
+    row0, row1, col0, col1 = box
+    device = next(model.parameters()).device
+    rows, cols = torch.arange(row0, row1), torch.arange(col0, col1)
+    indices = (rows[:, None] * camera.width + cols[None, :]).reshape(-1)  # [P] flat pixel indices
+    out = np.empty((len(indices), 4), np.float32)  # [P, 4]
+    bg = torch.tensor(background, dtype=torch.float32, device=device)
+    for start in range(0, len(indices), int(max_rays_per_chunk)):
+        chunk = indices[start:start + int(max_rays_per_chunk)]
+        rays = generate_ray_batch(camera, world_from_cam, chunk.to(device), device=device)
+        rgba = torch.cat([bg.expand(len(chunk), 3), torch.zeros(len(chunk), 1, device=device)], dim=-1)
+        keep = rays.valid.nonzero().squeeze(-1)
+        if len(keep):
+            res = model.render_rays(rays.origins[keep], rays.directions[keep], None, bg.expand(len(keep), 3),
+                                    training=False)
+            rgba[keep] = torch.cat([res["rgb"].float(), res["accumulation"].float()[:, None]], dim=-1)
+        out[start:start + len(chunk)] = rgba.cpu().numpy()
+    return out.reshape(row1 - row0, col1 - col0, 4)
+
+
+def _open_scratch(path: Path, fmt: str, width: int, height: int, half: bool) -> np.ndarray:
+    """The on-disk image the tiles are written into: EXR planes [4, H, W] (float16 / float32) or PNG [H, W, 3]
+    uint8."""
+    if fmt == "exr":
+        shape, dtype = (4, height, width), np.float16 if half else np.float32
+    else:
+        shape, dtype = (height, width, 3), np.uint8
+    try:
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the panorama's scratch file ({exc.strerror or exc}); "
+                         "check the output folder is writable and has room") from exc
+
+
+def _store_tile(scratch: np.ndarray, tile: np.ndarray, box: tuple[int, int, int, int], fmt: str) -> None:
+    """Encode a rendered tile [h, w, 4] (sRGB-encoded rgb, alpha) into the scratch image at ``box``."""
+    from ..render.pipeline import encode_rgb
+
+    row0, row1, col0, col1 = box
+    if fmt == "exr":
+        linear = encode_rgb(tile[..., :3], "exr")  # [h, w, 3] scene-linear
+        scratch[:3, row0:row1, col0:col1] = linear.transpose(2, 0, 1)
+        scratch[3, row0:row1, col0:col1] = tile[..., 3]
+    else:
+        scratch[row0:row1, col0:col1] = encode_rgb(tile[..., :3], "png")
+
+
+def render_to_scratch(model, camera, world_from_cam: np.ndarray, options: PanoramaOptions, fmt: str,
+                      path: Path) -> tuple[np.ndarray, int, int]:
+    """Render every tile into a scratch memmap at ``path``; returns (scratch, tiles, peak tile bytes)."""
+    scratch = _open_scratch(path, fmt, camera.width, camera.height, options.half)
+    background = (0.0, 0.0, 0.0) if fmt == "exr" else (1.0, 1.0, 1.0)
+    boxes = tile_boxes(camera.width, camera.height, int(options.tile_size))
+    peak = 0
+    for box in tqdm(boxes, desc="panorama", unit="tile", disable=not options.progress, dynamic_ncols=True):
+        tile = render_tile(model, camera, world_from_cam, box, background, options.max_rays_per_chunk)
+        peak = max(peak, tile.shape[0] * tile.shape[1] * TILE_BYTES_PER_PIXEL)
+        _store_tile(scratch, tile, box, fmt)
+    scratch.flush()
+    return scratch, len(boxes), peak
+
+
+def write_panorama_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool = False) -> Path:
+    """Write RGBA planes [4, H, W] (scene-linear, float16 or float32) as a tiled ZIP EXR with the colour-space
+    header (Rec.709 chromaticities, ``colorSpace``) and, for latlong images, ``envmap``; atomically."""
+    import OpenEXR
+
+    from ..render.writers import REC709_CHROMATICITIES, atomic_output
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "chromaticities": REC709_CHROMATICITIES,
+              "colorSpace": LIN_REC709, "type": OpenEXR.scanlineimage}
+    if hasattr(OpenEXR, "TileDescription"):  # tiled when this OpenEXR can write tiles (3.3+)
+        tiles = OpenEXR.TileDescription()
+        tiles.xSize, tiles.ySize, tiles.mode = EXR_TILE, EXR_TILE, OpenEXR.ONE_LEVEL
+        header |= {"type": OpenEXR.tiledimage, "tiles": tiles}
+    if envmap:
+        header["envmap"] = OpenEXR.ENVMAP_LATLONG
+    channels = {name: np.ascontiguousarray(planes[i]) for i, name in enumerate("RGBA")}
+    with atomic_output(path, overwrite) as tmp:
+        OpenEXR.File(header, channels).write(str(tmp))
+    return Path(path)
+
+
+def _write_outputs(files: list[Path], scratch: np.ndarray, camera, options: PanoramaOptions, fmt: str) -> None:
+    """Write the finished scratch image into the output file(s) (six cube faces split from the strip)."""
+    from ..render.writers import write_png
+
+    six = len(files) == 6
+    size = getattr(camera, "face_size", 0)
+    for k, path in enumerate(files):
+        cols = slice(CUBE_FILE_FACES[k][1] * size, (CUBE_FILE_FACES[k][1] + 1) * size) if six else slice(None)
+        if fmt == "exr":
+            write_panorama_exr(path, scratch[:, :, cols], options.layout == "latlong", options.overwrite)
+        else:
+            write_png(path, np.ascontiguousarray(scratch[:, cols]), overwrite=options.overwrite)
+
+
+def export_panorama(run, output: Path, options: PanoramaOptions | None = None) -> PanoramaResult:
+    """Render a 360 panorama of the LoadedRun ``run`` into ``output`` (.exr or .png; cube faces as six sibling
+    files or a cross), tiled within ``options.memory_budget_bytes``. See the module docstring."""
+    from ..render.writers import prepare_output
+
+    options = options or PanoramaOptions()
+    output = Path(output)
+    fmt = output_format(output)
+    camera = panorama_camera(options)
+    check_memory(camera.width, camera.height, options)
+    if int(options.max_rays_per_chunk) < 1:
+        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays")
+    files = output_files(output, options)
+    for file in files:
+        prepare_output(file, options.overwrite)  # refuse existing files before any work
+    pose = panorama_pose(run, options)
+    start = time.perf_counter()
+    scratch_path = output.with_name(f".{output.stem}.scratch.npy")
+    scratch = None
+    try:
+        scratch, tiles, peak = render_to_scratch(run.model, camera, pose, options, fmt, scratch_path)
+        _write_outputs(files, scratch, camera, options, fmt)
+    finally:
+        del scratch
+        scratch_path.unlink(missing_ok=True)
+    return PanoramaResult(files, camera.width, camera.height, time.perf_counter() - start, peak, tiles, pose)
