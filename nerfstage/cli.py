@@ -118,21 +118,25 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random step.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    viewer: Annotated[bool, typer.Option("--viewer", help="Watch training live at http://127.0.0.1:7007.")] = False,
 ) -> None:
     """Train a hash-grid radiance field on DATASET into the run folder OUTPUT (RUN/metrics.json at the end)."""
+    from nerfstage.cli_view import training_viewer
     from nerfstage.errors import DatasetError
     from nerfstage.nerf.config import build_config
     from nerfstage.nerf.trainer import train as run_training
 
+    callback = training_viewer() if viewer else None
     given = {"steps": steps, "time_budget_s": time_budget, "eval_every": eval_every, "seed": seed}
     overrides = {k: v for k, v in given.items() if v is not None} | {"device": device}
     if resume:
-        metrics = run_training(dataset, output, resume=True, resume_overrides=overrides, progress=not quiet)
+        metrics = run_training(dataset, output, resume=True, resume_overrides=overrides, progress=not quiet,
+                               callback=callback)
     else:
         if dataset is None:
             raise DatasetError("missing DATASET: give the dataset folder to train on (or --resume a run)")
         config = build_config(preset, **overrides)
-        metrics = run_training(dataset, output, config, overwrite=overwrite, progress=not quiet)
+        metrics = run_training(dataset, output, config, overwrite=overwrite, progress=not quiet, callback=callback)
     print(
         f"{metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on {metrics['eval_views']} "
         f"views; {metrics['steps']} steps in {metrics['train_seconds']:.0f} s on {metrics['device']} "
@@ -272,6 +276,11 @@ def render(
         f"{result.frames} frames {result.width}x{result.height} @ {result.fps:g} fps ({result.rendered} rendered "
         f"in {result.seconds:.1f} s, {result.rays_per_second:.0f} rays/s) -> {result.output}"
     )
+
+
+from .cli_view import view  # noqa: E402  (typer only: the viewer itself is imported when the command runs)
+
+app.command()(view)
 
 
 def main(argv: list[str] | None = None) -> None:

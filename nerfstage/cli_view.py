@@ -1,0 +1,69 @@
+"""``nerfstage view RUN`` and the ``--viewer`` hook of ``nerfstage train`` (registered in ``cli.py``).
+
+Only typer is imported at module level; the viewer (viser, torch) is imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_open(host: str) -> None:
+    if not is_loopback(host):
+        print(f"warning: the viewer listens on {host}: anyone who can reach this machine can open it and write "
+              "files through its buttons; use --host 127.0.0.1 to keep it local", file=sys.stderr)
+
+
+def view(
+    run: Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 opens it to the network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the web page.")] = 7007,
+    max_height: Annotated[
+        int, typer.Option("--max-height", help="Finest progressive render, pixels high (coarsest: 64).")
+    ] = 512,
+    camera_path: Annotated[
+        Optional[Path], typer.Option("--camera-path", help="Default file of the Save/Load path buttons.")
+    ] = None,
+    video: Annotated[Optional[Path], typer.Option("--video", help="Default file of the Render video button.")] = None,
+    dataset: Annotated[
+        Optional[Path], typer.Option("--dataset", help="The run's dataset, if it moved (for the training cameras).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+) -> None:
+    """Web viewer of a trained run: look around, lay out keyframed camera paths, render them (Ctrl-C stops)."""
+    from nerfstage.viewer.server import ViewerOptions, serve_run
+
+    warn_if_open(host)
+    options = ViewerOptions(host=host, port=port, max_height=max_height, camera_path=camera_path, video=video)
+    viewer = serve_run(run, options, device=device, dataset=dataset)
+    print(f"viewer of {run} at http://{host}:{viewer.server.get_port()}  (Ctrl-C to stop)", flush=True)
+    try:
+        viewer.wait_forever()
+    except KeyboardInterrupt:
+        print("viewer stopped", file=sys.stderr)
+    finally:
+        viewer.stop()
+
+
+def training_viewer(host: str = "127.0.0.1", port: int = 7007):
+    """The ``callback`` of ``nerfstage train --viewer``: a live viewer started at the first training step."""
+    from nerfstage.viewer.server import TrainingViewer, ViewerOptions
+
+    warn_if_open(host)
+    return TrainingViewer(ViewerOptions(host=host, port=port, max_height=256),
+                          on_start=lambda url: print(f"live training viewer at {url}", file=sys.stderr, flush=True))
