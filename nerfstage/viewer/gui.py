@@ -25,6 +25,7 @@ class Gui:
         self._render_thread: threading.Thread | None = None
         with gui.add_folder("View"):
             self.live = gui.add_checkbox("Live render", initial_value=True)
+            self.cameras = gui.add_checkbox("Show training cameras", initial_value=True)
             self.status = gui.add_markdown("Waiting for the browser's camera...")
             self.training = gui.add_markdown("", visible=False)
         self._keyframe_widgets(gui)
@@ -78,6 +79,7 @@ class Gui:
     def _bind(self) -> None:
         user = _from_user
         self.live.on_update(user(lambda e: self.viewer.set_live(self.live.value)))
+        self.cameras.on_update(user(lambda e: self.viewer.show_cameras(self.cameras.value)))
         self.add.on_click(user(self._on_add))
         self.move.on_click(user(self._on_move))
         self.delete.on_click(user(self._on_delete))
@@ -201,26 +203,38 @@ class Gui:
 
     # -- files and render -----------------------------------------------------------------------------------
     def _on_save(self) -> None:
-        file = Path(self.path_file.value).expanduser()
-        path = self.editor.save(file)
-        self._notify("Camera path", f"saved {len(self.editor)} keyframes, {len(path)} frames -> {file}")
+        self.save_path(Path(self.path_file.value).expanduser())
 
     def _on_load(self) -> None:
-        file = Path(self.path_file.value).expanduser()
+        self.load_path(Path(self.path_file.value).expanduser())
+
+    def save_path(self, file: Path):
+        """The "Save path" button: write the editor's path as camera_path.json; returns the CameraPath."""
+        path = self.editor.save(file)
+        self._notify("Camera path", f"saved {len(self.editor)} keyframes, {len(path)} frames -> {file}")
+        return path
+
+    def load_path(self, file: Path) -> None:
+        """The "Load path" button: replace the keyframes and path options with a camera_path.json's."""
         self.editor.load(file)
         self._sync_options()
         self._sync(select=0)
         self._notify("Camera path", f"loaded {len(self.editor)} keyframes from {file}")
 
     def _on_render(self) -> None:
+        self.start_render(Path(self.video.value).expanduser())
+
+    def start_render(self, output: Path) -> threading.Thread | None:
+        """The "Render video" button: ``render_path`` of the editor's path into ``output`` in a thread (None when
+        a render is already running)."""
         if self._render_thread is not None and self._render_thread.is_alive():
             self._notify("Render", "a render is already running", error=True)
-            return
+            return None
         path = self.editor.camera_path()
-        output = Path(self.video.value).expanduser()
         self._render_thread = threading.Thread(target=self._render_job, args=(path, output), daemon=True,
                                                name="nerfstage-viewer-video")
         self._render_thread.start()
+        return self._render_thread
 
     def _render_job(self, path, output: Path) -> None:
         from ..render.pipeline import RenderOptions, frame_cache, render_path
@@ -237,7 +251,7 @@ class Gui:
             self.progress.value = 100.0
             self.render_status.content = (f"Wrote {result.frames} frames {result.width}x{result.height} in "
                                           f"{result.seconds:.1f} s -> {result.output}")
-        except NerfstageError as err:
+        except (NerfstageError, OSError) as err:
             self.render_status.content = f"Render failed: {str(err).splitlines()[0]}"
         finally:
             done.set()

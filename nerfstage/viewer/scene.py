@@ -91,41 +91,52 @@ def model_aabb(model) -> np.ndarray | None:
 
 
 def thumbnail(path: Path, height: int = THUMBNAIL_HEIGHT) -> np.ndarray | None:
-    """RGB uint8 [h, w, 3] image of ``path`` downscaled to ``height`` rows (None when unreadable)."""
+    """RGB uint8 [h, w, 3] image of ``path`` downscaled to ``height`` rows, transparent pixels over white (as
+    the field is trained); None when unreadable."""
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         return None
+    height = min(height, image.shape[0])
     width = max(1, round(image.shape[1] * height / image.shape[0]))
     small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    if small.ndim == 2:
+        small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+    if small.dtype != np.uint8:
+        small = (small / 257.0).astype(np.uint8)  # 16-bit images
+    if small.shape[2] == 4:
+        alpha = small[:, :, 3:].astype(np.float32) / 255.0  # [h, w, 1]
+        small = np.round(small[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
     return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
 
 
 def camera_scale(info: SceneInfo) -> float:
-    """Frustum size: a tenth of the median camera distance to the cameras' centroid (0.1 without cameras)."""
+    """Frustum size: 6 % of the median camera distance to the cameras' centroid (0.05 without cameras)."""
     if len(info.world_from_cams) < 2:
-        return 0.1
+        return 0.05
     centres = info.world_from_cams[:, :3, 3]
     spread = float(np.median(np.linalg.norm(centres - centres.mean(0), axis=-1)))
-    return 0.1 * spread if spread > 0 else 0.1
+    return 0.06 * spread if spread > 0 else 0.05
 
 
-def add_scene(server, info: SceneInfo) -> None:
-    """Draw ``info`` into a viser server's scene (shared by every client)."""
+def add_scene(server, info: SceneInfo):
+    """Draw ``info`` into a viser server's scene (shared by every client): the training cameras (held-out views
+    are not drawn), the sparse points and the scene box. Returns the frame holding the cameras (hide it to hide
+    them all)."""
     from .views import viser_pose_of
 
     scale = camera_scale(info)
-    train = set(info.train_indices)
-    step = max(1, math.ceil(len(info.world_from_cams) / MAX_FRUSTUMS))
-    for i in range(0, len(info.world_from_cams), step):
+    shown = list(info.train_indices) or list(range(len(info.world_from_cams)))
+    cameras = server.scene.add_frame("/cameras", show_axes=False)
+    for i in shown[:: max(1, math.ceil(len(shown) / MAX_FRUSTUMS))]:
         intr = info.intrinsics[i]
         wxyz, position = viser_pose_of(info.world_from_cams[i])
         image = thumbnail(info.image_paths[i]) if i < len(info.image_paths) else None
         server.scene.add_camera_frustum(
             f"/cameras/{i:05d}", fov=2.0 * math.atan(intr.height / (2.0 * intr.fy)), aspect=intr.width / intr.height,
             scale=scale, thickness=1.5, thickness_units="screen", image=image, wxyz=wxyz, position=position,
-            color=(40, 90, 220) if i in train else (230, 120, 30))
+            color=(40, 90, 220))
     if info.points is not None and len(info.points):
         server.scene.add_point_cloud("/sparse_points", info.points.astype(np.float32), info.colors,
                                      point_size=0.1 * scale)
@@ -133,3 +144,4 @@ def add_scene(server, info: SceneInfo) -> None:
         low, high = info.aabb
         server.scene.add_box("/scene_box", color=(120, 120, 120), dimensions=tuple(high - low), wireframe=True,
                              position=tuple((low + high) / 2.0))
+    return cameras

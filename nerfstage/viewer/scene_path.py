@@ -13,7 +13,7 @@ from .views import viser_pose_of
 
 def draw_path(server, editor, info):
     """Redraw keyframes and track; returns the editor's CameraPath, or None when it has none (yet)."""
-    scale = 1.5 * camera_scale(info)
+    scale = camera_scale(info)
     server.scene.remove_by_name("/keyframes")
     server.scene.add_frame("/keyframes", show_axes=False)
     for i, key in enumerate(editor.keyframes):

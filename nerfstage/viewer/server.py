@@ -58,7 +58,7 @@ class Viewer:
         self._renderers: dict[int, ProgressiveRenderer] = {}
         self._lock = threading.Lock()
         self.editor = KeyframeEditor(PathOptions(*default_size(info)))
-        add_scene(self.server, info)
+        self._cameras = add_scene(self.server, info)
         self._initial_camera()
         from .gui import build_gui
 
@@ -124,6 +124,10 @@ class Viewer:
             return
         for client in self.server.get_clients().values():
             client.scene.set_background_image(None)
+
+    def show_cameras(self, on: bool) -> None:
+        """Show or hide the training-camera frustums."""
+        self._cameras.visible = bool(on)
 
     def set_camera(self, world_from_cam: np.ndarray, fov_deg: float) -> None:
         """Move every browser's camera (path preview)."""
