@@ -3,8 +3,11 @@
 Rays are in the normalised scene frame, directions are normalised here, and distances / depth are measured along
 the unit direction. Rendering a batch: march the occupancy grid (empty-space skipping; at inference also a
 density-only pass without gradients for opacity skipping and early termination, whose densities and geometry
-features are reused), evaluate the (rest of the) field on the kept samples, composite. ``background=None`` composites over white (or black when ``config.background == "black"``): white is
-the Blender evaluation protocol; training with random backgrounds passes them explicitly.
+features are reused), evaluate the (rest of the) field on the kept samples, composite. Inference runs through
+``inference.render_rays_fast`` (alive rays only, a few samples per round; same samples and image) unless
+``model.inference.method`` is ``"reference"`` or per-image appearance codes are asked for.
+``background=None`` composites over white (or black when ``config.background == "black"``): white is the Blender
+evaluation protocol; training with random backgrounds passes them explicitly.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .fields import NerfField
+from .inference import InferenceOptions, render_rays_fast
 from .occupancy import OccupancyGrid
 from .sampler import MarchOptions, RaySamples, march
 from .volrend import composite
@@ -34,6 +38,8 @@ class NerfModel(nn.Module):
         self.step_size = config.render_step_size or diagonal / 1024.0
         self.occupancy.set_coarse(_coarse_factor(self.occupancy, self.step_size))
         self.generator = torch.Generator().manual_seed(seed + 7)
+        self.inference = InferenceOptions()
+        """How ``render_rays(training=False)`` renders (``method="reference"``: through ``sample``, as before)."""
 
     @property
     def device(self) -> torch.device:
@@ -77,6 +83,11 @@ class NerfModel(nn.Module):
             with torch.no_grad():
                 return self.render_rays(origins, directions, image_indices, background, training=False)
         directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        fast = self.inference.method == "fast" and (image_indices is None or self.field.appearance is None)
+        if not training and fast:
+            if background is None:
+                background = self.default_background(len(origins), origins)
+            return render_rays_fast(self, origins, directions, background, self.inference)
         samples = self.sample(origins, directions, training, keep_geometry=not training)
         rays = samples.ray_indices
         indices = image_indices[rays] if image_indices is not None else None  # None: mean appearance

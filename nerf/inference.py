@@ -1,0 +1,219 @@
+"""Fast inference rendering (instant-ngp's inference marching): only the rays still alive advance, a few occupied
+samples at a time, and each round composites straight into per-ray accumulators.
+
+Per round, every alive ray finds its next ``k`` steps whose midpoint lies in an occupied cell (``k`` grows as rays
+die, so a round always holds about ``target_samples`` samples), the field's density pass runs on them once, and
+its geometry features feed the colour MLP for the samples kept. Rays leave the alive set when they pass their
+far end or their transmittance drops below ``early_stop_eps``. The samples, the drop rule (opacity below
+``alpha_threshold``; everything behind optical depth ``-log(early_stop_eps)``, counting dropped samples too) and
+the compositing are those of ``NerfModel.render_rays`` through ``sampler.march`` (the reference path, kept for
+training and as the peer in tests and benchmarks), so images agree to float rounding.
+
+The marcher is the compiled one (``march_cpu.py``: one C++ loop per ray that jumps over empty coarse cells) on
+CPU tensors when it builds, else :func:`march_next_torch` (vectorised, tests ``lookahead`` steps per round).
+The first layer of the colour MLP is split: its spherical-harmonics (and mean-appearance) part depends on the
+ray alone, so it is computed once per ray instead of once per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from . import march_cpu
+from .occupancy import OccupancyGrid
+from .sampler import StepWarp, rank_in_ray, ray_aabb
+from .sh import sh_dim, sh_encode
+from .volrend import exclusive_cumsum_per_ray
+
+
+@dataclass
+class InferenceOptions:
+    """How ``render_rays_fast`` schedules its rounds."""
+
+    method: Literal["fast", "reference"] = "fast"
+    """"fast": ``render_rays_fast``; "reference": ``NerfModel.render_rays`` through ``sampler.march`` (the peer)."""
+    target_samples: int = 1 << 15
+    """Samples per round (sets how many steps each alive ray takes: target / alive rays, within the bounds below)."""
+    min_steps: int = 4
+    """Fewest occupied steps an alive ray takes per round."""
+    max_steps: int = 64
+    """Most occupied steps an alive ray takes per round."""
+    marcher: Literal["auto", "cpp", "torch"] = "auto"
+    """"auto" (compiled on CPU when it builds, else torch), "cpp" or "torch"."""
+    lookahead: int = 64
+    """Torch marcher only: steps tested per ray and round."""
+
+
+def march_next_torch(
+    origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], s: Float[Tensor, "n"], s_end: Float[Tensor, "n"],
+    grid: OccupancyGrid, warp: StepWarp, k: int, lookahead: int = 64,
+) -> tuple[Float[Tensor, "n k"], Float[Tensor, "n k"], Int[Tensor, "n"], Float[Tensor, "n"]]:
+    """The compiled marcher's contract in torch: from step start ``s``, up to ``k`` occupied steps among the
+    next ``max(lookahead, k)`` before ``s_end`` (t_starts [n, k], t_ends [n, k], count [n], next start [n])."""
+    m = max(lookahead, k)
+    steps = s[:, None] + torch.arange(m, device=s.device, dtype=s.dtype)  # [n, m]
+    mid = warp.t_of_s(steps + 0.5)
+    if grid.num_cascades == 1:
+        a, b = grid.to_cell_units(origins, directions)  # [n, 3] each
+        hit = grid.lookup_cell_units(a[:, None] + b[:, None] * mid[..., None], coarse=False)
+    else:
+        hit = grid.query((origins[:, None] + directions[:, None] * mid[..., None]).reshape(-1, 3)).view_as(mid)
+    hit &= steps + 0.5 < s_end[:, None]
+    rank = torch.cumsum(hit, dim=1) - 1  # [n, m] rank of each hit
+    take = hit & (rank < k)
+    count = take.sum(dim=1)
+    ray, col = take.nonzero(as_tuple=True)
+    slot = rank[ray, col]
+    t0 = s.new_zeros(len(s), k)
+    t1 = s.new_zeros(len(s), k)
+    t0[ray, slot] = warp.t_of_s(steps[ray, col])
+    t1[ray, slot] = warp.t_of_s(steps[ray, col] + 1.0)
+    last = torch.where(take, torch.arange(m, device=s.device), -1).amax(dim=1)  # [n] last step taken
+    advance = torch.where(count >= k, last + 1, torch.full_like(last, m)).to(s.dtype)
+    return t0, t1, count.int(), s + advance
+
+
+class _ColorHead:
+    """The colour MLP with its first layer split into a per-ray part (SH of the direction, mean appearance)
+    and a per-sample part (geometry features)."""
+
+    def __init__(self, field, directions: Float[Tensor, "n 3"]):
+        mlp, config = field.color_mlp, field.config
+        first = mlp[0]
+        n_sh = sh_dim(config.sh_degree)
+        g = config.geo_feat_dim
+        base = sh_encode(directions, config.sh_degree) @ first.weight[:, :n_sh].T + first.bias  # [n, H]
+        if field.appearance is not None:
+            code = field.appearance.weight.mean(dim=0)  # [A] mean embedding (the eval choice of fields.py)
+            base = base + code @ first.weight[:, n_sh + g :].T
+        self.base, self.w_geo, self.rest = base, first.weight[:, n_sh : n_sh + g].T.contiguous(), mlp[2:]
+
+    def __call__(self, rays: Int[Tensor, "s"], geo: Float[Tensor, "s g"]) -> Float[Tensor, "s 3"]:
+        hidden = torch.addmm(self.base.index_select(0, rays), geo, self.w_geo).relu_()
+        return mlp_forward(self.rest, hidden).sigmoid_()
+
+
+def mlp_forward(mlp: torch.nn.Sequential, x: Tensor) -> Tensor:
+    """``mlp(x)`` for a Linear/ReLU stack without autograd: one fused bias + matmul per layer, ReLU in place."""
+    for layer in mlp:
+        if isinstance(layer, torch.nn.Linear):
+            x = torch.addmm(layer.bias, x, layer.weight.T)
+        else:
+            x = x.relu_()
+    return x
+
+
+def geometry(field, points: Float[Tensor, "m 3"]) -> tuple[Float[Tensor, "m"], Float[Tensor, "m g"]]:
+    """``field.geometry(points)`` (density, geometry features) through :func:`mlp_forward`."""
+    h = mlp_forward(field.density_mlp, field.encoding(field.normalise(points)))  # [m, 1 + g]
+    density = torch.exp(h[:, 0])
+    if field.config.bounded:
+        lo, hi = field.aabb[0], field.aabb[1]
+        density = density * ((points >= lo) & (points <= hi)).all(dim=-1)
+    return density, h[:, 1:]
+
+
+@dataclass
+class _State:
+    """Per-ray accumulators of one ``render_rays_fast`` call."""
+
+    s: Tensor  # [n] next step start
+    s_end: Tensor  # [n]
+    optical: Tensor  # [n] optical depth of every evaluated sample (the early-stop rule)
+    kept_optical: Tensor  # [n] optical depth of the kept samples (their transmittance)
+    kept: Tensor  # [n] kept samples so far (max_samples cap)
+    summed: Tensor  # [n, 5] sum of w * (r, g, b, t_mid, 1)
+
+
+def _start(origins: Tensor, directions: Tensor, grid: OccupancyGrid, warp: StepWarp, options) -> _State:
+    """Each ray's first step (entry into the occupied box, clipped to near/far) and far end, as ``march``."""
+    t_near, t_far = ray_aabb(origins, directions, grid.occupied_aabb)
+    t_near = t_near.clamp_min(options.near)
+    t_far = t_far.clamp_max(options.far)
+    s = warp.s_of_t(t_near)
+    s_end = warp.s_of_t(torch.maximum(t_far, warp.t_of_s(s)))
+    zeros = torch.zeros_like(s)
+    return _State(s, s_end, zeros.clone(), zeros.clone(), zeros.long(), s.new_zeros(len(s), 5))
+
+
+def _marcher(options: InferenceOptions, device: torch.device):
+    if options.marcher == "torch" or device.type != "cpu":
+        return lambda *a: march_next_torch(*a, lookahead=options.lookahead)
+    if options.marcher == "cpp" or march_cpu.available():
+        return march_cpu.march_next
+    return lambda *a: march_next_torch(*a, lookahead=options.lookahead)
+
+
+@torch.no_grad()
+def render_rays_fast(
+    model, origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], background: Float[Tensor, "n 3"],
+    options: InferenceOptions | None = None,
+) -> dict[str, Tensor | int]:
+    """"rgb" [n, 3] over ``background``, "depth" [n], "accumulation" [n], "num_samples" (kept samples, int) and
+    "num_evaluated" (density evaluations, int) of ``model`` (a NerfModel) along unit-direction rays."""
+    options = options or InferenceOptions()
+    march = model.march_options(training=False)
+    warp = StepWarp(march.step_size, march.cone_angle)
+    grid = model.occupancy
+    state = _start(origins, directions, grid, warp, march)
+    stop = -math.log(max(march.early_stop_eps, 1e-30))
+    color = _ColorHead(model.field, directions)
+    step_fn = _marcher(options, origins.device)
+    alive = (state.s + 0.5 < state.s_end).nonzero().squeeze(1)
+    evaluated = 0
+    while alive.numel() > 0:
+        k = int(min(max(options.target_samples // alive.numel(), options.min_steps), options.max_steps))
+        t0, t1, count, s_next = step_fn(origins.index_select(0, alive), directions.index_select(0, alive),
+                                        state.s.index_select(0, alive), state.s_end.index_select(0, alive), grid, warp, k)
+        state.s.index_copy_(0, alive, s_next)
+        flat = (torch.arange(k, device=count.device) < count[:, None]).view(-1).nonzero().squeeze(1)
+        if flat.numel() > 0:
+            local = flat // k  # [m] index into alive, ascending
+            _shade(model, color, state, origins, directions, alive, local, t0.view(-1)[flat], t1.view(-1)[flat],
+                   stop, march)
+            evaluated += flat.numel()
+        going = (s_next + 0.5 < state.s_end.index_select(0, alive)) & (state.optical.index_select(0, alive) < stop)
+        alive = alive.index_select(0, going.nonzero().squeeze(1))
+    return _finish(state, background, evaluated)
+
+
+def _shade(model, color: _ColorHead, state: _State, origins: Tensor, directions: Tensor, alive: Tensor,
+           local: Tensor, t0: Tensor, t1: Tensor, stop: float, march) -> None:
+    """Density pass on one round's samples (sorted by ray, then distance), the early-stop / opacity drop rule,
+    colour of the kept samples and compositing into ``state``."""
+    ray = alive.index_select(0, local)  # [m]
+    mid = 0.5 * (t0 + t1)
+    points = origins.index_select(0, ray) + directions.index_select(0, ray) * mid[:, None]
+    sigma, geo = geometry(model.field, points)
+    tau = sigma * (t1 - t0)
+    excl = state.optical.index_select(0, ray) + exclusive_cumsum_per_ray(tau, local)
+    alpha = 1.0 - torch.exp(-tau)
+    state.optical.index_add_(0, ray, tau)
+    keep = ((excl < stop) & (alpha >= march.alpha_threshold)).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        return
+    ray, tau, alpha, mid, geo = (x.index_select(0, keep) for x in (ray, tau, alpha, mid, geo))
+    rank = state.kept.index_select(0, ray) + rank_in_ray(ray)
+    if int(rank.max()) >= march.max_samples:  # the per-ray cap of the reference marcher (rare)
+        cap = (rank < march.max_samples).nonzero().squeeze(1)
+        ray, tau, alpha, mid, geo = (x.index_select(0, cap) for x in (ray, tau, alpha, mid, geo))
+    weights = torch.exp(-(state.kept_optical.index_select(0, ray) + exclusive_cumsum_per_ray(tau, ray))) * alpha
+    rgb = color(ray, geo)
+    values = torch.cat([rgb, mid[:, None], torch.ones_like(mid)[:, None]], dim=1) * weights[:, None]  # [k, 5]
+    state.summed.index_add_(0, ray, values)
+    state.kept_optical.index_add_(0, ray, tau)
+    state.kept.index_add_(0, ray, torch.ones_like(ray))
+
+
+def _finish(state: _State, background: Tensor, evaluated: int) -> dict[str, Tensor | int]:
+    acc = state.summed[:, 4]
+    rgb = state.summed[:, :3] + (1.0 - acc)[:, None] * background
+    depth = state.summed[:, 3] / acc.clamp_min(1e-10)
+    return {"rgb": rgb, "accumulation": acc, "depth": depth, "num_samples": int(state.kept.sum()),
+            "num_evaluated": evaluated}
