@@ -28,6 +28,7 @@ _EXPORTS = {
     "pointcloud": ("DepthView", "PointCloudOptions", "point_cloud_from_views", "write_point_cloud"),
     "texture": ("TextureOptions", "bake_texture"),
     "panorama": ("PanoramaOptions", "PanoramaResult", "estimate_memory", "export_panorama", "panorama_pose"),
+    "plates": ("PlateOptions", "PlatesResult", "export_plates"),
     "track": ("TrackedFrame", "apply_overscan", "euler_rotation", "read_track", "to_normalized"),
 }
 _MODULE_OF = {name: f".{module}" for module, names in _EXPORTS.items() for name in names}

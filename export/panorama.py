@@ -292,7 +292,7 @@ def render_to_scratch(model, camera, world_from_cam: np.ndarray, options: Panora
     return scratch, len(boxes), peak
 
 
-def write_panorama_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool = False) -> Path:
+def write_rgba_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool = False) -> Path:
     """Write RGBA planes [4, H, W] (scene-linear, float16 or float32) as a tiled ZIP EXR with the colour-space
     header (Rec.709 chromaticities, ``colorSpace``) and, for latlong images, ``envmap``; atomically."""
     import OpenEXR
@@ -322,7 +322,7 @@ def _write_outputs(files: list[Path], scratch: np.ndarray, camera, options: Pano
     for k, path in enumerate(files):
         cols = slice(CUBE_FILE_FACES[k][1] * size, (CUBE_FILE_FACES[k][1] + 1) * size) if six else slice(None)
         if fmt == "exr":
-            write_panorama_exr(path, scratch[:, :, cols], options.layout == "latlong", options.overwrite)
+            write_rgba_exr(path, scratch[:, :, cols], options.layout == "latlong", options.overwrite)
         else:
             write_png(path, np.ascontiguousarray(scratch[:, cols]), overwrite=options.overwrite)
 

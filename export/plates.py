@@ -1,0 +1,127 @@
+"""Tracked-camera background plates for in-camera VFX: one rendered frame per row of a track file.
+
+``export_plates(run, "track.csv", "plates/", PlateOptions(overscan_percent=10))`` reads the track (CSV or JSON,
+schema in ``track.py``: per-frame pose in the dataset frame, field of view or focal length + sensor size, plate
+size), grows every plate by the overscan, maps the poses into the run's normalised frame and renders each one
+with a centred pinhole camera.
+
+Files: ``DIR/plate_NNNNN.exr`` numbered by the track's ``frame`` column (frame 1001 -> ``plate_01001.exr``), EXR
+by default: scene-linear RGBA half float, colour over black (premultiplied), tiled, with Rec.709
+``chromaticities`` and ``colorSpace = lin_rec709`` in the header (as ``panorama.py``); or ``png``: 8-bit sRGB RGB
+over white. Each plate is written to a temp name and renamed when complete. Resumable: plates already in ``DIR``
+that read back whole at the right size are skipped (``overwrite`` re-renders them), so an interrupted export
+continues where it stopped. A malformed track file is refused before anything is created.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, InputError
+from .track import TrackedFrame, read_track, to_normalized
+
+PlateFormat = Literal["exr", "png"]
+
+
+@dataclass(frozen=True)
+class PlateOptions:
+    """How tracked plates are rendered and written."""
+
+    overscan_percent: float = 0.0
+    """Grow each plate by this percentage of its size (half on each side), fov grown to keep the pixel size."""
+    format: PlateFormat = "exr"
+    """exr (scene-linear RGBA) | png (8-bit sRGB)."""
+    half: bool = True
+    """EXR plates as half floats (float32 otherwise)."""
+    max_rays_per_chunk: int = 1 << 15
+    """Rays sent to the model at once (bounds the model's working memory)."""
+    overwrite: bool = False
+    """Re-render plates that are already in the folder (otherwise valid ones are kept: resume)."""
+    progress: bool = True
+    """Show a progress bar over the plates."""
+
+
+@dataclass
+class PlatesResult:
+    """What ``export_plates`` produced."""
+
+    directory: Path
+    """The plate folder."""
+    files: list[Path]
+    """Every plate of the track, in track order (rendered now or kept)."""
+    rendered: int
+    """Plates rendered now."""
+    skipped: int
+    """Valid plates already there, kept."""
+    seconds: float
+    """Wall-clock seconds."""
+    frames: list[TrackedFrame] = field(default_factory=list)
+    """The tracked frames (after overscan), poses in the run's normalised frame."""
+
+
+def plate_path(directory: Path, frame: int, fmt: str) -> Path:
+    """``DIR/plate_NNNNN.fmt`` of a track frame number."""
+    return Path(directory) / f"plate_{frame:05d}.{fmt}"
+
+
+def _check(options: PlateOptions) -> None:
+    if options.format not in ("exr", "png"):
+        raise ConfigError(f"plate format {options.format!r}: expected exr or png")
+    if int(options.max_rays_per_chunk) < 1:
+        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays")
+
+
+def _make_folder(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory}: exists and is not a folder; give a folder for the plates")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot create the plate folder ({exc.strerror or exc})") from exc
+
+
+def render_plate(run, frame: TrackedFrame, path: Path, options: PlateOptions) -> Path:
+    """Render one tracked frame (pose in the normalised frame) and write it to ``path`` atomically."""
+    from ..render.cameras import PerspectiveCamera
+    from ..render.image import ImageOptions, render_image
+    from ..render.pipeline import encode_rgb
+    from ..render.writers import write_png
+    from .panorama import write_rgba_exr
+
+    camera = PerspectiveCamera.from_intrinsics(frame.intrinsics())
+    exr = options.format == "exr"
+    image_options = ImageOptions(int(options.max_rays_per_chunk), (0.0, 0.0, 0.0) if exr else (1.0, 1.0, 1.0))
+    images = render_image(run.model, camera, frame.world_from_cam, ("rgb", "alpha"), image_options)
+    if not exr:
+        return write_png(path, encode_rgb(images["rgb"], "png"), overwrite=True)
+    dtype = np.float16 if options.half else np.float32
+    planes = np.concatenate([encode_rgb(images["rgb"], "exr").transpose(2, 0, 1), images["alpha"][None]])
+    return write_rgba_exr(path, planes.astype(dtype), envmap=False, overwrite=True)
+
+
+def export_plates(run, track_file: Path, out_dir: Path, options: PlateOptions | None = None) -> PlatesResult:
+    """One background plate per row of ``track_file`` from the LoadedRun ``run`` into ``out_dir`` (see the module
+    docstring); plates already there and valid are kept unless ``options.overwrite``."""
+    from ..render.writers import is_valid_frame
+
+    options = options or PlateOptions()
+    _check(options)
+    frames = read_track(track_file, options.overscan_percent)  # InputError before anything is written
+    frames = to_normalized(frames, run.scene.transform, run.scene.scale)
+    directory = Path(out_dir)
+    _make_folder(directory)
+    start, files, rendered = time.perf_counter(), [], 0
+    for frame in tqdm(frames, desc="plates", unit="plate", disable=not options.progress, dynamic_ncols=True):
+        path = plate_path(directory, frame.frame, options.format)
+        files.append(path)
+        if not options.overwrite and is_valid_frame(path, frame.width, frame.height):
+            continue
+        render_plate(run, frame, path, options)
+        rendered += 1
+    return PlatesResult(directory, files, rendered, len(frames) - rendered, time.perf_counter() - start, frames)

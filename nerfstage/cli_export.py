@@ -1,0 +1,179 @@
+"""``nerfstage export mesh|pointcloud|panorama|plates``: a trained run leaves nerfstage for engines and LED walls.
+
+Registered in ``nerfstage/cli.py`` as a typer sub-app. Thin like the rest of the CLI: options are parsed here, the
+work is done by ``nerfstage.export`` (imported inside the commands, so ``nerfstage --help`` stays cheap), library
+errors become one line on stderr with exit code 2 (through ``nerfstage.cli.main``), and every command prints the
+files it wrote.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+export_app = typer.Typer(
+    name="export",
+    help="Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RunArg = Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+
+
+def _numbers(text: Optional[str], count: int, name: str, example: str) -> Optional[tuple[float, ...]]:
+    """"a,b,c" -> (a, b, c) with exactly ``count`` finite numbers; ConfigError naming the option otherwise."""
+    import math
+
+    from .errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{name} {text!r}: expected {count} comma-separated numbers, e.g. {example}")
+    return values
+
+
+def _load(run: Path, device: str):
+    from nerfstage.nerf.run import load_run
+
+    return load_run(run, device=device)
+
+
+def _files(files) -> str:
+    return ", ".join(str(f) for f in files)
+
+
+@export_app.command()
+def mesh(
+    run: RunArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="scene.glb (glTF 2.0, Y-up) | .obj | .ply.")],
+    bbox: Annotated[
+        Optional[str], typer.Option(help="Crop box xmin,ymin,zmin,xmax,ymax,zmax (dataset frame; default: what "
+                                         "the cameras saw).")
+    ] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Density iso-level (default: automatic).")] = None,
+    resolution: Annotated[int, typer.Option(help="Grid samples along the crop box's longest axis.")] = 256,
+    max_faces: Annotated[Optional[int], typer.Option("--max-faces", help="Decimate to at most this many faces.")] = None,
+    texture: Annotated[bool, typer.Option("--texture", help="UV-unwrap and bake a colour texture PNG.")] = False,
+    texture_size: Annotated[int, typer.Option("--texture-size", help="Texture side, texels.")] = 2048,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Surface mesh of the field (marching cubes, floaters removed, vertex colours or a baked texture)."""
+    from nerfstage.export.from_run import MeshExportOptions, export_mesh
+    from nerfstage.export.gltf import check_mesh_path
+
+    box = _numbers(bbox, 6, "--bbox", "-1,-1,0,1,1,2")
+    check_mesh_path(output, overwrite)
+    options = MeshExportOptions(bbox=box, threshold=threshold, resolution=resolution, max_faces=max_faces,  # type: ignore
+                                texture=texture, texture_resolution=texture_size, overwrite=overwrite,
+                                progress=not quiet)
+    result = export_mesh(_load(run, device), output, options)
+    s = result.stats
+    print(f"mesh {s['faces']:.0f} faces, {s['vertices']:.0f} vertices (threshold {s['threshold']:.3g}) in "
+          f"{result.seconds:.1f} s -> {_files(result.files)}")
+
+
+@export_app.command()
+def pointcloud(
+    run: RunArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="points.ply (binary, Z-up, dataset frame).")],
+    num_points: Annotated[int, typer.Option("--num-points", help="Most points written.")] = 1_000_000,
+    neighbors: Annotated[int, typer.Option(help="Outlier test: neighbours per point (0 = no removal).")] = 16,
+    std_ratio: Annotated[float, typer.Option("--std-ratio", help="Outlier test: standard deviations.")] = 2.0,
+    min_opacity: Annotated[float, typer.Option("--min-opacity", help="Skip pixels rendered less opaque.")] = 0.5,
+    view_stride: Annotated[int, typer.Option("--view-stride", help="Use every n-th training view.")] = 1,
+    downscale: Annotated[int, typer.Option(help="Render the views at 1/n of their size.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the subsampling.")] = 0,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Coloured point cloud from the rendered depth of the training views."""
+    from nerfstage.export.from_run import PointCloudExportOptions, export_point_cloud
+
+    options = PointCloudExportOptions(num_points=num_points, neighbors=neighbors, std_ratio=std_ratio,
+                                      min_accumulation=min_opacity, view_stride=view_stride, downscale=downscale,
+                                      seed=seed, overwrite=overwrite, progress=not quiet)
+    result = export_point_cloud(_load(run, device), output, options)
+    print(f"point cloud {result.stats['points']:.0f} points from {result.stats['views']:.0f} views in "
+          f"{result.seconds:.1f} s -> {_files(result.files)}")
+
+
+@export_app.command()
+def panorama(
+    run: RunArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="plate.exr (scene-linear half) | plate.png (sRGB).")],
+    width: Annotated[int, typer.Option(help="Latlong width, pixels (also sets the default face size).")] = 4096,
+    height: Annotated[int, typer.Option(help="Latlong height, pixels (0 = width / 2).")] = 0,
+    layout: Annotated[str, typer.Option(help="latlong | cubemap.")] = "latlong",
+    cubemap_layout: Annotated[str, typer.Option("--cubemap-layout", help="six (files _posx.._negz) | cross.")] = "six",
+    face_size: Annotated[int, typer.Option("--face-size", help="Cubemap face side (0 = width / 4).")] = 0,
+    position: Annotated[
+        Optional[str], typer.Option(help="Centre x,y,z in dataset coordinates (default: the scene centre).")
+    ] = None,
+    camera_index: Annotated[
+        Optional[int], typer.Option("--camera-index", help="Take position and orientation from this camera.")
+    ] = None,
+    yaw: Annotated[float, typer.Option(help="Turn left, degrees.")] = 0.0,
+    pitch: Annotated[float, typer.Option(help="Tilt up, degrees.")] = 0.0,
+    roll: Annotated[float, typer.Option(help="Roll clockwise, degrees.")] = 0.0,
+    tile_size: Annotated[int, typer.Option("--tile-size", help="Tile side, pixels (0 = no tiling).")] = 1024,
+    memory_gb: Annotated[float, typer.Option("--memory-gb", help="Memory budget of the buffers, GiB.")] = 4.0,
+    full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
+    max_rays_per_chunk: Annotated[
+        int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once.")
+    ] = 1 << 15,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """360 plate for an LED wall: latlong up to 16384x8192 rendered in tiles, or cubemap faces."""
+    from nerfstage.export.panorama import PanoramaOptions, export_panorama
+
+    options = PanoramaOptions(
+        width=width, height=height, layout=layout.lower(), cubemap_layout=cubemap_layout.lower(),  # type: ignore
+        face_size=face_size, position=_numbers(position, 3, "--position", "0,0,1.5"),  # type: ignore[arg-type]
+        camera_index=camera_index, yaw=yaw, pitch=pitch, roll=roll, tile_size=tile_size,
+        memory_budget_bytes=int(memory_gb * 2**30), half=not full_float, max_rays_per_chunk=max_rays_per_chunk,
+        overwrite=overwrite, progress=not quiet,
+    )
+    result = export_panorama(_load(run, device), output, options)
+    print(f"panorama {result.width}x{result.height} in {result.tiles} tiles, {result.seconds:.1f} s -> "
+          f"{_files(result.files)}")
+
+
+@export_app.command()
+def plates(
+    run: RunArg,
+    track: Annotated[Path, typer.Option("--track", help="Tracked camera file (.csv or .json, see docs).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for plate_NNNNN.exr|png.")],
+    overscan: Annotated[float, typer.Option(help="Overscan, percent of the plate size.")] = 0.0,
+    plate_format: Annotated[str, typer.Option("--format", help="exr (scene-linear half) | png (sRGB).")] = "exr",
+    full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-render plates already there.")] = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """One background plate per tracked frame (pose, fov, sensor from the track file); resumes by default."""
+    from nerfstage.export.plates import PlateOptions, export_plates
+    from nerfstage.export.track import read_track
+
+    options = PlateOptions(overscan_percent=overscan, format=plate_format.lower(), half=not full_float,  # type: ignore
+                           overwrite=overwrite, progress=not quiet)
+    read_track(track, overscan)  # a malformed track file fails before the run is loaded
+    result = export_plates(_load(run, device), track, output, options)
+    print(f"{len(result.files)} plates ({result.rendered} rendered, {result.skipped} kept) in {result.seconds:.1f} s "
+          f"-> {result.directory}")
