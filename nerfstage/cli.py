@@ -282,6 +282,10 @@ from .cli_view import view  # noqa: E402  (typer only: the viewer itself is impo
 
 app.command()(view)
 
+from .cli_export import export_app  # noqa: E402  (typer only: nerfstage.export is imported per command)
+
+app.add_typer(export_app, name="export")
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
