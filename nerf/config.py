@@ -67,6 +67,7 @@ class ModelConfig:
 
 
 Device = Literal["auto", "cpu", "cuda"]
+PoseRefinement = Literal["off", "SO3xR3"]
 Preset = Literal["preview", "default", "quality"]
 
 
@@ -128,6 +129,11 @@ class TrainConfig:
     """Unbounded captures: at least this many occupancy cascades (cascade k spans 2**k times the unit box)."""
     unbounded_cone_angle: float = 1.0 / 256.0
     """Unbounded captures: ray-marching cone angle when the model's is 0 (steps grow with distance)."""
+    pose_refinement: PoseRefinement = "off"
+    """Per-image camera-pose refinement of the training views ("SO3xR3": nerfstudio's rotation + translation
+    corrections, see ``camera_opt.py``); held-out views keep their dataset poses."""
+    pose_lr: float = 1.0e-3
+    """Adam learning rate of the pose corrections (radians / normalised-scene units), on the same schedule."""
 
 
 def _cpu_encoding(log2_hashmap_size: int, max_resolution: int) -> HashGridConfig:

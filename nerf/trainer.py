@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..capture.dataset import Dataset, Intrinsics, convert_camera_axes
 from ..errors import CheckpointError, ConfigError, OutputExistsError
 from . import checkpoint as ckpt
+from .camera_opt import make_camera_optimizer
 from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, save_config
 from .data import (
     RayBatcher,
@@ -47,9 +49,7 @@ from .data import (
 )
 from .evaluate import encoding_backend, evaluate_views, write_metrics
 from .metrics import psnr_from_mse
-
-MIN_BATCH_RAYS = 256
-
+from .optim import lr_factor, make_optimizer, next_num_rays
 
 @dataclass
 class TrainState:
@@ -133,38 +133,6 @@ def make_model(config: TrainConfig, scene_aabb: torch.Tensor, num_images: int, d
     return NerfModel(config.model, scene_aabb=scene_aabb, num_images=num_images, seed=config.seed).to(device)
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """Adam over the model's parameter groups (betas 0.9/0.99 as instant-ngp), fused when supported; a group's
-    own "lr" wins over ``lr``."""
-    groups = [{"lr": lr, **group} for group in model.param_groups()]
-    try:
-        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=device.type in ("cpu", "cuda"))
-    except (RuntimeError, TypeError, ValueError):
-        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", group["lr"])
-    return optimizer
-
-
-def lr_factor(config: TrainConfig, step: int, seconds: float) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up, then ``lr_gamma`` at each milestone passed
-    (progress = the larger of step / steps and seconds / time budget)."""
-    warm = min(1.0, 0.01 + 0.99 * step / config.lr_warmup_steps) if config.lr_warmup_steps > 0 else 1.0
-    progress = step / max(config.steps, 1)
-    if config.time_budget_s:
-        progress = max(progress, seconds / config.time_budget_s)
-    passed = sum(1 for m in config.lr_milestones if progress >= m)
-    return warm * config.lr_gamma**passed
-
-
-def next_num_rays(config: TrainConfig, num_rays: int, num_samples: int) -> int:
-    """Ray count of the next batch so it produces about ``target_samples`` samples."""
-    if config.target_samples <= 0 or num_samples <= 0:
-        return num_rays
-    wanted = int(num_rays * config.target_samples / num_samples)
-    return max(MIN_BATCH_RAYS, min(config.max_batch_rays, wanted))
-
-
 def _model_generator_state(model: torch.nn.Module) -> torch.Tensor | None:
     """State of the model's own sampling generator (stratified jitter), which is not part of its state_dict."""
     generator = getattr(model, "generator", None)
@@ -184,7 +152,9 @@ class Trainer:
         eval_idx = eval_idx[:: config.data.eval_view_stride]
         self.eval_views = load_views(dataset, eval_idx, scene, side) if eval_idx else None
         self.model = make_model(config, scene_aabb, len(train_idx), self.device)
-        self.optimizer = make_optimizer(self.model, config.lr, self.device)
+        self.camera_opt = make_camera_optimizer(config.pose_refinement, len(train_idx), self.device)
+        extra = [self.camera_opt.param_group(config.pose_lr)] if self.camera_opt is not None else []
+        self.optimizer = make_optimizer(self.model, config.lr, self.device, extra)
         self.batcher = RayBatcher(self.train_views, config.seed, config.model.background)
         self.scene_aabb, self.scene = scene_aabb, scene
         self.state = TrainState(num_rays=config.batch_rays)
@@ -200,8 +170,11 @@ class Trainer:
         self.model.train()
         self.model.update_occupancy(state.step)
         batch = self.batcher.next(state.num_rays)
-        out = self.model.render_rays(batch["origins"], batch["directions"], batch["image_indices"],
-                                     batch["background"], training=True)
+        origins, directions = batch["origins"], batch["directions"]
+        if self.camera_opt is not None:
+            origins, directions = self.camera_opt.apply_to_rays(origins, directions, batch["image_indices"])
+        out = self.model.render_rays(origins, directions, batch["image_indices"], batch["background"],
+                                     training=True)
         loss = torch.nn.functional.mse_loss(out["rgb"], batch["rgb"])
         self.optimizer.zero_grad(set_to_none=True)
         if loss.requires_grad:
@@ -214,6 +187,15 @@ class Trainer:
         state.total_samples += samples
         state.total_rays += rays
         return {"loss": float(loss.detach()), "samples": samples, "rays": rays}
+
+    def train_world_from_cams(self) -> np.ndarray:
+        """[N, 4, 4] camera-to-world of the training views, OpenGL axes, normalised scene frame: the refined
+        poses when pose refinement is on, the dataset's otherwise."""
+        poses = np.tile(np.eye(4), (len(self.train_views), 1, 1))  # [N, 4, 4]
+        poses[:, :3, :] = self.train_views.world_from_cams.cpu().double().numpy()  # OpenCV axes
+        if self.camera_opt is not None:
+            poses = self.camera_opt.refine_poses(poses)
+        return convert_camera_axes(poses)
 
     @torch.no_grad()
     def render_rays(self, origins: torch.Tensor, directions: torch.Tensor, height: int, width: int,
@@ -249,6 +231,7 @@ class Trainer:
             "rng": ckpt.rng_state(),
             "batcher": self.batcher.state_dict(),
             "model_generator": _model_generator_state(self.model),
+            "camera_opt": None if self.camera_opt is None else self.camera_opt.state_dict(),
             "trainer": dataclasses.asdict(self.state),
             "scene": {"aabb": self.scene_aabb.cpu(), "num_images": len(self.train_views)},
         }
@@ -260,6 +243,8 @@ class Trainer:
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.batcher.load_state_dict(data["batcher"])
+        if self.camera_opt is not None:
+            self.camera_opt.load_state_dict(data["camera_opt"])
         generator = getattr(self.model, "generator", None)
         if isinstance(generator, torch.Generator) and data.get("model_generator") is not None:
             generator.set_state(data["model_generator"])

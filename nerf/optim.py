@@ -1,0 +1,44 @@
+"""Optimisation helpers of the trainer: Adam over parameter groups, the learning-rate schedule and the adaptive
+ray count."""
+
+from __future__ import annotations
+
+import torch
+
+from .config import TrainConfig
+
+MIN_BATCH_RAYS = 256
+"""Smallest adaptive batch."""
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device,
+                   extra_groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """Adam over the model's parameter groups (+ ``extra_groups``, e.g. pose corrections; betas 0.9/0.99 as
+    instant-ngp), fused when supported; a group's own "lr" wins over ``lr``."""
+    groups = [{"lr": lr, **group} for group in model.param_groups() + (extra_groups or [])]
+    try:
+        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=device.type in ("cpu", "cuda"))
+    except (RuntimeError, TypeError, ValueError):
+        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return optimizer
+
+
+def lr_factor(config: TrainConfig, step: int, seconds: float) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up, then ``lr_gamma`` at each milestone passed
+    (progress = the larger of step / steps and seconds / time budget)."""
+    warm = min(1.0, 0.01 + 0.99 * step / config.lr_warmup_steps) if config.lr_warmup_steps > 0 else 1.0
+    progress = step / max(config.steps, 1)
+    if config.time_budget_s:
+        progress = max(progress, seconds / config.time_budget_s)
+    passed = sum(1 for m in config.lr_milestones if progress >= m)
+    return warm * config.lr_gamma**passed
+
+
+def next_num_rays(config: TrainConfig, num_rays: int, num_samples: int) -> int:
+    """Ray count of the next batch so it produces about ``target_samples`` samples."""
+    if config.target_samples <= 0 or num_samples <= 0:
+        return num_rays
+    wanted = int(num_rays * config.target_samples / num_samples)
+    return max(MIN_BATCH_RAYS, min(config.max_batch_rays, wanted))
