@@ -1,130 +1,212 @@
-"""The whole chain on the built-in synthetic capture (``nerfstage demo``).
+"""The whole chain in one call: footage -> dataset -> trained run -> videos, mesh and plates (``nerfstage run``),
+and the same on the built-in synthetic capture (``nerfstage demo``).
 
-Stages run in order and each one is skipped when its outputs already exist and are valid, so an interrupted demo
-continues where it stopped and a second run does no work. ``overwrite`` redoes every stage.
+Stages run in order (``chain_stages``) and each one is skipped when its outputs already exist and are valid (an MP4
+decodes with the right frame count and size, the GLB loads with faces, the EXR opens, the run's metrics.json
+reports its final step), so an interrupted run continues where it stopped: training resumes from its newest
+checkpoint and a half-written video from its frame cache. A stage that runs again makes every later stage run
+again. ``overwrite`` redoes every stage.
 
 WORKDIR layout::
 
-    synthetic/   synthetic.mp4 + ground_truth.json (the footage, with its true poses)
-    dataset/     capture output: images/, transforms.json, colmap/sparse/0, sparse_pc.ply, capture_report.json
-    summary.json what ran, where the files are, and the figures measured against the ground truth
+    synthetic/    demo only: synthetic.mp4 + ground_truth.json (the footage, with its true poses)
+    dataset/      capture: images/, transforms.json, sparse model, capture_report.json
+    run/          train: config.json, dataparser_transforms.json, checkpoints/, metrics.json
+    renders/      orbit.mp4, dolly_zoom.mp4
+    export/       mesh.glb, plate_latlong.exr, cubemap/ (six EXR faces)
+    thumbnails/   PNG previews: a middle frame of each MP4, the plate tone-mapped, the mesh's coloured vertices
+    summary.json  per stage: skipped, seconds, figures, files
+    report.html   thumbnails, metrics, capture report and links to every file (one self-contained page)
+    .chain/       the request each stage was last started with (see ``chain_stages``)
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError, InputError
+
+CHAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # Presets are data: field values of ChainOptions. ``preview`` is sized so that ``nerfstage demo`` (60 frames
+    # of 640x480 synthetic footage) finishes within 15 minutes on a loaded 2-core CPU machine.
+    "preview": {"frames": 60, "max_size": 640, "train_preset": "preview", "train_overrides": {"data": {
+                "eval_view_stride": 4}}, "video_width": 256, "video_height": 192, "video_seconds": 2.0,
+                "video_fps": 12.0, "plate_width": 1024, "cubemap_face": 256, "mesh_resolution": 128,
+                "mesh_max_faces": 50_000},
+    "default": {"frames": 150, "max_size": 1600, "train_preset": "default", "video_width": 960,
+                "video_height": 540, "video_seconds": 4.0, "video_fps": 30.0, "plate_width": 4096,
+                "cubemap_face": 1024, "mesh_resolution": 256, "mesh_max_faces": 200_000},
+    "quality": {"frames": 300, "max_size": 1600, "train_preset": "quality", "video_width": 1920,
+                "video_height": 1080, "video_seconds": 6.0, "video_fps": 30.0, "plate_width": 8192,
+                "cubemap_face": 2048, "mesh_resolution": 512, "mesh_max_faces": 1_000_000},
+}
+
 
 @dataclass
-class DemoOptions:
-    """What the demo builds."""
+class ChainOptions:
+    """What ``run_chain`` builds. Build it with ``chain_options(preset, ...)`` so every size comes from a preset."""
 
+    preset: str = "preview"
+    """The chain preset these sizes came from (preview | default | quality); recorded in summary.json."""
     frames: int = 60
-    """Frames of synthetic footage (and frames kept by capture)."""
-    width: int = 640
-    """Footage width, pixels."""
-    height: int = 480
-    """Footage height, pixels."""
+    """Capture: frames taken from a video."""
+    max_size: int = 640
+    """Capture: longest image side, pixels."""
+    train_preset: str = "preview"
+    """Training preset of ``nerfstage.nerf.config`` (sized for the device)."""
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields replacing the preset's (nested dicts for model / data / model.encoding), e.g. steps."""
+    video_width: int = 320
+    """Orbit and dolly-zoom MP4 width, pixels (even)."""
+    video_height: int = 240
+    """Orbit and dolly-zoom MP4 height, pixels (even)."""
+    video_seconds: float = 2.0
+    """Duration of each MP4, seconds."""
+    video_fps: float = 24.0
+    """Frame rate of each MP4."""
+    plate_width: int = 1024
+    """Width of the EXR latlong plate (its height is half of it)."""
+    cubemap_face: int = 256
+    """Face size of the EXR cubemap, pixels."""
+    mesh_resolution: int = 128
+    """Density-grid samples along the longest axis of the mesh's crop box."""
+    mesh_max_faces: int = 50_000
+    """Decimate the mesh to at most this many faces."""
+    max_rays_per_chunk: int = 1 << 13
+    """Rays rendered at once in the render and export stages (the memory budget)."""
     seed: int = 0
     """Seed of every random step."""
+    device: str = "auto"
+    """auto | cpu | cuda."""
     overwrite: bool = False
     """Redo every stage even when its outputs are valid."""
     progress: bool = True
     """Show progress bars."""
 
 
-def run_demo(workdir: Path, options: DemoOptions | None = None) -> dict[str, Any]:
-    """Run every stage that has landed on the synthetic capture; return (and write) the summary."""
-    options = options or DemoOptions()
+def chain_options(preset: str = "preview", **overrides: Any) -> ChainOptions:
+    """ChainOptions of ``preset`` with field ``overrides``; ConfigError for an unknown preset or field."""
+    if preset not in CHAIN_PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; expected one of {', '.join(CHAIN_PRESETS)}")
+    names = {f.name for f in dataclasses.fields(ChainOptions)}
+    bad = sorted(set(overrides) - names)
+    if bad:
+        raise ConfigError(f"unknown chain option(s) {', '.join(bad)}; expected some of {', '.join(sorted(names))}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return ChainOptions(preset=preset, **{**copy.deepcopy(CHAIN_PRESETS[preset]), **given})
+
+
+@dataclass
+class DemoFootage:
+    """The synthetic footage of ``nerfstage demo``."""
+
+    width: int = 640
+    """Footage width, pixels."""
+    height: int = 480
+    """Footage height, pixels."""
+
+
+TrainHook = Callable[[int], None]
+
+
+def run_chain(input_path: Path, workdir: Path, options: ChainOptions | None = None,
+              on_train_step: TrainHook | None = None) -> dict[str, Any]:
+    """Run capture -> train -> render -> export on the video / image folder ``input_path`` into ``workdir``;
+    write and return summary.json's dict (report.html beside it). ``on_train_step(step)`` is called after every
+    training step (tests raise from it to simulate a kill)."""
+    options = options or ChainOptions()
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise InputError(f"{input_path}: no such video or image folder; give the footage to run the chain on")
+    workdir = _prepare_workdir(workdir)
+    summary = _new_summary(workdir, input_path, options)
+    return _run_stages(workdir, input_path, options, summary, on_train_step)
+
+
+def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFootage | None = None,
+             on_train_step: TrainHook | None = None) -> dict[str, Any]:
+    """``run_chain`` on the built-in synthetic capture (written to WORKDIR/synthetic/), plus the capture's pose
+    error against the true poses (summary stage ``capture``: ``mean_rotation_error_deg`` and
+    ``mean_centre_error_fraction``)."""
+    from .chain_stages import synthetic_stage
+
+    options, footage = options or ChainOptions(), footage or DemoFootage()
+    workdir = _prepare_workdir(workdir)
+    summary = _new_summary(workdir, None, options)
+    summary["demo"] = asdict(footage)
+    truth = synthetic_stage(workdir / "synthetic", options, footage, summary)
+    rebuilt = not summary["stages"]["synthetic"]["skipped"]
+    return _run_stages(workdir, Path(truth.video_path), options, summary, on_train_step, truth, rebuilt)
+
+
+def _prepare_workdir(workdir: Path) -> Path:
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError(f"-o {workdir}: exists and is not a folder; give a work folder")
     workdir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"workdir": str(workdir.resolve()), "options": asdict(options), "stages": {}}
-    footage = _synthetic_stage(workdir / "synthetic", options, summary)
-    _capture_stage(footage, workdir / "dataset", options, summary)
-    _write_summary(workdir / "summary.json", summary)
+    return workdir
+
+
+def _new_summary(workdir: Path, input_path: Path | None, options: ChainOptions) -> dict[str, Any]:
+    return {"workdir": str(workdir.resolve()), "input": None if input_path is None else str(input_path.resolve()),
+            "options": asdict(options), "stages": {}, "files": []}
+
+
+def _run_stages(workdir: Path, input_path: Path, options: ChainOptions, summary: dict, on_train_step,
+                demo=None, rebuilt: bool = False) -> dict[str, Any]:
+    from . import chain_stages as stages
+    from .report import write_report
+
+    start = time.perf_counter()
+    redo = stages.capture_stage(input_path, workdir / "dataset", options, summary, options.overwrite or rebuilt, demo)
+    redo = stages.train_stage(workdir / "dataset", workdir / "run", options, summary, redo, on_train_step)
+    stages.render_stage(workdir / "run", workdir / "renders", options, summary, redo)
+    stages.mesh_stage(workdir / "run", workdir / "export", options, summary, redo)
+    stages.panorama_stage(workdir / "run", workdir / "export", options, summary, redo)
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    summary["files"] = _list_files(workdir, summary)
+    _write_json(workdir / "summary.json", summary)
+    write_report(workdir, summary)
+    summary["files"].append("report.html")
+    _write_json(workdir / "summary.json", summary)
     return summary
 
 
-def _synthetic_stage(folder: Path, options: DemoOptions, summary: dict) -> Any:
-    from .capture.synthetic import SyntheticOptions, load_ground_truth, write_synthetic_video
-
-    synthetic = SyntheticOptions(num_frames=options.frames, width=options.width, height=options.height, seed=options.seed)
-    start = time.perf_counter()
-    if _valid_footage(folder, synthetic) and not options.overwrite:
-        footage, skipped = load_ground_truth(folder / "ground_truth.json"), True
-    else:
-        footage, skipped = write_synthetic_video(folder, synthetic, overwrite=True), False
-    summary["stages"]["synthetic"] = _stage_entry(skipped, start, video=str(footage.video_path))
-    return footage
+def _list_files(workdir: Path, summary: dict) -> list[str]:
+    """Every output file named by a stage (relative to WORKDIR), in stage order."""
+    files = []
+    for stage in summary["stages"].values():
+        files.extend(stage.get("files", []))
+    return files + ["summary.json"]
 
 
-def _valid_footage(folder: Path, synthetic: Any) -> bool:
-    from .capture.synthetic import load_ground_truth
-
-    try:
-        truth = load_ground_truth(folder / "ground_truth.json")
-    except Exception:  # noqa: BLE001 - anything unreadable means "build it again"
-        return False
-    same = truth.options is not None and asdict(truth.options) == asdict(synthetic)
-    return same and truth.video_path is not None and Path(truth.video_path).is_file()
-
-
-def _capture_stage(footage: Any, dataset_dir: Path, options: DemoOptions, summary: dict) -> None:
-    from .capture.pipeline import CaptureOptions, run_capture
-
-    start = time.perf_counter()
-    report_path = dataset_dir / "capture_report.json"
-    skipped = _valid_dataset(dataset_dir) and not options.overwrite
-    if skipped:
-        report = json.loads(report_path.read_text())
-    else:
-        capture_options = CaptureOptions(frames=options.frames, seed=options.seed, overwrite=True, progress=options.progress)
-        report = run_capture(Path(footage.video_path), dataset_dir, capture_options).report
-    figures = _pose_figures(footage, dataset_dir, report)
-    summary["stages"]["capture"] = _stage_entry(skipped, start, dataset=str(dataset_dir), **figures)
-
-
-def _valid_dataset(dataset_dir: Path) -> bool:
-    from .capture.loader import load_dataset
-    from .errors import NerfstageError
-
-    transforms = dataset_dir / "transforms.json"
-    if not (dataset_dir / "capture_report.json").is_file() or not transforms.is_file():
-        return False
-    try:
-        return len(load_dataset(transforms).frames) >= 2
-    except NerfstageError:
-        return False
-
-
-def _pose_figures(footage: Any, dataset_dir: Path, report: dict) -> dict[str, Any]:
-    """Registered frames and pose error against the true poses after a similarity alignment."""
-    from .capture.loader import load_dataset
-    from .capture.sfm import pose_errors, trajectory_size
-
-    dataset = load_dataset(dataset_dir)
-    indices = report["source_frame_indices"]  # video frame index of frame_00001.jpg, frame_00002.jpg, ...
-    rows = [indices[int(f.image_path.stem.split("_")[-1]) - 1] for f in dataset.frames]
-    true = footage.world_from_cams[rows]
-    rotation_deg, centre = pose_errors(dataset.world_from_cams(), true)
-    return {
-        "frames_registered": int(report["frames_registered"]),
-        "frames_selected": int(report["frames_selected"]),
-        "mean_rotation_error_deg": float(rotation_deg.mean()),
-        "mean_centre_error_fraction": float(centre.mean() / trajectory_size(true)),
-    }
-
-
-def _stage_entry(skipped: bool, start: float, **fields: Any) -> dict[str, Any]:
-    return {"skipped": skipped, "seconds": round(time.perf_counter() - start, 2), **fields}
-
-
-def _write_summary(path: Path, summary: dict) -> None:
+def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
 
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """What the CLI prints after a run: one line per stage, the figures, where the files are."""
+    lines = []
+    for name, stage in summary["stages"].items():
+        state = "kept (already valid)" if stage["skipped"] else f"done in {stage['seconds']:.1f} s"
+        lines.append(f"{name:>10}: {state}")
+    cap, train = summary["stages"]["capture"], summary["stages"]["train"]
+    line = f"capture registered {cap['frames_registered']}/{cap['frames_selected']} frames"
+    if "mean_rotation_error_deg" in cap:
+        line += (f"; pose error vs truth: {cap['mean_rotation_error_deg']:.3f} deg, "
+                 f"{100 * cap['mean_centre_error_fraction']:.3f} % of the path")
+    lines.append(line)
+    lines.append(f"train: {train['split']} PSNR {train['psnr']:.2f} dB, SSIM {train['ssim']:.4f} after "
+                 f"{train['steps']} steps")
+    workdir = Path(summary["workdir"])
+    lines.append(f"files: {workdir}  (open {workdir / 'report.html'}; summary.json lists every file)")
+    return lines

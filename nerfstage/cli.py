@@ -161,27 +161,44 @@ def eval_(
           f"{metrics['eval_views']} views (step {metrics['steps']}) -> {run / 'metrics.json'}")
 
 
+@app.command("run")
+def run_(
+    input: Annotated[Path, typer.Argument(help="A phone video or a folder of photos.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = ...,
+    preset: Annotated[str, typer.Option(help="preview | default | quality.")] = "default",
+    frames: Annotated[Optional[int], typer.Option(help="Frames taken from a video (overrides the preset).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """The whole chain: capture -> train -> orbit and dolly-zoom MP4s -> GLB mesh, EXR plate and cubemap, with
+    summary.json and report.html. Valid outputs of an earlier run are kept, so an interrupted run continues."""
+    from nerfstage.chain import chain_options, run_chain, summary_lines
+
+    options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
+    print("\n".join(summary_lines(run_chain(input, output, options))))
+
+
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = Path("demo_out"),
-    frames: Annotated[int, typer.Option(help="Frames of synthetic footage.")] = 60,
+    preset: Annotated[str, typer.Option(help="preview | default | quality.")] = "preview",
+    frames: Annotated[Optional[int], typer.Option(help="Frames of synthetic footage (overrides the preset).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """The whole chain on the built-in synthetic capture; valid outputs of an earlier run are kept."""
-    from nerfstage.chain import DemoOptions, run_demo
+    """`nerfstage run` on the built-in synthetic capture, plus the capture's pose error against the truth."""
+    from nerfstage.chain import chain_options, run_demo, summary_lines
 
-    summary = run_demo(output, DemoOptions(frames=frames, seed=seed, overwrite=overwrite, progress=not quiet))
-    for name, stage in summary["stages"].items():
-        state = "kept (already valid)" if stage["skipped"] else f"done in {stage['seconds']:.1f} s"
-        print(f"{name:>10}: {state}")
-    cap = summary["stages"]["capture"]
-    print(
-        f"capture registered {cap['frames_registered']}/{cap['frames_selected']} frames; pose error vs truth: "
-        f"{cap['mean_rotation_error_deg']:.3f} deg, {100 * cap['mean_centre_error_fraction']:.3f} % of the path"
-    )
-    print(f"files: {summary['workdir']}  (summary.json lists them)")
+    options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
+    print("\n".join(summary_lines(run_demo(output, options))))
 
 
 def _triple(text: Optional[str], name: str) -> Optional[tuple[float, float, float]]:

@@ -1,0 +1,75 @@
+"""Validity checks of the chain's output files: each returns the file's figures, or None when the file is missing or
+does not decode. They decode the file (not just stat it), so a half-written output counts as missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def video_info(path: Path) -> dict[str, Any] | None:
+    """``{"frames", "width", "height", "fps"}`` of an MP4 after decoding every frame (PyAV); None if unreadable."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frames = sum(1 for _ in container.decode(stream))
+            width, height, rate = stream.codec_context.width, stream.codec_context.height, stream.average_rate
+    except (av.error.FFmpegError, IndexError, OSError, ValueError):
+        return None
+    if frames == 0:
+        return None
+    return {"frames": frames, "width": int(width), "height": int(height), "fps": float(rate) if rate else None}
+
+
+def video_frame(path: Path, index: int) -> Any:
+    """Frame ``index`` of an MP4 as uint8 RGB [H, W, 3] (the last frame when it has fewer), or None."""
+    import av
+
+    frame = None
+    try:
+        with av.open(str(path)) as container:
+            for i, decoded in enumerate(container.decode(video=0)):
+                frame = decoded
+                if i >= index:
+                    break
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
+    return None if frame is None else frame.to_ndarray(format="rgb24")
+
+
+def glb_faces(path: Path) -> dict[str, int] | None:
+    """``{"faces", "vertices"}`` of a GLB that trimesh loads with at least one face; None otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        from .export.gltf import read_mesh
+
+        mesh = read_mesh(path)
+    except Exception:  # noqa: BLE001 - trimesh raises many kinds for a damaged file: all mean "not valid"
+        return None
+    if len(mesh.faces) == 0:
+        return None
+    return {"faces": int(len(mesh.faces)), "vertices": int(len(mesh.vertices))}
+
+
+def exr_size(path: Path) -> dict[str, Any] | None:
+    """``{"width", "height", "channels"}`` of an EXR that opens with at least one channel; None otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        from .render.writers import read_exr
+
+        channels, _ = read_exr(path)
+    except Exception:  # noqa: BLE001 - OpenEXR raises plain exceptions for a damaged file
+        return None
+    if not channels:
+        return None
+    height, width = next(iter(channels.values())).shape[:2]
+    return {"width": int(width), "height": int(height), "channels": sorted(channels)}

@@ -1,0 +1,347 @@
+"""The stages of ``nerfstage run`` / ``demo`` (see ``nerfstage.chain``): each checks whether its outputs are valid
+and its request unchanged, runs when they are not, and adds ``{"skipped", "seconds", figures..., "files"}`` to the
+summary. A stage returns True when it ran, which makes every later stage run again.
+
+Every stage keeps a stamp, ``WORKDIR/.chain/STAGE.json``: the request (sizes, presets) it was last started with.
+Outputs count as valid only under the same request, and an unfinished stage resumes (training from its newest
+checkpoint, an MP4 from its frame cache) only when the stamp matches; otherwise it starts afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .chain_checks import glb_faces, exr_size, video_info
+from .errors import NerfstageError
+
+STAMPS = ".chain"
+VIDEOS = {"orbit": "orbit.mp4", "dolly_zoom": "dolly_zoom.mp4"}
+MESH_NAME, PLATE_NAME, CUBEMAP_DIR = "mesh.glb", "plate_latlong.exr", "cubemap"
+
+
+def _workdir(summary: dict) -> Path:
+    return Path(summary["workdir"])
+
+
+def _rel(summary: dict, path: Path) -> str:
+    return Path(path).resolve().relative_to(_workdir(summary)).as_posix()
+
+
+def _stamp_path(summary: dict, stage: str) -> Path:
+    return _workdir(summary) / STAMPS / f"{stage}.json"
+
+
+def _same_request(summary: dict, stage: str, request: dict) -> bool:
+    try:
+        return json.loads(_stamp_path(summary, stage).read_text()) == json.loads(json.dumps(request))
+    except (OSError, ValueError):
+        return False
+
+
+def _write_stamp(summary: dict, stage: str, request: dict) -> None:
+    _write_stamp_file(_stamp_path(summary, stage), request)
+
+
+def _write_stamp_file(path: Path, request: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(request, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _record(summary: dict, stage: str, skipped: bool, start: float, files: list[Path], **figures: Any) -> None:
+    summary["stages"][stage] = {"skipped": skipped, "seconds": round(time.perf_counter() - start, 2), **figures,
+                                "files": [_rel(summary, f) for f in files]}
+
+
+def _load(run_dir: Path, options) -> Any:
+    from .nerf.run import load_run
+
+    return load_run(run_dir, device=options.device)
+
+
+# --- synthetic footage (demo) ---------------------------------------------------------------------------------
+
+def synthetic_stage(folder: Path, options, footage, summary: dict) -> Any:
+    """Write (or keep) the demo's synthetic video and its true poses; returns the SyntheticCapture."""
+    from .capture.synthetic import SyntheticOptions, load_ground_truth, write_synthetic_video
+
+    synthetic = SyntheticOptions(num_frames=options.frames, width=footage.width, height=footage.height,
+                                 seed=options.seed)
+    start = time.perf_counter()
+    truth = _valid_footage(folder, synthetic)
+    skipped = truth is not None and not options.overwrite
+    if not skipped:
+        truth = write_synthetic_video(folder, synthetic, overwrite=True)
+    _record(summary, "synthetic", skipped, start, [truth.video_path, folder / "ground_truth.json"],
+            frames=synthetic.num_frames, width=synthetic.width, height=synthetic.height)
+    return truth
+
+
+def _valid_footage(folder: Path, synthetic) -> Any:
+    from .capture.synthetic import load_ground_truth
+
+    try:
+        truth = load_ground_truth(folder / "ground_truth.json")
+    except Exception:  # noqa: BLE001 - anything unreadable means "build it again"
+        return None
+    same = truth.options is not None and asdict(truth.options) == asdict(synthetic)
+    ok = same and truth.video_path is not None and video_info(Path(truth.video_path)) is not None
+    return truth if ok else None
+
+
+# --- capture ----------------------------------------------------------------------------------------------------
+
+def capture_stage(input_path: Path, dataset_dir: Path, options, summary: dict, redo: bool, truth=None) -> bool:
+    """Footage -> posed dataset (``nerfstage.capture.pipeline.run_capture``)."""
+    from .capture.pipeline import CaptureOptions, run_capture
+
+    start = time.perf_counter()
+    request = {"input": str(Path(input_path).resolve()), "frames": options.frames, "max_size": options.max_size,
+               "seed": options.seed}
+    skipped = not redo and _same_request(summary, "capture", request) and _valid_dataset(dataset_dir)
+    if skipped:
+        report = json.loads((dataset_dir / "capture_report.json").read_text())
+    else:
+        _write_stamp(summary, "capture", request)
+        capture = CaptureOptions(frames=options.frames, max_size=options.max_size, seed=options.seed,
+                                 overwrite=True, progress=options.progress)
+        report = run_capture(Path(input_path), dataset_dir, capture).report
+    figures = {"frames_registered": int(report["frames_registered"]),
+               "frames_selected": int(report["frames_selected"]),
+               "mean_reprojection_error_px": report["mean_reprojection_error_px"], "warnings": report["warnings"]}
+    if truth is not None:
+        figures |= pose_figures(truth, dataset_dir, report)
+    _record(summary, "capture", skipped, start, [dataset_dir / "transforms.json", dataset_dir / "capture_report.json"],
+            **figures)
+    return not skipped
+
+
+def _valid_dataset(dataset_dir: Path) -> bool:
+    from .capture.loader import load_dataset
+
+    if not (dataset_dir / "capture_report.json").is_file() or not (dataset_dir / "transforms.json").is_file():
+        return False
+    try:
+        return len(load_dataset(dataset_dir / "transforms.json").frames) >= 2
+    except NerfstageError:
+        return False
+
+
+def pose_figures(truth, dataset_dir: Path, report: dict) -> dict[str, Any]:
+    """Pose error of the captured cameras against the true ones, after a similarity alignment."""
+    from .capture.loader import load_dataset
+    from .capture.sfm import pose_errors, trajectory_size
+
+    dataset = load_dataset(dataset_dir)
+    indices = report["source_frame_indices"]  # video frame index of frame_00001.jpg, frame_00002.jpg, ...
+    rows = [indices[int(f.image_path.stem.split("_")[-1]) - 1] for f in dataset.frames]
+    true = truth.world_from_cams[rows]  # [N, 4, 4]
+    rotation_deg, centre = pose_errors(dataset.world_from_cams(), true)
+    return {"mean_rotation_error_deg": float(rotation_deg.mean()),
+            "mean_centre_error_fraction": float(centre.mean() / trajectory_size(true))}
+
+
+# --- train ------------------------------------------------------------------------------------------------------
+
+def train_request(options) -> dict[str, Any]:
+    """The TrainConfig the chain asks for, as plain JSON (preset + overrides, seed, device)."""
+    from .nerf.config import build_config, config_to_dict
+
+    base = config_to_dict(build_config(options.train_preset, device=options.device, seed=options.seed))
+    return _merge(base, options.train_overrides)
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: bool, on_step=None) -> bool:
+    """Dataset -> trained run (``nerfstage.nerf.trainer.train``), resumed from its checkpoint when interrupted."""
+    from .nerf.checkpoint import latest_checkpoint
+
+    start = time.perf_counter()
+    request = train_request(options)
+    same = not redo and _same_request(summary, "train", request)
+    metrics = finished_metrics(run_dir) if same else None
+    skipped, resumed_from = metrics is not None, 0
+    if not skipped:
+        _write_stamp(summary, "train", request)
+        resumed_from, metrics = _train(dataset_dir, run_dir, request, same, options.progress, on_step)
+    files = [run_dir / "config.json", run_dir / "metrics.json", latest_checkpoint(run_dir)]
+    _record(summary, "train", skipped, start, files, psnr=metrics["psnr"], ssim=metrics["ssim"],
+            steps=metrics["steps"], split=metrics["split"], eval_views=metrics["eval_views"],
+            train_seconds=round(metrics["train_seconds"], 1), device=metrics["device"],
+            resumed_from_step=resumed_from)
+    return not skipped
+
+
+def _train(dataset_dir: Path, run_dir: Path, request: dict, same: bool, progress: bool, on_step):
+    """Train (resuming when the same request left a run behind); (step resumed from, metrics)."""
+    from .nerf.checkpoint import latest_checkpoint
+    from .nerf.config import TrainConfig, config_from_dict
+    from .nerf.trainer import train
+
+    resume = same and (run_dir / "config.json").is_file()
+    latest = latest_checkpoint(run_dir) if resume else None
+    resumed_from = int(latest.stem.split("-")[-1]) if latest is not None else 0
+    config = config_from_dict(TrainConfig, request)
+    metrics = train(dataset_dir, run_dir, None if resume else config, resume=resume, overwrite=not resume,
+                    progress=progress, on_step=on_step)
+    return resumed_from, metrics
+
+
+def finished_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """RUN/metrics.json when the run reached its final step (its steps, or its time budget) and the checkpoint
+    of that step exists; None otherwise."""
+    from .nerf.checkpoint import latest_checkpoint
+
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        config = json.loads((run_dir / "config.json").read_text())
+        latest = latest_checkpoint(run_dir)
+        step, seconds = int(metrics["steps"]), float(metrics["train_seconds"])
+        done = step >= int(config["steps"]) or seconds >= float(config.get("time_budget_s") or "inf")
+        float(metrics["psnr"]), float(metrics["ssim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not done or latest is None or int(latest.stem.split("-")[-1]) != step:
+        return None
+    return metrics
+
+
+# --- render -----------------------------------------------------------------------------------------------------
+
+def render_stage(run_dir: Path, renders_dir: Path, options, summary: dict, redo: bool) -> bool:
+    """Trained run -> orbit.mp4 and dolly_zoom.mp4 (``nerfstage.render.pipeline.render_path``); an interrupted
+    video continues from its frame cache."""
+    start = time.perf_counter()
+    request = {"width": options.video_width, "height": options.video_height, "seconds": options.video_seconds,
+               "fps": options.video_fps}
+    same = not redo and _same_request(summary, "render", request)
+    infos = {name: _valid_video(renders_dir / file, options) if same else None for name, file in VIDEOS.items()}
+    todo = [name for name, info in infos.items() if info is None]
+    rendered = {}
+    if todo:
+        _write_stamp(summary, "render", request)
+        run = _load(run_dir, options)
+        for name in todo:
+            rendered[name] = _render_video(run, renders_dir / VIDEOS[name], name, options, resume=same)
+            infos[name] = video_info(renders_dir / VIDEOS[name])
+    files = [renders_dir / file for file in VIDEOS.values()]
+    _record(summary, "render", not todo, start, files, videos=infos, rendered_now=rendered)
+    return bool(todo)
+
+
+def _valid_video(path: Path, options) -> dict[str, Any] | None:
+    info = video_info(path)
+    expected = (int(round(options.video_fps * options.video_seconds)), options.video_width, options.video_height)
+    return info if info is not None and (info["frames"], info["width"], info["height"]) == expected else None
+
+
+def _render_video(run, path: Path, name: str, options, resume: bool) -> int:
+    """Render one MP4 of the chain; returns the frames rendered now (fewer when resuming)."""
+    from .render.pipeline import RenderOptions, render_path
+    from .render.plan import ShotOptions
+
+    shot = ShotOptions(path="orbit" if name == "orbit" else "dolly-zoom", width=options.video_width,
+                       height=options.video_height, fps=options.video_fps, seconds=options.video_seconds)
+    render = RenderOptions(max_rays_per_chunk=options.max_rays_per_chunk, resume=resume, overwrite=True,
+                           progress=options.progress)
+    return render_path(run, path, shot, render).rendered
+
+
+# --- export: mesh -----------------------------------------------------------------------------------------------
+
+def mesh_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bool) -> bool:
+    """Trained run -> coloured GLB mesh in the dataset frame (``nerfstage.export.mesh.extract_mesh``)."""
+    from .export.gltf import write_mesh
+
+    start = time.perf_counter()
+    request = {"resolution": options.mesh_resolution, "max_faces": options.mesh_max_faces}
+    path = export_dir / MESH_NAME
+    same = not redo and _same_request(summary, "mesh", request)
+    info = glb_faces(path) if same else None
+    skipped = info is not None
+    if not skipped:
+        _write_stamp(summary, "mesh", request)
+        mesh = extract_run_mesh(_load(run_dir, options), options)
+        write_mesh(mesh, path, overwrite=True)
+        info = glb_faces(path)
+    _record(summary, "mesh", skipped, start, [path], **(info or {"faces": 0, "vertices": 0}))
+    return not skipped
+
+
+def extract_run_mesh(run, options) -> Any:
+    """The run's surface (crop box: the part of the scene box half the training cameras see) as a vertex-coloured
+    trimesh in the dataset frame."""
+    import numpy as np
+    import torch
+
+    from .export.density_grid import GridOptions, crop_box_from_cameras
+    from .export.gltf import dataset_from_normalized
+    from .export.mesh import MeshOptions, extract_mesh, field_callables
+
+    aabb = run.model.field.aabb.detach().cpu().numpy().astype(np.float64)  # [2, 3]
+    lo, hi = aabb[0], aabb[1]
+    if run.has_cameras:
+        idx = run.train_indices
+        lo, hi = crop_box_from_cameras(run.world_from_cams[idx], [run.intrinsics[i] for i in idx], lo, hi)
+    density_fn, color_fn = field_callables(run.model)
+    grid = GridOptions(max_resolution=options.mesh_resolution, device=str(run.device), progress=options.progress)
+    with torch.no_grad():
+        result = extract_mesh(density_fn, lo, hi, color_fn, grid,
+                              MeshOptions(max_faces=options.mesh_max_faces, device=str(run.device)))
+    return result.mesh.apply_transform(dataset_from_normalized(run.scene.transform, run.scene.scale))
+
+
+# --- export: latlong plate and cubemap --------------------------------------------------------------------------
+
+def panorama_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bool) -> bool:
+    """Trained run -> EXR latlong plate and six EXR cubemap faces (``nerfstage.export.panorama``)."""
+    start = time.perf_counter()
+    request = {"plate_width": options.plate_width, "cubemap_face": options.cubemap_face}
+    same = not redo and _same_request(summary, "panorama", request)
+    plate, faces = export_dir / PLATE_NAME, _cube_faces(export_dir / CUBEMAP_DIR)
+    info = _valid_panorama(plate, faces, options) if same else None
+    skipped = info is not None
+    if not skipped:
+        _write_stamp(summary, "panorama", request)
+        run = _load(run_dir, options)
+        _export_panorama(run, plate, "latlong", options)
+        _export_panorama(run, export_dir / CUBEMAP_DIR / "cubemap.exr", "cubemap", options)
+        faces = _cube_faces(export_dir / CUBEMAP_DIR)
+        info = _valid_panorama(plate, faces, options) or {}
+    _record(summary, "panorama", skipped, start, [plate, *faces], **info)
+    return not skipped
+
+
+def _cube_faces(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.exr")) if folder.is_dir() else []
+
+
+def _valid_panorama(plate: Path, faces: list[Path], options) -> dict[str, Any] | None:
+    plate_info = exr_size(plate)
+    face_infos = [exr_size(face) for face in faces]
+    want_plate = (options.plate_width, options.plate_width // 2)
+    if plate_info is None or (plate_info["width"], plate_info["height"]) != want_plate or len(faces) != 6:
+        return None
+    if any(f is None or (f["width"], f["height"]) != (options.cubemap_face,) * 2 for f in face_infos):
+        return None
+    return {"plate": plate_info, "cubemap_face": face_infos[0], "cubemap_faces": len(faces)}
+
+
+def _export_panorama(run, output: Path, layout: str, options) -> None:
+    from .export.panorama import PanoramaOptions, export_panorama
+
+    size = {"width": options.plate_width, "height": options.plate_width // 2} if layout == "latlong" else {
+        "width": 4 * options.cubemap_face, "face_size": options.cubemap_face, "cubemap_layout": "six"}
+    export_panorama(run, output, PanoramaOptions(layout=layout, max_rays_per_chunk=options.max_rays_per_chunk,
+                                                 overwrite=True, progress=options.progress, **size))

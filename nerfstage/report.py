@@ -1,0 +1,198 @@
+"""WORKDIR/report.html of ``nerfstage run`` / ``demo``: one self-contained page (thumbnails embedded as data URIs)
+with the stage table, the training metrics, the capture report and relative links to every file.
+
+Thumbnails are also kept as PNGs in WORKDIR/thumbnails/ (a middle frame of each MP4, the latlong plate
+tone-mapped to sRGB, a point-splat preview of the mesh); each is rebuilt only when missing or older than its source.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THUMBS = "thumbnails"
+THUMB_WIDTH = 480
+
+
+def write_report(workdir: Path, summary: dict[str, Any]) -> Path:
+    """Write WORKDIR/report.html from the chain's summary; returns its path. Thumbnail PNGs are added to
+    ``summary["files"]``."""
+    workdir = Path(workdir)
+    thumbs = _thumbnails(workdir, summary)
+    summary["files"].extend(p.relative_to(workdir).as_posix() for _, p in thumbs)
+    sections = [_title(summary), _figure_row(thumbs, workdir), _stage_table(summary), _metrics_table(summary),
+                _capture_section(workdir, summary), _file_list(summary)]
+    page = "\n".join([_HEAD, *sections, "</body></html>"])
+    path = workdir / "report.html"
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+_HEAD = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>nerfstage report</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}figure{display:inline-block;margin:0 1em 1em 0}
+img{max-width:480px;border:1px solid #ccc}code{background:#f4f4f4}</style></head><body>"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _title(summary: dict) -> str:
+    opts = summary["options"]
+    source = summary.get("input") or "built-in synthetic capture (nerfstage demo)"
+    return (f"<h1>nerfstage report</h1><p>Input: <code>{_e(source)}</code><br>Work folder: "
+            f"<code>{_e(summary['workdir'])}</code><br>Preset: {_e(opts['preset'])}; total "
+            f"{_e(_fmt(summary.get('seconds', 0.0)))} s</p>")
+
+
+def _stage_table(summary: dict) -> str:
+    rows = []
+    for name, stage in summary["stages"].items():
+        state = "kept (already valid)" if stage["skipped"] else "ran"
+        figures = {k: v for k, v in stage.items() if k not in ("skipped", "seconds", "files", "warnings")}
+        rows.append(f"<tr><td>{_e(name)}</td><td>{_e(state)}</td><td>{_e(_fmt(stage['seconds']))}</td>"
+                    f"<td>{_e(_fmt(figures))}</td></tr>")
+    return ("<h2>Stages</h2><table><tr><th>stage</th><th>state</th><th>seconds</th><th>figures</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _metrics_table(summary: dict) -> str:
+    train = summary["stages"].get("train", {})
+    keys = ("psnr", "ssim", "split", "eval_views", "steps", "train_seconds", "device")
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(train[k]))}</td></tr>" for k in keys if k in train)
+    return f"<h2>Training metrics (held-out views)</h2><table>{rows}</table>"
+
+
+def _capture_section(workdir: Path, summary: dict) -> str:
+    try:
+        report = json.loads((workdir / "dataset" / "capture_report.json").read_text())
+    except (OSError, ValueError):
+        return "<h2>Capture report</h2><p>capture_report.json is missing.</p>"
+    keys = ("input", "input_kind", "frames_decoded", "frames_selected", "frames_registered",
+            "mean_reprojection_error_px", "seconds")
+    rows = [f"<tr><th>{_e(k)}</th><td>{_e(_fmt(report[k]))}</td></tr>" for k in keys if k in report]
+    capture = summary["stages"].get("capture", {})
+    for key in ("mean_rotation_error_deg", "mean_centre_error_fraction"):
+        if key in capture:
+            rows.append(f"<tr><th>{_e(key)} (vs. true poses)</th><td>{_e(_fmt(capture[key]))}</td></tr>")
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in report.get("warnings", [])) or "<li>none</li>"
+    return f"<h2>Capture report</h2><table>{''.join(rows)}</table><p>Warnings:</p><ul>{warnings}</ul>"
+
+
+def _file_list(summary: dict) -> str:
+    items = "".join(f'<li><a href="{_e(f)}">{_e(f)}</a></li>' for f in summary["files"])
+    return f"<h2>Files</h2><ul>{items}<li><a href=\"report.html\">report.html</a></li></ul>"
+
+
+def _figure_row(thumbs: list[tuple[str, Path]], workdir: Path) -> str:
+    figures = []
+    for caption, path in thumbs:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        link = path.relative_to(workdir).as_posix()
+        figures.append(f'<figure><a href="{_e(link)}"><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+                       f"</a><figcaption>{_e(caption)}</figcaption></figure>")
+    return "<h2>Previews</h2>" + ("".join(figures) or "<p>none</p>")
+
+
+# --- thumbnails -------------------------------------------------------------------------------------------------
+
+def _thumbnails(workdir: Path, summary: dict) -> list[tuple[str, Path]]:
+    """(caption, PNG) of every preview that could be made."""
+    sources = [("orbit.mp4 (middle frame)", workdir / "renders" / "orbit.mp4", _video_thumb),
+               ("dolly_zoom.mp4 (middle frame)", workdir / "renders" / "dolly_zoom.mp4", _video_thumb),
+               ("latlong plate (tone-mapped)", workdir / "export" / "plate_latlong.exr", _plate_thumb),
+               ("mesh.glb (vertex colours)", workdir / "export" / "mesh.glb", _mesh_thumb)]
+    out = []
+    for caption, source, make in sources:
+        if not source.is_file():
+            continue
+        thumb = workdir / THUMBS / f"{source.stem}.png"
+        if not thumb.is_file() or thumb.stat().st_mtime < source.stat().st_mtime:
+            image = make(source)
+            if image is None:
+                continue
+            _write_png(thumb, image)
+        out.append((caption, thumb))
+    return out
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if ok:
+        path.write_bytes(data.tobytes())
+
+
+def _resize(rgb: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
+    import cv2
+
+    if rgb.shape[1] <= width:
+        return rgb
+    height = max(1, round(rgb.shape[0] * width / rgb.shape[1]))
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _video_thumb(path: Path) -> np.ndarray | None:
+    from .chain_checks import video_frame, video_info
+
+    info = video_info(path)
+    frame = video_frame(path, info["frames"] // 2) if info else None
+    return None if frame is None else _resize(frame)
+
+
+def _plate_thumb(path: Path) -> np.ndarray | None:
+    from .render.writers import read_exr, to_srgb8
+
+    try:
+        channels, _ = read_exr(path)
+        linear = np.stack([channels[c] for c in ("R", "G", "B")], axis=-1).astype(np.float32)  # [H, W, 3]
+    except Exception:  # noqa: BLE001 - a damaged plate just has no preview
+        return None
+    return to_srgb8(_resize(linear))
+
+
+def _mesh_thumb(path: Path, size: int = 360) -> np.ndarray | None:
+    """Orthographic point splat of the mesh's coloured vertices, seen from the front and above (file Y-up)."""
+    from .chain_checks import glb_faces
+
+    if glb_faces(path) is None:
+        return None
+    from .export.gltf import read_mesh
+
+    mesh = read_mesh(path)
+    points = np.asarray(mesh.vertices, dtype=np.float64)  # [V, 3]
+    colors = np.asarray(mesh.visual.vertex_colors)[:, :3] if hasattr(mesh.visual, "vertex_colors") else None
+    colors = colors if colors is not None and len(colors) == len(points) else np.full((len(points), 3), 180)
+    yaw, pitch = np.deg2rad(30.0), np.deg2rad(-25.0)
+    rot_y = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    rot_x = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
+    view = (points - points.mean(axis=0)) @ (rot_x @ rot_y).T  # [V, 3] x right, y up, z towards the viewer
+    extent = max(np.ptp(view[:, 0]), np.ptp(view[:, 1]), 1e-9)
+    px = np.clip(((view[:, 0] / extent + 0.5) * (size - 1)).astype(int), 0, size - 1)
+    py = np.clip(((0.5 - view[:, 1] / extent) * (size - 1)).astype(int), 0, size - 1)
+    image = np.full((size, size, 3), 255, dtype=np.uint8)
+    order = np.argsort(view[:, 2])  # far first, so nearer vertices overwrite them
+    for dy in (0, 1):
+        for dx in (0, 1):
+            image[np.minimum(py[order] + dy, size - 1), np.minimum(px[order] + dx, size - 1)] = colors[order]
+    return image
