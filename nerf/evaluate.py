@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError
 from .data import ViewSet, composite
+from .inference import inference_chunk
 from .metrics import psnr, ssim
 
 
@@ -32,6 +33,7 @@ def render_view(model: torch.nn.Module, views: ViewSet, v: int, device: torch.de
     white = torch.ones(3)
     target = composite(colours, white)  # [H*W, 3]
     out = []
+    chunk = inference_chunk(model, chunk)
     for start in range(0, len(origins), chunk):
         o = origins[start : start + chunk].to(device)
         d = dirs[start : start + chunk].to(device)

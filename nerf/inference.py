@@ -38,9 +38,12 @@ class InferenceOptions:
 
     method: Literal["fast", "reference"] = "fast"
     """"fast": ``render_rays_fast``; "reference": ``NerfModel.render_rays`` through ``sampler.march`` (the peer)."""
-    target_samples: int = 1 << 15
-    """Samples per round (sets how many steps each alive ray takes: target / alive rays, within the bounds below)."""
-    min_steps: int = 4
+    target_samples: int = 1 << 17
+    """Samples per round (sets how many steps each alive ray takes: target / alive rays, within the bounds below);
+    with ``max_rays`` it bounds the memory of a call."""
+    max_rays: int = 1 << 17
+    """Rays marched together (longer batches are split)."""
+    min_steps: int = 1
     """Fewest occupied steps an alive ray takes per round."""
     max_steps: int = 64
     """Most occupied steps an alive ray takes per round."""
@@ -156,8 +159,32 @@ def render_rays_fast(
     options: InferenceOptions | None = None,
 ) -> dict[str, Tensor | int]:
     """"rgb" [n, 3] over ``background``, "depth" [n], "accumulation" [n], "num_samples" (kept samples, int) and
-    "num_evaluated" (density evaluations, int) of ``model`` (a NerfModel) along unit-direction rays."""
+    "num_evaluated" (density evaluations, int) of ``model`` (a NerfModel) along unit-direction rays, at most
+    ``options.max_rays`` rays at a time."""
     options = options or InferenceOptions()
+    if len(origins) <= options.max_rays:
+        return _render_chunk(model, origins, directions, background, options)
+    parts = [
+        _render_chunk(model, origins[i : i + options.max_rays], directions[i : i + options.max_rays],
+                      background[i : i + options.max_rays], options)
+        for i in range(0, len(origins), options.max_rays)
+    ]
+    out: dict[str, Tensor | int] = {k: torch.cat([p[k] for p in parts]) for k in ("rgb", "accumulation", "depth")}
+    out.update({k: sum(int(p[k]) for p in parts) for k in ("num_samples", "num_evaluated")})
+    return out
+
+
+def inference_chunk(model, chunk: int) -> int:
+    """Rays a caller should hand ``model.render_rays`` at once for inference: ``chunk``, or more when the fast
+    path runs (its memory is bounded by ``target_samples`` per round, and fewer, larger calls cost fewer rounds)."""
+    options = getattr(model, "inference", None)
+    if isinstance(options, InferenceOptions) and options.method == "fast":
+        return max(int(chunk), options.max_rays)
+    return int(chunk)
+
+
+def _render_chunk(model, origins: Tensor, directions: Tensor, background: Tensor, options: InferenceOptions):
+    """``render_rays_fast`` on one chunk of rays."""
     march = model.march_options(training=False)
     warp = StepWarp(march.step_size, march.cone_angle)
     grid = model.occupancy

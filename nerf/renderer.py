@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .fields import NerfField
-from .inference import InferenceOptions, render_rays_fast
+from .inference import InferenceOptions, inference_chunk, render_rays_fast
 from .occupancy import OccupancyGrid
 from .sampler import MarchOptions, RaySamples, march
 from .volrend import composite
@@ -147,6 +147,7 @@ class NerfModel(nn.Module):
         "rgb" [H, W, 3], "depth" [H, W], "accumulation" [H, W] and "num_samples" (int, as a 0-d tensor)."""
         parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "accumulation": []}
         total = 0
+        chunk = inference_chunk(self, chunk)
         for start in range(0, len(origins), chunk):
             o, d = origins[start : start + chunk], directions[start : start + chunk]
             bg = None if background is None else background.to(o).expand(len(o), 3)

@@ -53,7 +53,7 @@ class RenderOptions:
     """Frame files in a folder output: png (8-bit) | exr (float; rgb scene-linear) | npy (raw float)."""
     half: bool = False
     """EXR frames as half floats."""
-    max_rays_per_chunk: int = 1 << 13
+    max_rays_per_chunk: int = 1 << 16
     """Rays sent to the model at once (the memory budget)."""
     lens_samples: int = 1
     """Thin-lens samples per pixel (depth of field; more = smoother bokeh)."""
