@@ -60,26 +60,25 @@ def constant_colour_psnr(scene: Path) -> float:
                           for c in (views.view_rays(v)[2] for v in range(len(views)))]))
 
 
-def test_tiny_scene_trains_to_psnr_threshold(scene, tmp_path):
-    start = time.perf_counter()
-    metrics = train(scene, tmp_path / "run", tiny_config(steps=60, lr_warmup_steps=5), progress=False)
-    seconds = time.perf_counter() - start
-    floor = constant_colour_psnr(scene)
-    # measured: held-out 18.49 dB / SSIM 0.173 after 60 steps (18.98 / 0.279 after 100); the best constant image
-    # scores 17.35 dB on this low-contrast room, so the bar is floor + 0.75 dB. Training takes ~35 s on 2 idle
-    # cores (200 s when the machine is 4x oversubscribed), hence the loose time bound.
-    assert metrics["psnr"] >= floor + 0.75, (metrics["psnr"], floor)
-    assert metrics["ssim"] >= 0.12
-    assert 0.0 < metrics["ssim"] <= 1.0
-    assert metrics["steps"] == 60 and metrics["eval_views"] == 2 and metrics["split"] == "every-8th"
-    assert seconds < 300.0, seconds
+def test_tiny_scene_trains_to_psnr_threshold(tmp_path_factory, tmp_path):
+    scene = write_tiny_scene(tmp_path_factory.mktemp("tiny_scene_32"), num_frames=32)
+    metrics = train(scene, tmp_path / "run", tiny_config(steps=300), progress=False)
+    # measured (2 cores shared with ~14 other busy threads, OMP_WAIT_POLICY=PASSIVE): held-out 20.84 dB / SSIM
+    # 0.485 on the 4 held-out views after 300 steps in 27.9 s of training (19.59 dB at 100 steps, 20.24 at 200);
+    # the best constant image scores ~17.4 dB on this low-contrast room. 16 frames instead of 32 plateau at
+    # ~19.2 dB (too few views of a 300-degree walk for novel views).
+    assert metrics["psnr"] >= 20.0, metrics["psnr"]
+    assert metrics["psnr"] >= constant_colour_psnr(scene) + 2.5
+    assert 0.40 <= metrics["ssim"] <= 1.0, metrics["ssim"]
+    assert metrics["steps"] == 300 and metrics["eval_views"] == 4 and metrics["split"] == "every-8th"
+    assert metrics["train_seconds"] < 60.0, metrics["train_seconds"]
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for key in ("psnr", "ssim", "split", "eval_views", "steps", "train_seconds", "device", "samples_per_second"):
         assert key in saved
     assert saved["samples_per_second"] > 0 and saved["device"] == "cpu"
     assert saved["encoding_backend"] in ("cpp", "torch")
     assert json.loads((tmp_path / "run" / "dataparser_transforms.json").read_text())["scale"] > 0
-    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [60]
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [300]
 
 
 def test_kill_and_resume_matches_uninterrupted_run(scene, tmp_path):
