@@ -5,7 +5,12 @@ render their rays, MSE against the pixel colours (RGBA data over a random backgr
 (fused where supported; per-group lr/eps from ``NerfModel.param_groups``, e.g. eps 1e-15 for the hash tables as
 instant-ngp), and a learning-rate schedule of linear warm-up then steps down by ``lr_gamma`` at
 ``lr_milestones`` of the run. With ``target_samples`` the ray count of the next batch follows the samples the
-last one produced (instant-ngp / nerfacc), so each step costs about the same.
+last one produced (instant-ngp / nerfacc), so each step costs about the same. With ``pose_refinement`` the
+batch's rays are first moved by their image's learned pose correction (``camera_opt.py``).
+
+Live viewing: ``train(..., callback=)`` gets a :class:`TrainStepInfo` after every step; every step runs under
+``Trainer.model_lock``, and ``Trainer.render_camera`` / ``render_rays`` take that lock, so a viewer thread can
+render the current field between steps.
 
 Resuming: a checkpoint holds the model (occupancy grid included), the optimiser, every RNG state (torch, numpy,
 Python, the ray batcher's own generator), the adaptive ray count and the training seconds so far, so a run

@@ -180,3 +180,6 @@ def test_callback_every_step_and_viewer_renders_under_the_lock(scene, tmp_path):
     via_camera = trainer.render_camera(trainer.scene.apply(np.asarray(frame.world_from_cam)[None])[0],
                                        frame.intrinsics)["rgb"]
     assert torch.allclose(via_rays, via_camera, atol=1e-4), float((via_rays - via_camera).abs().max())
+    dataset_poses = np.stack([np.asarray(f.world_from_cam) for f in load_dataset(scene).frames])
+    expected = trainer.scene.apply(dataset_poses[trainer.train_views.frame_indices])
+    assert np.abs(trainer.train_world_from_cams() - expected).max() < 1e-5  # no refinement: the dataset's poses
