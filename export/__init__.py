@@ -12,6 +12,13 @@ Point cloud from rendered depth: ``point_cloud_from_views([DepthView(rgb, depth,
 accumulation), ...])`` then ``write_point_cloud``. Tracked cameras for plates: ``read_track("track.csv",
 overscan_percent=10)`` -> ``TrackedFrame`` list (pose, fov, size, ``intrinsics()``).
 
+From a trained run (``nerfstage.nerf.run.load_run``), as ``nerfstage export`` does::
+
+    export_mesh(run, "scene.glb", MeshExportOptions(max_faces=300_000))        # dataset frame, Y-up GLB
+    export_point_cloud(run, "points.ply", PointCloudExportOptions(num_points=500_000))
+    export_panorama(run, "plate.exr", PanoramaOptions(width=8192))             # tiled latlong, EXR half
+    export_plates(run, "track.csv", "plates/", PlateOptions(overscan_percent=10))  # plate_01001.exr ...
+
 Names are imported lazily (PEP 562) so that ``import nerfstage.export`` stays cheap (no torch, trimesh or scipy).
 """
 
@@ -28,6 +35,7 @@ _EXPORTS = {
     "pointcloud": ("DepthView", "PointCloudOptions", "point_cloud_from_views", "write_point_cloud"),
     "texture": ("TextureOptions", "bake_texture"),
     "panorama": ("PanoramaOptions", "PanoramaResult", "estimate_memory", "export_panorama", "panorama_pose"),
+    "from_run": ("ExportResult", "MeshExportOptions", "PointCloudExportOptions", "export_mesh", "export_point_cloud"),
     "plates": ("PlateOptions", "PlatesResult", "export_plates"),
     "track": ("TrackedFrame", "apply_overscan", "euler_rotation", "read_track", "to_normalized"),
 }

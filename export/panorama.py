@@ -183,8 +183,8 @@ def check_memory(width: int, height: int, options: PanoramaOptions) -> int:
     """``estimate_memory``; ConfigError when it is over ``memory_budget_bytes``."""
     need = estimate_memory(width, height, options)
     if need > options.memory_budget_bytes:
-        hint = "use tiles (tile_size 1024)" if options.tile_size <= 0 or options.tile_size > 4096 else \
-            "choose a smaller resolution or a larger memory budget"
+        hint = "render in tiles (tile_size / --tile-size 1024)" if options.tile_size <= 0 or \
+            options.tile_size > 4096 else "choose a smaller resolution or a larger memory budget"
         raise ConfigError(f"panorama {width}x{height} with tile_size={options.tile_size} needs about "
                           f"{need / 2**30:.2f} GiB, over the {options.memory_budget_bytes / 2**30:.2f} GiB "
                           f"memory budget; {hint}")

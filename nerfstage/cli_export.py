@@ -64,7 +64,9 @@ def mesh(
     ] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Density iso-level (default: automatic).")] = None,
     resolution: Annotated[int, typer.Option(help="Grid samples along the crop box's longest axis.")] = 256,
-    max_faces: Annotated[Optional[int], typer.Option("--max-faces", help="Decimate to at most this many faces.")] = None,
+    max_faces: Annotated[
+        Optional[int], typer.Option("--max-faces", help="Decimate to at most this many faces.")
+    ] = None,
     texture: Annotated[bool, typer.Option("--texture", help="UV-unwrap and bake a colour texture PNG.")] = False,
     texture_size: Annotated[int, typer.Option("--texture-size", help="Texture side, texels.")] = 2048,
     overwrite: Overwrite = False,
@@ -77,9 +79,9 @@ def mesh(
 
     box = _numbers(bbox, 6, "--bbox", "-1,-1,0,1,1,2")
     check_mesh_path(output, overwrite)
-    options = MeshExportOptions(bbox=box, threshold=threshold, resolution=resolution, max_faces=max_faces,  # type: ignore
-                                texture=texture, texture_resolution=texture_size, overwrite=overwrite,
-                                progress=not quiet)
+    options = MeshExportOptions(bbox=box, threshold=threshold, resolution=resolution,  # type: ignore[arg-type]
+                                max_faces=max_faces, texture=texture, texture_resolution=texture_size,
+                                overwrite=overwrite, progress=not quiet)
     result = export_mesh(_load(run, device), output, options)
     s = result.stats
     print(f"mesh {s['faces']:.0f} faces, {s['vertices']:.0f} vertices (threshold {s['threshold']:.3g}) in "

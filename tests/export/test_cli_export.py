@@ -24,11 +24,13 @@ def cli(*args: str) -> int:
 
 def test_mesh_and_pointcloud_write_and_report(tiny_run, tmp_path, capsys):
     run = tiny_run.run_dir
-    assert cli("export", "mesh", run, "-o", tmp_path / "scene.glb", "--resolution", "32", "-q") == 0
+    assert cli("export", "mesh", run, "-o", tmp_path / "scene.glb", "--resolution", "32", "--texture",
+               "--texture-size", "64", "-q") == 0
     out = capsys.readouterr().out
     assert "faces" in out and str(tmp_path / "scene.glb") in out
     mesh = trimesh.load(tmp_path / "scene.glb", force="mesh", process=False)
-    assert len(mesh.faces) > 100
+    assert len(mesh.faces) > 100 and mesh.visual.kind == "texture"
+    assert mesh.visual.material.baseColorTexture.size == (64, 64)
     assert cli("export", "pointcloud", run, "-o", tmp_path / "points.ply", "--view-stride", "8", "--downscale", "4",
                "--num-points", "500", "-q") == 0
     assert "points" in capsys.readouterr().out
