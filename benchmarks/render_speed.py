@@ -36,6 +36,7 @@ class SampleCounter:
     def __init__(self, model):
         self.model, self.original = model, model.render_rays
         self.rays = self.samples = self.evaluated = 0
+        self.cpu = 0.0
 
     def __enter__(self):
         def counted(origins, *args, **kwargs):
@@ -61,16 +62,18 @@ def test_view(run):
 
 
 def time_frame(run, camera, pose, options) -> tuple[float, SampleCounter]:
-    """Seconds to render one frame (rgb + alpha) and the sample counts of it."""
+    """Wall seconds to render one frame (rgb + alpha) and its sample counts (``counter.cpu``: CPU seconds of this
+    process, a figure less sensitive to other jobs on a shared machine)."""
     from nerfstage.render.image import render_image
 
     with SampleCounter(run.model) as counter:
         if run.device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         render_image(run.model, camera, pose, ("rgb", "alpha"), options)
         if run.device.type == "cuda":
             torch.cuda.synchronize()
+    counter.cpu = time.process_time() - cpu
     return time.perf_counter() - start, counter
 
 
@@ -104,11 +107,12 @@ def main() -> None:
     per_frame = sum(t for t, _ in measured) / len(measured)
     count = measured[-1][1]
     rays = args.width * args.height
-    print(f"machine: {machine()}; device {run.device}, torch threads {torch.get_num_threads()}")
+    print(f"machine: {machine()}; device {run.device}, torch threads {torch.get_num_threads()}, inference threads "
+          f"{run.model.inference.threads!r} (\"auto\": 1 while the load average exceeds the cores)")
     print(f"run {args.run}: step {run.step}, occupied fraction {run.model.occupancy.occupied_fraction():.4f}")
     print(f"{args.width}x{args.height} (test-view pose, fov_y {fov_y:.1f} deg): {per_frame:.2f} s per frame "
           f"({1.0 / per_frame:.2f} frames/s), {rays / per_frame:,.0f} rays/s over {len(measured)} frame(s) "
-          f"(warm-up {warm:.2f} s); samples per ray {count.samples / count.rays:.2f} kept, "
+          f"(warm-up {warm:.2f} s; CPU time {count.cpu:.2f} s per frame); samples per ray {count.samples / count.rays:.2f} kept, "
           f"{count.evaluated / count.rays:.2f} evaluated; "
           f"goal {'<= 10 s per frame (CPU)' if run.device.type == 'cpu' else '>= 30 frames/s (GPU)'}")
     peer_camera = PerspectiveCamera.from_fov(max(2, round(args.width * args.peer_scale)),

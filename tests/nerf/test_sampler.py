@@ -86,7 +86,8 @@ def test_compiled_marcher_finds_the_same_steps_as_the_torch_marcher_and_the_refe
 
 
 @pytest.mark.parametrize("marcher", MARCHERS)
-def test_fast_inference_matches_the_reference_on_a_random_bounded_model(marcher):
+@pytest.mark.parametrize("target,min_steps,max_rays", [(1 << 17, 1, 1 << 17), (256, 4, 128)])
+def test_fast_inference_matches_the_reference_on_a_random_bounded_model(marcher, target, min_steps, max_rays):
     enc = HashGridConfig(num_levels=4, log2_hashmap_size=11, base_resolution=4, max_resolution=64, backend="torch")
     config = ModelConfig(encoding=enc, appearance_dim=3, render_step_size=0.02, occupancy_resolution=32)
     model = NerfModel(config, torch.tensor([[-1.0] * 3, [1.0] * 3]), num_images=4, seed=0)
@@ -98,7 +99,8 @@ def test_fast_inference_matches_the_reference_on_a_random_bounded_model(marcher)
     background = torch.rand(500, 3, generator=torch.Generator().manual_seed(4))
     model.inference = InferenceOptions(method="reference")
     ref = model.render_rays(origins, directions, None, background)
-    fast = render_rays_fast(model, origins, directions, background, InferenceOptions(marcher=marcher, min_steps=1))
+    options = InferenceOptions(marcher=marcher, target_samples=target, min_steps=min_steps, max_rays=max_rays)
+    fast = render_rays_fast(model, origins, directions, background, options)
     assert fast["num_samples"] == ref["num_samples"] > 2000
     for key in ("rgb", "accumulation", "depth"):
         assert float((fast[key] - ref[key]).abs().max()) < 1e-4, key
@@ -140,4 +142,4 @@ def test_fast_inference_skips_empty_space(marcher):
     marched = float((t_far - t_near).clamp_min(0).mean()) / model.step_size  # steps through the occupied box
     out = render_rays_fast(model, origins, directions, torch.ones(400, 3), InferenceOptions(marcher=marcher))
     evaluated = out["num_evaluated"] / 400
-    assert marched > 100 and 1.0 < evaluated < 0.25 * marched, (evaluated, marched)
+    assert marched > 80 and 1.0 < evaluated < 0.25 * marched, (evaluated, marched)
