@@ -65,5 +65,5 @@ def training_viewer(host: str = "127.0.0.1", port: int = 7007):
     from nerfstage.viewer.server import TrainingViewer, ViewerOptions
 
     warn_if_open(host)
-    return TrainingViewer(ViewerOptions(host=host, port=port, max_height=256),
+    return TrainingViewer(ViewerOptions(host=host, port=port, start_height=48, max_height=192),
                           on_start=lambda url: print(f"live training viewer at {url}", file=sys.stderr, flush=True))

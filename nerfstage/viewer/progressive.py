@@ -68,6 +68,7 @@ class ProgressiveRenderer:
         self._cond = threading.Condition()
         self._generation = 0
         self._view: View | None = None
+        self._start_level = 0
         self._stopped = False
         self.frames_shown = 0
         """Frames handed to ``show`` so far."""
@@ -78,11 +79,12 @@ class ProgressiveRenderer:
         self._thread = threading.Thread(target=self._loop, name="nerfstage-viewer-render", daemon=True)
         self._thread.start()
 
-    def request(self, view: View) -> None:
-        """Render ``view`` from the lowest level again (cancels the frame in flight)."""
+    def request(self, view: View, start_level: int = 0) -> None:
+        """Render ``view`` from level ``start_level`` (0 = the coarsest) on; cancels the frame in flight."""
         with self._cond:
             self._generation += 1
             self._view = view
+            self._start_level = min(max(int(start_level), 0), len(self.levels) - 1)
             self._cond.notify_all()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -98,11 +100,11 @@ class ProgressiveRenderer:
         with self._cond:
             return self._view is not None
 
-    def _next(self, seen: int) -> tuple[int, View | None]:
+    def _next(self, seen: int) -> tuple[int, View | None, int]:
         with self._cond:
             while not self._stopped and (self._generation == seen or self._view is None):
                 self._cond.wait()
-            return self._generation, None if self._stopped else self._view
+            return self._generation, None if self._stopped else self._view, self._start_level
 
     def _stale(self, generation: int) -> bool:
         return self._stopped or self._generation != generation
@@ -118,15 +120,16 @@ class ProgressiveRenderer:
     def _loop(self) -> None:
         generation = 0
         while True:
-            generation, view = self._next(generation)
+            generation, view, start = self._next(generation)
             if view is None:
                 return
-            self._refine(generation, view)
+            self._refine(generation, view, start)
 
-    def _refine(self, generation: int, view: View) -> None:
-        for level, height in enumerate(self.levels):
-            if level > 0 and not self._settled(generation):
+    def _refine(self, generation: int, view: View, start: int) -> None:
+        for level in range(start, len(self.levels)):
+            if level > start and not self._settled(generation):
                 return
+            height = self.levels[level]
             width, height = frame_size(height, view.aspect)
             try:
                 image = self.render(view, width, height, lambda g=generation: self._stale(g))

@@ -96,15 +96,16 @@ class Viewer:
         if renderer is not None:
             renderer.stop(timeout=0.0)
 
-    def refresh(self, client) -> None:
-        """Render ``client``'s current view again, from the lowest level."""
+    def refresh(self, client, start_level: int = 0, if_idle: bool = False) -> None:
+        """Render ``client``'s current view again from level ``start_level``; with ``if_idle`` only when its
+        previous frame is finished (a training refresh never cancels a frame in flight)."""
         renderer = self._renderers.get(client.client_id)
-        if renderer is not None and self.live:
-            renderer.request(view_of_camera(client.camera))
+        if renderer is not None and self.live and not (if_idle and renderer.busy):
+            renderer.request(view_of_camera(client.camera), start_level)
 
-    def refresh_all(self) -> None:
+    def refresh_all(self, start_level: int = 0, if_idle: bool = False) -> None:
         for client in self.server.get_clients().values():
-            self.refresh(client)
+            self.refresh(client, start_level, if_idle)
 
     def _show(self, client, rgb: np.ndarray, level: int) -> None:
         if not self.live:
@@ -184,9 +185,9 @@ class TrainingViewer:
             self._start(info.trainer)
         now = time.monotonic()
         self.viewer.gui.training_status(info.step, info.total_steps, info.psnr, info.rays_per_second)
-        if now - self._last_refresh >= self.refresh_s:
+        if now - self._last_refresh >= self.refresh_s:  # redraw the finest level with the current weights
             self._last_refresh = now
-            self.viewer.refresh_all()
+            self.viewer.refresh_all(start_level=len(self.viewer.levels) - 1, if_idle=True)
 
     def _start(self, trainer) -> None:
         from .scene import scene_of_trainer

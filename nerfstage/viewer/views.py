@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -43,24 +44,33 @@ def view_of_camera(camera) -> View:
 def model_render_fn(model, lock: threading.Lock | None = None, background=(1.0, 1.0, 1.0),
                     chunk: int = 4096) -> Callable:
     """A ``RenderFn`` drawing ``model`` (a NerfModel) through ``render.image.render_image`` in chunks of
-    ``chunk`` rays, cancellable between chunks. With ``lock`` (a trainer's ``model_lock``) each frame is
-    rendered between training steps and the model's train/eval mode is restored afterwards."""
+    ``chunk`` rays, cancellable between chunks. With ``lock`` (a trainer's ``model_lock``) the frame is drawn
+    while training runs: the lock is held for one chunk at a time (training steps run between chunks) and the
+    model's train/eval mode is restored after every chunk."""
     from ..render.cameras import PerspectiveCamera
     from ..render.image import ImageOptions, render_image
 
     options = ImageOptions(max_rays_per_chunk=chunk, background=tuple(background))
     guard = lock if lock is not None else threading.Lock()
+    share = lock is not None
 
     def render(view: View, width: int, height: int, cancelled: Callable[[], bool]) -> np.ndarray:
-        def check(_rays: int) -> None:
-            if cancelled():
-                raise RenderCancelled()
-
         camera = PerspectiveCamera.from_fov(width, height, view.fov_deg)
         with guard:
             was_training = model.training
+
+            def between_chunks(_rays: int) -> None:
+                if cancelled():
+                    raise RenderCancelled()
+                if share:  # let a training step run, then render the next chunk in eval mode again
+                    model.train(was_training)
+                    guard.release()
+                    time.sleep(0.002)
+                    guard.acquire()
+                    model.eval()
+
             try:
-                out = render_image(model, camera, view.world_from_cam, ("rgb",), options, progress=check)
+                out = render_image(model, camera, view.world_from_cam, ("rgb",), options, progress=between_chunks)
             finally:
                 model.train(was_training)
         return out["rgb"]

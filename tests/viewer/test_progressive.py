@@ -53,6 +53,9 @@ def test_refines_level_by_level_then_idles():
         renderer.request(VIEW)  # a camera move starts over at the coarsest level
         wait_until(lambda: renderer.frames_shown == 6)
         assert [h for _, h in rendered[3:]] == [16, 32, 64]
+        renderer.request(VIEW, start_level=2)  # a training refresh redraws the finest level only
+        wait_until(lambda: renderer.frames_shown == 7)
+        assert rendered[6:] == [(85, 64)] and shown[-1][0] == 2
     finally:
         renderer.stop()
 
