@@ -172,27 +172,45 @@ def _plate_thumb(path: Path) -> np.ndarray | None:
 
 
 def _mesh_thumb(path: Path, size: int = 360) -> np.ndarray | None:
-    """Orthographic point splat of the mesh's coloured vertices, seen from the front and above (file Y-up)."""
+    """Flat-shaded orthographic view of the mesh (painter's algorithm, vertex colours times a headlight's cosine),
+    seen from the front and above (file Y-up). About 2 s per 100 k faces."""
     from .chain_checks import glb_faces
 
     if glb_faces(path) is None:
         return None
+    import cv2
+
     from .export.gltf import read_mesh
 
     mesh = read_mesh(path)
-    points = np.asarray(mesh.vertices, dtype=np.float64)  # [V, 3]
-    colors = np.asarray(mesh.visual.vertex_colors)[:, :3] if hasattr(mesh.visual, "vertex_colors") else None
-    colors = colors if colors is not None and len(colors) == len(points) else np.full((len(points), 3), 180)
-    yaw, pitch = np.deg2rad(30.0), np.deg2rad(-25.0)
+    view = _view_points(np.asarray(mesh.vertices, dtype=np.float64))  # [V, 3] x right, y up, z to the viewer
+    faces = np.asarray(mesh.faces)  # [F, 3]
+    colors = _vertex_rgb(mesh)[faces].mean(axis=1)  # [F, 3]
+    normals = np.cross(view[faces[:, 1]] - view[faces[:, 0]], view[faces[:, 2]] - view[faces[:, 0]])  # [F, 3]
+    shade = np.abs(normals[:, 2]) / np.maximum(np.linalg.norm(normals, axis=1), 1e-12)
+    shaded = np.clip(colors * (0.25 + 0.75 * shade[:, None]), 0, 255).astype(np.uint8)  # [F, 3]
+    extent = max(np.ptp(view[:, 0]), np.ptp(view[:, 1]), 1e-9)
+    pixels = np.stack([(view[:, 0] / extent + 0.5) * (size - 1), (0.5 - view[:, 1] / extent) * (size - 1)], -1)
+    pixels = np.round(pixels * 4).astype(np.int32)  # [V, 2] with 2 fractional bits for cv2's shift
+    image = np.full((size, size, 3), 255, dtype=np.uint8)
+    for f in np.argsort(view[faces].mean(axis=1)[:, 2]):  # far faces first, nearer ones paint over them
+        cv2.fillConvexPoly(image, pixels[faces[f]], shaded[f].tolist(), lineType=cv2.LINE_AA, shift=2)
+    return image
+
+
+def _view_points(points: np.ndarray) -> np.ndarray:  # [V, 3] -> [V, 3]
+    yaw, pitch = np.deg2rad(30.0), np.deg2rad(25.0)
     rot_y = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
     rot_x = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
-    view = (points - points.mean(axis=0)) @ (rot_x @ rot_y).T  # [V, 3] x right, y up, z towards the viewer
-    extent = max(np.ptp(view[:, 0]), np.ptp(view[:, 1]), 1e-9)
-    px = np.clip(((view[:, 0] / extent + 0.5) * (size - 1)).astype(int), 0, size - 1)
-    py = np.clip(((0.5 - view[:, 1] / extent) * (size - 1)).astype(int), 0, size - 1)
-    image = np.full((size, size, 3), 255, dtype=np.uint8)
-    order = np.argsort(view[:, 2])  # far first, so nearer vertices overwrite them
-    for dy in (0, 1):
-        for dx in (0, 1):
-            image[np.minimum(py[order] + dy, size - 1), np.minimum(px[order] + dx, size - 1)] = colors[order]
-    return image
+    view = points @ (rot_x @ rot_y).T
+    return view - (view.min(axis=0) + view.max(axis=0)) / 2.0
+
+
+def _vertex_rgb(mesh) -> np.ndarray:  # [V, 3] float 0..255, sRGB-encoded
+    """Vertex colours for display: glTF stores them scene-linear, so they are sRGB-encoded here."""
+    from .render.writers import linear_to_srgb
+
+    colors = getattr(mesh.visual, "vertex_colors", None)
+    if colors is None or len(colors) != len(mesh.vertices):
+        return np.full((len(mesh.vertices), 3), 180.0)
+    return 255.0 * linear_to_srgb(np.asarray(colors, dtype=np.float64)[:, :3] / 255.0)
