@@ -78,6 +78,18 @@ def make_camera_optimizer(mode: PoseRefinement, num_cameras: int, device: torch.
     return CameraOptimizer(num_cameras).to(device)
 
 
+def refine_from_checkpoint(checkpoint: dict, world_from_cams: np.ndarray) -> np.ndarray:
+    """The training cameras' poses as a run refined them: ``checkpoint`` is a loaded ``step-*.ckpt`` dict,
+    ``world_from_cams`` [N, 4, 4] the N training views' dataset poses in the normalised frame (training-split
+    order, either axes convention). Returned unchanged when the run did not refine poses."""
+    state = checkpoint.get("camera_opt")
+    if state is None:
+        return np.array(world_from_cams, dtype=np.float64, copy=True)
+    optimizer = CameraOptimizer(len(world_from_cams))
+    optimizer.load_state_dict(state)
+    return optimizer.refine_poses(world_from_cams)
+
+
 def pose_errors(estimated: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-camera rotation error (degrees) and camera-centre distance between [N, 4, 4] pose sets."""
     rel = np.einsum("nji,njk->nik", estimated[:, :3, :3], reference[:, :3, :3])  # R_est^T R_ref
