@@ -68,7 +68,7 @@ def _load(run_dir: Path, options) -> Any:
 
 def synthetic_stage(folder: Path, options, footage, summary: dict) -> Any:
     """Write (or keep) the demo's synthetic video and its true poses; returns the SyntheticCapture."""
-    from .capture.synthetic import SyntheticOptions, load_ground_truth, write_synthetic_video
+    from .capture.synthetic import SyntheticOptions, write_synthetic_video
 
     synthetic = SyntheticOptions(num_frames=options.frames, width=footage.width, height=footage.height,
                                  seed=options.seed)
