@@ -83,8 +83,10 @@ def _build_model(config: TrainConfig, data: dict, device: torch.device, path: Pa
     return model.eval()
 
 
-def _read_cameras(loaded: LoadedRun, dataset: Path) -> None:
-    """Fill the training cameras from the dataset (normalised frame)."""
+def _read_cameras(loaded: LoadedRun, dataset: Path, checkpoint: dict) -> None:
+    """Fill the cameras from the dataset (normalised frame); training views get the run's refined poses when it
+    refined them (``pose_refinement``), held-out views keep their dataset poses."""
+    from .camera_opt import refine_from_checkpoint
     from .data import split_indices
     from .trainer import load_any_dataset
 
@@ -94,6 +96,8 @@ def _read_cameras(loaded: LoadedRun, dataset: Path) -> None:
     loaded.intrinsics = [f.intrinsics for f in dset.frames]
     loaded.image_paths = [Path(f.image_path) for f in dset.frames]
     loaded.train_indices = split_indices(dset, loaded.config.data.hold_every)[0]
+    train = list(loaded.train_indices)
+    loaded.world_from_cams[train] = refine_from_checkpoint(checkpoint, loaded.world_from_cams[train])
 
 
 def load_run(run_dir: Path, device: str = "auto", dataset: Path | None = None, cameras: bool = True) -> LoadedRun:
@@ -118,7 +122,7 @@ def load_run(run_dir: Path, device: str = "auto", dataset: Path | None = None, c
     loaded = LoadedRun(run_dir, model, config, scene, int(data["step"]), latest, dev, source)
     if cameras and source is not None and (dataset is not None or source.exists()):
         try:
-            _read_cameras(loaded, source)
+            _read_cameras(loaded, source, data)
         except InputError:
             if dataset is not None:
                 raise

@@ -118,6 +118,9 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random step.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    pose_refinement: Annotated[
+        Optional[str], typer.Option("--pose-refinement", help="off | SO3xR3: refine the training cameras' poses.")
+    ] = None,
     viewer: Annotated[bool, typer.Option("--viewer", help="Watch training live at http://127.0.0.1:7007.")] = False,
 ) -> None:
     """Train a hash-grid radiance field on DATASET into the run folder OUTPUT (RUN/metrics.json at the end)."""
@@ -127,7 +130,8 @@ def train(
     from nerfstage.nerf.trainer import train as run_training
 
     callback = training_viewer() if viewer else None
-    given = {"steps": steps, "time_budget_s": time_budget, "eval_every": eval_every, "seed": seed}
+    given = {"steps": steps, "time_budget_s": time_budget, "eval_every": eval_every, "seed": seed,
+             "pose_refinement": pose_refinement}
     overrides = {k: v for k, v in given.items() if v is not None} | {"device": device}
     if resume:
         metrics = run_training(dataset, output, resume=True, resume_overrides=overrides, progress=not quiet,

@@ -126,3 +126,31 @@ def test_bad_options_and_runs_exit_2(scene, tmp_path, capsys, tiny_preview):
     save_config(tmp_path / "c" / "config.json", TrainConfig(model=ModelConfig(encoding=HashGridConfig())))
     assert run_cli("eval", tmp_path / "c", "--quiet") == 2
     assert "no checkpoints" in capsys.readouterr().err
+
+
+def test_pose_refinement_option_reaches_the_run_and_load_run_uses_the_refined_poses(scene, tmp_path, capsys,
+                                                                                      tiny_preview):
+    from nerfstage.nerf.checkpoint import latest_checkpoint, load_checkpoint
+    from nerfstage.nerf.run import load_run
+
+    run = tmp_path / "run"
+    code = run_cli("train", scene, "-o", run, "--preset", "preview", "--steps", "3", "--device", "cpu",
+                   "--pose-refinement", "SO3xR3", "--quiet")
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["pose_refinement"] == "SO3xR3"
+    data = load_checkpoint(latest_checkpoint(run), map_location="cpu")
+    adjustment = data["camera_opt"]["pose_adjustment"]  # [N_train, 6]: 3 Adam steps moved it off zero
+    assert float(adjustment.abs().max()) > 0.0
+    plain = load_run(run, device="cpu")
+    train = plain.train_indices
+    # Put a known correction (5 cm along x) into the checkpoint: load_run's training cameras move by exactly it.
+    shifted = adjustment.clone()
+    shifted[:, :3] += torch.tensor([0.05, 0.0, 0.0])
+    data["camera_opt"]["pose_adjustment"] = shifted
+    torch.save(data, latest_checkpoint(run))
+    moved = load_run(run, device="cpu")
+    delta = moved.world_from_cams[train, :3, 3] - plain.world_from_cams[train, :3, 3]
+    np.testing.assert_allclose(delta, np.tile([0.05, 0.0, 0.0], (len(train), 1)), atol=1e-6)
+    held_out = sorted(set(range(len(plain.world_from_cams))) - set(train))
+    np.testing.assert_allclose(moved.world_from_cams[held_out], plain.world_from_cams[held_out])
+    assert run_cli("train", "--resume", "-o", run, "--pose-refinement", "off", "--quiet") == 2
