@@ -11,6 +11,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# OpenMP threads that busy-wait make torch 6-10x slower whenever anything else shares the cores (the viewer tests
+# render on a second thread while training runs); sleeping waiters cost nothing measurable here. Set before torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def data_root() -> Path:
     return Path(os.environ.get("NERFSTAGE_DATA", REPO.parent / "shared" / "data")).resolve()
