@@ -112,8 +112,8 @@ def main() -> None:
     print(f"run {args.run}: step {run.step}, occupied fraction {run.model.occupancy.occupied_fraction():.4f}")
     print(f"{args.width}x{args.height} (test-view pose, fov_y {fov_y:.1f} deg): {per_frame:.2f} s per frame "
           f"({1.0 / per_frame:.2f} frames/s), {rays / per_frame:,.0f} rays/s over {len(measured)} frame(s) "
-          f"(warm-up {warm:.2f} s; CPU time {count.cpu:.2f} s per frame); samples per ray {count.samples / count.rays:.2f} kept, "
-          f"{count.evaluated / count.rays:.2f} evaluated; "
+          f"(warm-up {warm:.2f} s; CPU time {count.cpu:.2f} s per frame); samples per ray "
+          f"{count.samples / count.rays:.2f} kept, {count.evaluated / count.rays:.2f} evaluated; "
           f"goal {'<= 10 s per frame (CPU)' if run.device.type == 'cpu' else '>= 30 frames/s (GPU)'}")
     peer_camera = PerspectiveCamera.from_fov(max(2, round(args.width * args.peer_scale)),
                                              max(2, round(args.height * args.peer_scale)), fov_y)
@@ -128,15 +128,17 @@ def main() -> None:
 
 def compare_with_reference(run, camera, pose, options) -> None:
     """Fast path and reference marcher on the same (smaller) frame: rays/s of each, ratio, image agreement."""
+    from nerfstage.nerf.inference import inference_threads
     from nerfstage.render.image import render_image
 
     rays = camera.width * camera.height
     fast_s, _ = time_frame(run, camera, pose, options)
     fast = render_image(run.model, camera, pose, ("rgb",), options)["rgb"]
     run.model.inference.method = "reference"
-    try:
-        ref_s, _ = time_frame(run, camera, pose, options)
-        ref = render_image(run.model, camera, pose, ("rgb",), options)["rgb"]
+    try:  # on the fast path's thread count (see InferenceOptions.threads), so only the marching differs
+        with inference_threads(run.model.inference.threads, run.device):
+            ref_s, _ = time_frame(run, camera, pose, options)
+            ref = render_image(run.model, camera, pose, ("rgb",), options)["rgb"]
     finally:
         run.model.inference.method = "fast"
     mse = float(((fast - ref) ** 2).mean())

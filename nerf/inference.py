@@ -1,13 +1,14 @@
 """Fast inference rendering (instant-ngp's inference marching): only the rays still alive advance, a few occupied
 samples at a time, and each round composites straight into per-ray accumulators.
 
-Per round, every alive ray finds its next ``k`` steps whose midpoint lies in an occupied cell (``k`` grows as rays
-die, so a round always holds about ``target_samples`` samples), the field's density pass runs on them once, and
-its geometry features feed the colour MLP for the samples kept. Rays leave the alive set when they pass their
-far end or their transmittance drops below ``early_stop_eps``. The samples, the drop rule (opacity below
-``alpha_threshold``; everything behind optical depth ``-log(early_stop_eps)``, counting dropped samples too) and
-the compositing are those of ``NerfModel.render_rays`` through ``sampler.march`` (the reference path, kept for
-training and as the peer in tests and benchmarks), so images agree to float rounding.
+Per round, every alive ray finds its next ``k`` steps whose midpoint lies in an occupied cell (``k`` is
+``target_samples`` / alive rays within ``[min_steps, max_steps]``: one while most rays are alive, more as they
+die), the field's density pass runs on them once, and its geometry features feed the colour MLP for the samples
+kept. Rays leave the alive set when they pass their far end or their transmittance drops below
+``early_stop_eps``. The samples, the drop rule (opacity below ``alpha_threshold``; everything behind optical depth
+``-log(early_stop_eps)``, counting dropped samples too) and the compositing are those of
+``NerfModel.render_rays`` through ``sampler.march`` (the reference path, kept for training and as the peer in
+tests and benchmarks), so images agree to float rounding.
 
 The marcher is the compiled one (``march_cpu.py``: one C++ loop per ray that jumps over empty coarse cells) on
 CPU tensors when it builds, else :func:`march_next_torch` (vectorised, tests ``lookahead`` steps per round).
@@ -169,14 +170,14 @@ def render_rays_fast(
     "num_evaluated" (density evaluations, int) of ``model`` (a NerfModel) along unit-direction rays, at most
     ``options.max_rays`` rays at a time."""
     options = options or InferenceOptions()
-    with _threads(options.threads, origins.device):
+    with inference_threads(options.threads, origins.device):
         if len(origins) <= options.max_rays:
             return _render_chunk(model, origins, directions, background, options)
         return _render_chunks(model, origins, directions, background, options)
 
 
 @contextmanager
-def _threads(threads: int | str, device: torch.device) -> Iterator[None]:
+def inference_threads(threads: int | str, device: torch.device) -> Iterator[None]:
     """torch's CPU thread count set for the block (see ``InferenceOptions.threads``), restored afterwards."""
     before = torch.get_num_threads()
     wanted = before
@@ -229,8 +230,9 @@ def _render_chunk(model, origins: Tensor, directions: Tensor, background: Tensor
     evaluated = 0
     while alive.numel() > 0:
         k = int(min(max(options.target_samples // alive.numel(), options.min_steps), options.max_steps))
-        t0, t1, count, s_next = step_fn(origins.index_select(0, alive), directions.index_select(0, alive),
-                                        state.s.index_select(0, alive), state.s_end.index_select(0, alive), grid, warp, k)
+        rays = (origins.index_select(0, alive), directions.index_select(0, alive))
+        t0, t1, count, s_next = step_fn(*rays, state.s.index_select(0, alive), state.s_end.index_select(0, alive),
+                                        grid, warp, k)
         state.s.index_copy_(0, alive, s_next)
         flat = (torch.arange(k, device=count.device) < count[:, None]).view(-1).nonzero().squeeze(1)
         if flat.numel() > 0:
