@@ -168,7 +168,7 @@ def _capture(input_path: Path, options: CaptureOptions, staging: Path) -> dict[s
     summary = _write_dataset(sfm.reconstruction, staging)
     seconds["write"] = time.perf_counter() - start
     report = _report_base(input_path, "video" if is_video else "images", options, frames, seconds, warnings)
-    report.update(summary, matcher=sfm_options.matcher, num_models=sfm.num_models)
+    report.update(summary, matcher=sfm_options.matcher, num_models=sfm.num_models, loop_pairs=sfm.num_loop_pairs)
     return report
 
 

@@ -1,15 +1,15 @@
 """Structure-from-motion with pycolmap, in-process (no COLMAP binary), tuned for phone walk-arounds on a CPU.
 
 :func:`run_sfm` runs SIFT extraction (one shared camera), sequential or exhaustive matching, and incremental or
-global mapping, and keeps the largest model. :func:`align_sim3` and :func:`pose_errors` measure poses against a
-reference after a similarity alignment (tests and benchmarks use them).
+global mapping, keeps the largest model and (``fast`` tuning, sequential matcher) runs a second, pose-guided
+matching pass (``sfm_loops.py``). :func:`align_sim3` and :func:`pose_errors` (``sfm_eval.py``) measure poses
+against a reference after a similarity alignment (tests and benchmarks use them).
 
 Why the ``tuning="fast"`` defaults. Measured with ``benchmarks/capture_speed.py`` (100 synthetic frames, 640x480,
-the same images for both, 2 CPU cores shared with other jobs, load average ~7): pycolmap's defaults (exhaustive +
-incremental) 675 s (extract 65, match 434, map 176), 100/100 registered, mean rotation error 0.0108 deg;
-with the quadratic pairs (since dropped, see below) these settings took 193 s (extract 60, match 50, map 73, refine 11), ratio 0.29, 100/100, 0.0126 deg. NOT yet "no
-worse": another mapper seed on the defaults' matches gives 0.0108 again and on ours 0.0124; the same settings on
-matches of an earlier run (pairs verified in two passes) gave 0.0101, so ours sits at 0.010-0.013 deg.
+the same images for both, 2 CPU cores shared with other jobs, load average ~4): pycolmap's defaults (exhaustive +
+incremental) 446 s (extract 70, match 273, map 103), 100/100 registered, mean rotation error 0.0108 deg;
+these settings without the loop pass 115 s (ratio 0.26), 100/100, but 0.0179 deg: the sequential chain bends
+(0.04 deg at the ends, 0.005 in the middle). The loop pass (see ``sfm_loops.py``) brings it to 0.008-0.009 deg.
 
 * SIFT on the doubled image (``first_octave=-1``, as pycolmap does), at most 4096 features (default 8192).
   Native resolution (``first_octave=0``) is ~3x cheaper but its keypoints are less precise: 0.032-0.035 deg
@@ -18,6 +18,8 @@ matches of an earlier run (pairs verified in two passes) gave 0.0101, so ours si
   those long pairs tied the ends of the synthetic walk together (0.0206 -> 0.0196 deg) but on a symmetric real
   scene (beer_video/images: a can on a tiled floor) they matched look-alike views and flipped the last 18 frames
   (67 deg error vs the author's model); without them every stretch is within 0.3-1.0 deg (mean 0.61 deg).
+* Loop pass: pairs every ``loop_every``-th frame gap beyond the overlap whose cameras look < 90 deg apart, chosen
+  from the pass-1 POSES (never from appearance), matched and triangulated on the fixed poses, then refined.
 * Two-view RANSAC capped at 2000 trials (default 10000): neighbouring frames have high inlier ratios, so the
   adaptive stop ends far earlier; the cap only bounds the cost of pairs that do not overlap.
 * Incremental mapping with cheaper bundle adjustment: global BA only after the model grew by 60 % (default
@@ -50,9 +52,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
 from ..errors import ConfigError, ReconstructionError
+from .sfm_eval import Sim3, align_sim3, pose_errors, reconstruction_poses, trajectory_size
+from .sfm_loops import match_pairs, retriangulate, select_loop_pairs, viewing_geometry
 
 if TYPE_CHECKING:
     import pycolmap
@@ -61,6 +63,8 @@ Matcher = Literal["sequential", "exhaustive"]
 Mapper = Literal["incremental", "global"]
 SfmCameraModel = Literal["OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE"]
 Tuning = Literal["fast", "colmap"]
+__all__ = ["SfmOptions", "SfmResult", "run_sfm", "Sim3", "align_sim3", "pose_errors", "reconstruction_poses",
+           "trajectory_size"]
 
 CAMERA_MODELS: tuple[str, ...] = ("OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE")
 REFINE_MIN_PX = 0.5
@@ -88,6 +92,13 @@ class SfmOptions:
     """Most SIFT features kept per image (``fast`` tuning only)."""
     sequential_overlap: int = 6
     """Each frame is matched with this many following frames (sequential matcher, ``fast`` tuning)."""
+    loop_every: int = 6
+    """Second pass of the sequential matcher (``fast`` tuning; ``sfm_loops.py``): from the first model's poses,
+    pairs more than ``sequential_overlap`` frames apart, whose frame gap is a multiple of this and whose viewing
+    axes are less than ``loop_max_angle_deg`` apart, are matched and triangulated on the fixed poses before the
+    final refinement. Holds the ends of a walk together. 0 turns the pass off."""
+    loop_max_angle_deg: float = 90.0
+    """Largest angle between the viewing axes of the two cameras of a loop pair (degrees)."""
     num_threads: int = -1
     """CPU threads for every step; -1 uses all cores."""
     seed: int = 0
@@ -107,7 +118,10 @@ class SfmResult:
     sparse_dir: Path
     """Where the kept model was written (COLMAP binary format)."""
     seconds: dict[str, float] = field(default_factory=dict)
-    """Wall time per step: ``extract``, ``match``, ``map``."""
+    """Wall time per step: ``extract``, ``match``, ``map``, then with ``fast`` tuning ``loop_match`` and
+    ``retriangulate`` (sequential matcher, loop pass on) and ``refine``."""
+    num_loop_pairs: int = 0
+    """Loop pairs the second pass matched (0 when it did not run)."""
 
 
 def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool = True) -> SfmResult:
@@ -135,10 +149,15 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
         with steps.step("map", seconds, total=len(names)) as advance:
             models = _map(database, image_dir, work_dir / "models", options, advance)
         best = _largest(models, len(names))
+        num_loop_pairs = 0
+        if _loops_on(options):
+            best, num_loop_pairs = _close_loops(best, database, image_dir, work_dir, options, steps, seconds)
         if options.tuning == "fast":
             with steps.step("refine", seconds):
                 best = _refine(best, options)
-    return _write_model(best, models, work_dir, len(names), seconds)
+    result = _write_model(best, models, work_dir, len(names), seconds)
+    result.num_loop_pairs = num_loop_pairs
+    return result
 
 
 def _check_options(options: SfmOptions) -> None:
@@ -150,11 +169,13 @@ def _check_options(options: SfmOptions) -> None:
         raise ConfigError(f"mapper {options.mapper!r}: expected 'incremental' or 'global'")
     if options.tuning not in ("fast", "colmap"):
         raise ConfigError(f"tuning {options.tuning!r}: expected 'fast' or 'colmap'")
-    if options.max_num_features < 256 or options.sequential_overlap < 1:
+    if options.max_num_features < 256 or options.sequential_overlap < 1 or options.loop_every < 0:
         raise ConfigError(
-            f"max_num_features={options.max_num_features}, sequential_overlap={options.sequential_overlap}: "
-            "expected >= 256 features and an overlap >= 1"
+            f"max_num_features={options.max_num_features}, sequential_overlap={options.sequential_overlap}, "
+            f"loop_every={options.loop_every}: expected >= 256 features, an overlap >= 1 and loop_every >= 0"
         )
+    if not 0.0 < options.loop_max_angle_deg <= 180.0:
+        raise ConfigError(f"loop_max_angle_deg={options.loop_max_angle_deg}: expected an angle in (0, 180]")
 
 
 def _extract(database: Path, image_dir: Path, options: SfmOptions) -> None:
@@ -183,7 +204,8 @@ def _extract_once(database: Path, image_dir: Path, options: SfmOptions, first_oc
     )
 
 
-def _match(database: Path, options: SfmOptions) -> None:
+def _match_kwargs(options: SfmOptions) -> dict:
+    """Matching and two-view verification options shared by every matcher call."""
     import pycolmap
 
     matching = pycolmap.FeatureMatchingOptions()
@@ -192,7 +214,13 @@ def _match(database: Path, options: SfmOptions) -> None:
     verification.ransac.random_seed = options.seed
     if options.tuning == "fast":
         verification.ransac.max_num_trials = 2000
-    kwargs = dict(matching_options=matching, verification_options=verification, device=pycolmap.Device.cpu)
+    return dict(matching_options=matching, verification_options=verification, device=pycolmap.Device.cpu)
+
+
+def _match(database: Path, options: SfmOptions) -> None:
+    import pycolmap
+
+    kwargs = _match_kwargs(options)
     if options.matcher == "exhaustive":
         pycolmap.match_exhaustive(database, **kwargs)
         return
@@ -250,6 +278,28 @@ def _global_options(options: SfmOptions) -> pycolmap.GlobalPipelineOptions:
     pipeline.mapper.num_threads = options.num_threads
     pipeline.mapper.random_seed = options.seed
     return pipeline
+
+
+def _loops_on(options: SfmOptions) -> bool:
+    return options.tuning == "fast" and options.matcher == "sequential" and options.loop_every > 0
+
+
+def _close_loops(
+    model: pycolmap.Reconstruction, database: Path, image_dir: Path, work_dir: Path, options: SfmOptions, steps,
+    seconds: dict[str, float],
+) -> tuple[pycolmap.Reconstruction, int]:
+    """Second pass (``sfm_loops.py``): match the pose-chosen loop pairs, then re-triangulate on the fixed poses.
+    Returns the model unchanged (and 0 pairs) when no pair qualifies."""
+    names, axes, _ = viewing_geometry(model)
+    pairs = select_loop_pairs(names, axes, options.sequential_overlap, options.loop_every,
+                              options.loop_max_angle_deg)
+    if not pairs:
+        return model, 0
+    with steps.step("loop_match", seconds, total=len(pairs)):
+        match_pairs(database, pairs, work_dir / "loop_pairs.txt", _match_kwargs(options))
+    with steps.step("retriangulate", seconds):
+        model = retriangulate(model, database, image_dir, work_dir / "retriangulated", _incremental_options(options))
+    return model, len(pairs)
 
 
 def _largest(models: dict, num_images: int) -> pycolmap.Reconstruction:
@@ -348,67 +398,3 @@ class _Steps:
                 done = self._progress.tasks[task].completed if total else 1
                 self._progress.update(task, total=total or 1, completed=done)
                 self._progress.stop_task(task)
-
-
-# ----------------------------------------------------------------------------------------------- evaluation
-
-
-@dataclass(frozen=True)
-class Sim3:
-    """A similarity transform ``x -> scale * rotation @ x + translation`` (``dst_from_src``)."""
-
-    scale: float
-    """Uniform scale."""
-    rotation: np.ndarray
-    """[3, 3] rotation."""
-    translation: np.ndarray
-    """[3] translation."""
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Map points [N, 3] -> [N, 3]."""
-        return self.scale * np.asarray(points, dtype=np.float64) @ self.rotation.T + self.translation
-
-
-def align_sim3(src_centres: np.ndarray, dst_centres: np.ndarray) -> Sim3:
-    """Least-squares similarity ``dst_from_src`` (Umeyama, via pycolmap.estimate_sim3d); centres [N, 3], N >= 3."""
-    import pycolmap
-
-    src = np.asarray(src_centres, dtype=np.float64).reshape(-1, 3)
-    dst = np.asarray(dst_centres, dtype=np.float64).reshape(-1, 3)
-    if len(src) != len(dst) or len(src) < 3:
-        raise ReconstructionError(f"Sim(3) alignment needs >= 3 matching centres, got {len(src)} and {len(dst)}")
-    sim = pycolmap.estimate_sim3d(src, dst)
-    if sim is None:
-        raise ReconstructionError(f"Sim(3) alignment of {len(src)} camera centres failed (degenerate layout?)")
-    return Sim3(float(sim.scale), np.asarray(sim.rotation.matrix()), np.asarray(sim.translation).reshape(3))
-
-
-def pose_errors(world_from_cam_est: np.ndarray, world_from_cam_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation error (degrees) and camera-centre error (units of the true world) per camera, after aligning the
-    estimated centres to the true ones with a similarity transform. Both inputs [N, 4, 4] camera-to-world with the
-    same camera axes convention; returns ([N], [N])."""
-    est = np.asarray(world_from_cam_est, dtype=np.float64)
-    true = np.asarray(world_from_cam_true, dtype=np.float64)
-    sim = align_sim3(est[:, :3, 3], true[:, :3, 3])
-    centre_err = np.linalg.norm(sim.apply(est[:, :3, 3]) - true[:, :3, 3], axis=1)  # [N]
-    rot_aligned = np.einsum("ij,njk->nik", sim.rotation, est[:, :3, :3])  # [N, 3, 3]
-    relative = np.einsum("nji,njk->nik", true[:, :3, :3], rot_aligned)  # R_true^T R_est
-    cos = np.clip((np.trace(relative, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
-    return np.degrees(np.arccos(cos)), centre_err
-
-
-def trajectory_size(world_from_cams: np.ndarray) -> float:
-    """Diagonal of the bounding box of the camera centres of [N, 4, 4] camera-to-world matrices."""
-    centres = np.asarray(world_from_cams, dtype=np.float64)[:, :3, 3]
-    return float(np.linalg.norm(centres.max(axis=0) - centres.min(axis=0)))
-
-
-def reconstruction_poses(reconstruction: pycolmap.Reconstruction) -> dict[str, np.ndarray]:
-    """Image name -> [4, 4] camera-to-world (OpenCV camera axes, COLMAP's world) of every registered image."""
-    poses = {}
-    for image in reconstruction.images.values():
-        if image.has_pose:
-            world_from_cam = np.eye(4)
-            world_from_cam[:3, :4] = image.cam_from_world().inverse().matrix()
-            poses[image.name] = world_from_cam
-    return poses
