@@ -42,7 +42,7 @@ def _run(label: str, options: SfmOptions, images, work, truth_by_name) -> tuple[
     total = time.perf_counter() - start
     rot, centre, size = _errors(result, truth_by_name)
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-    print(f"({label}) {steps}; total {total:.1f} s")
+    print(f"({label}) {steps}; total {total:.1f} s; loop pairs {result.num_loop_pairs}")
     print(f"({label}) registered {result.reconstruction.num_reg_images()}/{result.num_images}, "
           f"{result.reconstruction.num_points3D()} points, {pose_summary(rot, centre, size)}")
     return result, total, rot
