@@ -245,7 +245,7 @@ def render(
     half: Annotated[bool, typer.Option("--half", help="EXR frames as half floats.")] = False,
     max_rays_per_chunk: Annotated[
         int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
-    ] = 1 << 13,
+    ] = 1 << 16,
     resume: Annotated[bool, typer.Option("--resume", help="Skip frames already written and valid.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",

@@ -38,7 +38,7 @@ DepthMode = Literal["auto", "z", "ray"]
 class ImageOptions:
     """How a frame is rendered (independent of the camera and the path)."""
 
-    max_rays_per_chunk: int = 1 << 13
+    max_rays_per_chunk: int = 1 << 16
     """Rays sent to the model at once (the memory budget): the model holds up to this times its
     ``max_samples_per_ray`` samples, ~100 floats each (8192 rays x 564 samples of a barely trained default
     run: ~1.8 GB)."""
