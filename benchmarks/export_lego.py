@@ -87,7 +87,8 @@ def part_panorama(args, work: Path, width: int, tile_size: int) -> dict:
     from nerfstage.nerf.run import load_run
 
     run = load_run(args.run, device="cpu")
-    options = PanoramaOptions(width=width, camera_index=args.camera_index, tile_size=tile_size, progress=True,
+    camera = None if args.camera_index < 0 else args.camera_index  # -1: the scene centre
+    options = PanoramaOptions(width=width, camera_index=camera, tile_size=tile_size, progress=True,
                               overwrite=True)
     result = export_panorama(run, work / f"plate_{width}.exr", options)
     megapixels = result.width * result.height / 1e6
@@ -123,7 +124,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--max-faces", type=int, default=300_000, help="decimate the mesh to this many faces")
     parser.add_argument("--width", type=int, default=8192, help="plate width (height = width / 2)")
     parser.add_argument("--peer-width", type=int, default=2048, help="single-pass peer panorama width")
-    parser.add_argument("--camera-index", type=int, default=0, help="panorama from this training camera")
+    parser.add_argument("--camera-index", type=int, default=0, help="panorama from this training camera (-1: from the scene centre, inside the model: every ray hits)")
     parser.add_argument("--parts", default="mesh,peer,plate", help="comma-separated: mesh, peer, plate")
     parser.add_argument("--plate-timeout", type=float, default=900.0, help="seconds allowed for the plate")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
