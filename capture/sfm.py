@@ -295,7 +295,7 @@ def _close_loops(
                               options.loop_max_angle_deg)
     if not pairs:
         return model, 0
-    with steps.step("loop_match", seconds, total=len(pairs)):
+    with steps.step("loop_match", seconds):
         match_pairs(database, pairs, work_dir / "loop_pairs.txt", _match_kwargs(options))
     with steps.step("retriangulate", seconds):
         model = retriangulate(model, database, image_dir, work_dir / "retriangulated", _incremental_options(options))
