@@ -139,7 +139,7 @@ def add_scene(server, info: SceneInfo):
             color=(40, 90, 220))
     if info.points is not None and len(info.points):
         server.scene.add_point_cloud("/sparse_points", info.points.astype(np.float32), info.colors,
-                                     point_size=0.1 * scale)
+                                     point_size=0.02 * scale)
     if info.aabb is not None:
         low, high = info.aabb
         server.scene.add_box("/scene_box", color=(120, 120, 120), dimensions=tuple(high - low), wireframe=True,

@@ -3,7 +3,7 @@ by dragging the camera, a screenshot once the finest progressive level is drawn.
 
     .venv/bin/python tests/viewer/make_docs_screenshot.py RUN [docs/viewer.png]
 
-(docs/viewer.png was made from the default-preset lego run, 29.26 dB.) Not a test: it needs a trained run.
+(docs/viewer.png was made from the `nerfstage demo` run of the synthetic scene: no third-party images in the repo.) Not a test: it needs a trained run.
 """
 
 from __future__ import annotations
