@@ -9,10 +9,7 @@ is False and ``nerf/inference.py`` uses its pure-torch marcher, after one warnin
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -27,37 +24,15 @@ from .sampler import StepWarp
 
 SOURCE = Path(__file__).with_name("march_cpu.cpp")
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
-LOG = logging.getLogger(__name__)
 
 _extension: ModuleType | None = None
 _failure: str | None = None
 
 
-def _name(source: str) -> str:
-    key = "\n".join([source, " ".join(CFLAGS), torch.__version__, sys.version, hashgrid_cpp._cpu_fingerprint()])
-    return f"nerfstage_march_cpu_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
-
 def _build() -> ModuleType:
-    import os
-
-    from torch.utils.cpp_extension import load_inline
-
     source = SOURCE.read_text()
-    path = hashgrid_cpp._ninja_path()
-    if path is None:
-        raise hashgrid_cpp.BackendUnavailable("ninja is not installed (pip install ninja)")
-    name = _name(source)
-    build_dir = hashgrid_cpp.build_directory(name)
-    LOG.info("building the C++ ray marcher in %s (first use only; cached afterwards)", build_dir)
-    old_path = os.environ.get("PATH", "")
-    os.environ["PATH"] = path
-    try:
-        with hashgrid_cpp._exclusive(build_dir):
-            return load_inline(name=name, cpp_sources=[source], functions=["march_next"], extra_cflags=CFLAGS,
-                               build_directory=str(build_dir), verbose=False)
-    finally:
-        os.environ["PATH"] = old_path
+    name = hashgrid_cpp.extension_name(source, "nerfstage_march_cpu", CFLAGS)
+    return hashgrid_cpp.compile_inline(name, source, ["march_next"], CFLAGS, [], "C++ ray marcher")
 
 
 def load() -> ModuleType:

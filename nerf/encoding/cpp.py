@@ -55,10 +55,11 @@ def _cpu_fingerprint() -> str:
     return f"{platform.machine()} {flags}"
 
 
-def extension_name(source: str) -> str:
+def extension_name(source: str, prefix: str = EXTENSION_PREFIX, cflags: list[str] | None = None) -> str:
     """Name of the cached build: prefix + hash of source, flags, torch/python versions and CPU features."""
-    key = "\n".join([source, " ".join(CFLAGS), torch.__version__, sys.version, _cpu_fingerprint()])
-    return f"{EXTENSION_PREFIX}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    flags = CFLAGS if cflags is None else cflags
+    key = "\n".join([source, " ".join(flags), torch.__version__, sys.version, _cpu_fingerprint()])
+    return f"{prefix}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def _ninja_path() -> str | None:
@@ -101,32 +102,31 @@ def _exclusive(build_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _build() -> ModuleType:
-    """Compile (or load the cached build of) the extension. Raises on any failure."""
+def compile_inline(name: str, source: str, functions: list[str], cflags: list[str], ldflags: list[str],
+                   what: str) -> ModuleType:
+    """Compile (or load the cached build of) a ``load_inline`` extension ``name`` under one build lock, with ninja
+    on PATH. ``what`` names it in messages. Raises on any failure (BackendUnavailable when ninja is missing)."""
     from torch.utils.cpp_extension import load_inline
 
-    source = SOURCE.read_text()
     path = _ninja_path()
     if path is None:
-        raise BackendUnavailable("ninja is not installed (pip install ninja) -- needed to build the CPU hash grid")
-    name = extension_name(source)
+        raise BackendUnavailable(f"ninja is not installed (pip install ninja) -- needed to build the {what}")
     build_dir = build_directory(name)
-    LOG.info("building the C++ hash-grid extension in %s (first use only, ~30 s; cached afterwards)", build_dir)
+    LOG.info("building the %s in %s (first use only; cached afterwards)", what, build_dir)
     old_path = os.environ.get("PATH", "")
     os.environ["PATH"] = path
     try:
         with _exclusive(build_dir):
-            return load_inline(
-                name=name,
-                cpp_sources=[source],
-                functions=FUNCTIONS,
-                extra_cflags=CFLAGS,
-                extra_ldflags=["-fopenmp"],
-                build_directory=str(build_dir),
-                verbose=False,
-            )
+            return load_inline(name=name, cpp_sources=[source], functions=functions, extra_cflags=cflags,
+                               extra_ldflags=ldflags, build_directory=str(build_dir), verbose=False)
     finally:
         os.environ["PATH"] = old_path
+
+
+def _build() -> ModuleType:
+    """Compile (or load the cached build of) the extension. Raises on any failure."""
+    source = SOURCE.read_text()
+    return compile_inline(extension_name(source), source, FUNCTIONS, CFLAGS, ["-fopenmp"], "CPU hash grid")
 
 
 def load() -> ModuleType:
