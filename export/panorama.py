@@ -32,15 +32,27 @@ ZIP-compressed, tiled 256 x 256), Rec.709 primaries / D65 ``chromaticities`` and
 the header, colour over black (premultiplied, as EXR expects); ``.png`` 8-bit sRGB RGB over white (as
 ``nerfstage render``). Colour conversion as ``render.pipeline.encode_rgb``.
 
+EXR files are **mip-mapped** by default (``mipmap=True``): level 0 is the rendered image exactly, then every
+level halves the previous one (2 x 2 box filter, sizes rounded down, down to 1 x 1), all in one tiled
+``MIPMAP_LEVELS`` file -- what ``maketx`` makes for texture and environment lookups, and what a media server or
+Unreal's tiled EXR playback reads to show a 16K plate on a distant or small wall without aliasing. The OpenEXR
+package writes one level only (a mip-mapped header from it yields a file with an incomplete chunk table), so
+mip-mapped files are written with OpenImageIO's ``make_texture`` (plain-texture mode, which keeps level 0
+bit-exact; its latlong mode would blend the seam columns and the pole rows) and tagged ``textureformat =
+LatLong Environment`` / ``envmap = latlong`` and ``wrapmodes = periodic,clamp`` for latlong images. Readers
+that ignore levels (the OpenEXR package, most viewers) see level 0. ``mipmap=False`` writes a single level.
+
 Memory
 ------
 The image is rendered in ``tile_size`` x ``tile_size`` tiles (0 = one tile: no tiling), each in chunks of at most
 ``max_rays_per_chunk`` rays; finished tiles go into a half-float scratch file on disk (``np.memmap`` next to the
 output, removed at the end) that is written into the final file in one pass. RAM therefore holds one tile's rays
-and pixels (``TILE_BYTES_PER_PIXEL`` each) plus, during the final write, at most the encoded image
-(``width * height * 8`` bytes for half RGBA: 1 GiB at 16384 x 8192). :func:`estimate_memory` is that rule;
-``export_panorama`` refuses a request over ``memory_budget_bytes`` before rendering. Every file is written to a
-temp name and renamed when complete: an error leaves nothing under the final name.
+and pixels (``TILE_BYTES_PER_PIXEL`` each) plus, during the final write, the encoded image: ``width * height *
+8`` bytes for half RGBA (1 GiB at 16384 x 8192), or ``MIPMAP_BYTES_PER_PIXEL`` when mip-mapping (the interleaved
+copy, OpenImageIO's buffer and its smaller levels: measured 2.6 GiB of anonymous memory at 16384 x 8192).
+:func:`estimate_memory` is that rule; ``export_panorama`` refuses a request over ``memory_budget_bytes`` before
+rendering. Every file is written to a temp name and renamed when complete -- the six cube faces only once all
+six are written: an error leaves nothing under the final names.
 """
 
 from __future__ import annotations
@@ -69,6 +81,8 @@ TILE_BYTES_PER_PIXEL = 96
 rgb + alpha + depth (20) and the float32 RGBA tile (16), rounded up."""
 EXR_TILE = 256
 """Tile size of the tiled EXR files written."""
+MIPMAP_BYTES_PER_PIXEL = 24
+"""RAM per pixel while writing a mip-mapped EXR (see Memory in the module docstring; measured 20)."""
 LIN_REC709 = "lin_rec709"
 """``colorSpace`` header value of the EXR files (OCIO / ACES config role name of scene-linear Rec.709)."""
 
@@ -103,6 +117,9 @@ class PanoramaOptions:
     """RAM the panorama's buffers may take (rule in ``estimate_memory``); larger requests are refused."""
     half: bool = True
     """EXR as half floats (float32 otherwise)."""
+    mipmap: bool = True
+    """EXR with the full mip chain (tiled MIPMAP_LEVELS, box-filtered; see the module docstring); False = one
+    level. PNG files have no levels."""
     max_rays_per_chunk: int = 1 << 15
     """Rays sent to the model at once (bounds the model's working memory)."""
     overwrite: bool = False
@@ -173,10 +190,12 @@ def panorama_camera(options: PanoramaOptions):
 
 def estimate_memory(width: int, height: int, options: PanoramaOptions) -> int:
     """Bytes of RAM the panorama's own buffers need: one tile's rays and pixels plus the encoded image during
-    the final write (8 bytes per pixel: half RGBA or uint8 RGB + its sRGB working copy)."""
+    the final write (8 bytes per pixel: half RGBA or uint8 RGB + its sRGB working copy; MIPMAP_BYTES_PER_PIXEL
+    for a mip-mapped EXR -- the rule applies to both formats, as the extension is not known here)."""
     tile = int(options.tile_size)
     tile_pixels = width * height if tile <= 0 else min(tile, width) * min(tile, height)
-    return tile_pixels * TILE_BYTES_PER_PIXEL + width * height * 8
+    per_pixel = MIPMAP_BYTES_PER_PIXEL if options.mipmap else 8
+    return tile_pixels * TILE_BYTES_PER_PIXEL + width * height * per_pixel
 
 
 def check_memory(width: int, height: int, options: PanoramaOptions) -> int:
@@ -292,12 +311,11 @@ def render_to_scratch(model, camera, world_from_cam: np.ndarray, options: Panora
     return scratch, len(boxes), peak
 
 
-def write_rgba_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool = False) -> Path:
-    """Write RGBA planes [4, H, W] (scene-linear, float16 or float32) as a tiled ZIP EXR with the colour-space
-    header (Rec.709 chromaticities, ``colorSpace``) and, for latlong images, ``envmap``; atomically."""
+def _exr_header(envmap: bool) -> dict:
+    """Header attributes of our EXR files, OpenEXR-package style (compression, colour space, envmap, tiles)."""
     import OpenEXR
 
-    from ..render.writers import REC709_CHROMATICITIES, atomic_output
+    from ..render.writers import REC709_CHROMATICITIES
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "chromaticities": REC709_CHROMATICITIES,
               "colorSpace": LIN_REC709, "type": OpenEXR.scanlineimage}
@@ -307,24 +325,78 @@ def write_rgba_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool
         header |= {"type": OpenEXR.tiledimage, "tiles": tiles}
     if envmap:
         header["envmap"] = OpenEXR.ENVMAP_LATLONG
-    channels = {name: np.ascontiguousarray(planes[i]) for i, name in enumerate("RGBA")}
+    return header
+
+
+def _write_mipmapped(tmp: Path, planes: np.ndarray, envmap: bool) -> None:
+    """RGBA planes [4, H, W] -> tiled MIPMAP_LEVELS EXR at ``tmp`` (OpenImageIO make_texture, plain-texture mode:
+    level 0 bit-exact, 2 x 2 box-filtered levels) with our colour-space tags."""
+    import OpenImageIO as oiio
+
+    from ..render.writers import REC709_CHROMATICITIES
+
+    pixels = np.ascontiguousarray(np.moveaxis(planes, 0, -1))  # [H, W, 4] interleaved
+    source = oiio.ImageBuf(pixels)
+    del pixels
+    config = oiio.ImageSpec()
+    config.tile_width = config.tile_height = EXR_TILE
+    config.format = oiio.HALF if planes.dtype == np.float16 else oiio.FLOAT
+    config.attribute("compression", "zip")
+    config.attribute("colorSpace", LIN_REC709)
+    config.attribute("chromaticities", oiio.TypeDesc("float[8]"), tuple(REC709_CHROMATICITIES))
+    config.attribute("textureformat", "LatLong Environment" if envmap else "Plain Texture")
+    config.attribute("wrapmodes", "periodic,clamp" if envmap else "clamp,clamp")
+    config.attribute("maketx:filtername", "box")
+    config.attribute("maketx:forcefloat", 0)  # keep half data half (less memory); levels still box-filtered
+    if not oiio.ImageBufAlgo.make_texture(oiio.MakeTxTexture, source, str(tmp), config):
+        raise OSError(f"OpenImageIO could not write a mip-mapped EXR: {oiio.geterror() or 'no reason given'}")
+
+
+def write_rgba_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool = False,
+                   mipmap: bool = False) -> Path:
+    """Write RGBA planes [4, H, W] (scene-linear, float16 or float32) as a tiled ZIP EXR with the colour-space
+    header (Rec.709 chromaticities, ``colorSpace``) and, for latlong images, ``envmap``; with ``mipmap`` the
+    full mip chain; atomically."""
+    from ..render.writers import atomic_output
+
     with atomic_output(path, overwrite) as tmp:
-        OpenEXR.File(header, channels).write(str(tmp))
+        _write_exr_file(tmp, planes, envmap, mipmap)
     return Path(path)
 
 
+def _write_exr_file(tmp: Path, planes: np.ndarray, envmap: bool, mipmap: bool) -> None:
+    """Write the EXR into ``tmp`` (no atomic rename): OpenImageIO for mip maps, the OpenEXR package otherwise."""
+    import OpenEXR
+
+    if mipmap:
+        _write_mipmapped(tmp, planes, envmap)
+        return
+    channels = {name: np.ascontiguousarray(planes[i]) for i, name in enumerate("RGBA")}
+    OpenEXR.File(_exr_header(envmap), channels).write(str(tmp))
+
+
 def _write_outputs(files: list[Path], scratch: np.ndarray, camera, options: PanoramaOptions, fmt: str) -> None:
-    """Write the finished scratch image into the output file(s) (six cube faces split from the strip)."""
-    from ..render.writers import write_png
+    """Write the finished scratch image into the output file(s) (six cube faces split from the strip). Every
+    file goes to its temp name first; the final names appear only once all files are complete."""
+    from ..render.writers import commit_output, prepare_output, write_png
 
     six = len(files) == 6
     size = getattr(camera, "face_size", 0)
-    for k, path in enumerate(files):
-        cols = slice(CUBE_FILE_FACES[k][1] * size, (CUBE_FILE_FACES[k][1] + 1) * size) if six else slice(None)
-        if fmt == "exr":
-            write_rgba_exr(path, scratch[:, :, cols], options.layout == "latlong", options.overwrite)
-        else:
-            write_png(path, np.ascontiguousarray(scratch[:, cols]), overwrite=options.overwrite)
+    temps = [prepare_output(path, options.overwrite) for path in files]
+    try:
+        for k, tmp in enumerate(temps):
+            cols = slice(CUBE_FILE_FACES[k][1] * size, (CUBE_FILE_FACES[k][1] + 1) * size) if six else slice(None)
+            if fmt == "exr":
+                _write_exr_file(tmp, scratch[:, :, cols], options.layout == "latlong", options.mipmap)
+            else:
+                write_png(tmp, np.ascontiguousarray(scratch[:, cols]), overwrite=True)
+        for tmp, path in zip(temps, files):
+            commit_output(tmp, path)
+    except OSError as exc:
+        raise InputError(f"{files[0]}: cannot write ({exc.strerror or exc}); check the folder is writable") from exc
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 def export_panorama(run, output: Path, options: PanoramaOptions | None = None) -> PanoramaResult:

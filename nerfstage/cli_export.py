@@ -135,6 +135,9 @@ def panorama(
     tile_size: Annotated[int, typer.Option("--tile-size", help="Tile side, pixels (0 = no tiling).")] = 1024,
     memory_gb: Annotated[float, typer.Option("--memory-gb", help="Memory budget of the buffers, GiB.")] = 4.0,
     full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
+    mipmap: Annotated[
+        bool, typer.Option("--mipmap/--no-mipmap", help="EXR with the full mip chain (tiled, box-filtered).")
+    ] = True,
     max_rays_per_chunk: Annotated[
         int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once.")
     ] = 1 << 15,
@@ -149,7 +152,7 @@ def panorama(
         width=width, height=height, layout=layout.lower(), cubemap_layout=cubemap_layout.lower(),  # type: ignore
         face_size=face_size, position=_numbers(position, 3, "--position", "0,0,1.5"),  # type: ignore[arg-type]
         camera_index=camera_index, yaw=yaw, pitch=pitch, roll=roll, tile_size=tile_size,
-        memory_budget_bytes=int(memory_gb * 2**30), half=not full_float, max_rays_per_chunk=max_rays_per_chunk,
+        memory_budget_bytes=int(memory_gb * 2**30), half=not full_float, mipmap=mipmap, max_rays_per_chunk=max_rays_per_chunk,
         overwrite=overwrite, progress=not quiet,
     )
     result = export_panorama(_load(run, device), output, options)

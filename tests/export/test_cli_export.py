@@ -10,6 +10,7 @@ import pytest
 import trimesh
 
 from nerfstage.cli import main
+from nerfstage.render.writers import read_exr
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -42,6 +43,9 @@ def test_panorama_and_plates_write_and_report(tiny_run, tmp_path, capsys):
     run = tiny_run.run_dir
     assert cli("export", "panorama", run, "-o", tmp_path / "pano.exr", "--width", "16", "-q") == 0
     assert str(tmp_path / "pano.exr") in capsys.readouterr().out
+    assert cli("export", "panorama", run, "-o", tmp_path / "flat.exr", "--width", "16", "--no-mipmap", "-q") == 0
+    modes = [str(read_exr(tmp_path / name)[1]["tiles"].mode) for name in ("pano.exr", "flat.exr")]
+    assert "MIPMAP" in modes[0].upper() and "ONE_LEVEL" in modes[1].upper()
     assert cli("export", "panorama", run, "-o", tmp_path / "cube.png", "--width", "16", "--layout", "cubemap",
                "--position", "0,0,0.5", "--tile-size", "8", "-q") == 0
     assert len(list(tmp_path.glob("cube_*.png"))) == 6

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from nerfstage.errors import ConfigError, OutputExistsError
+from nerfstage.errors import ConfigError, InputError, OutputExistsError
 from nerfstage.export import panorama as pano
 from nerfstage.export.panorama import PanoramaOptions, estimate_memory, export_panorama, panorama_pose
 from nerfstage.render.cubemap import CubemapCamera
@@ -138,3 +138,46 @@ def test_tile_boxes_cover_every_pixel_once():
     for r0, r1, c0, c1 in boxes:
         cover[r0:r1, c0:c1] += 1
     assert cover.min() == cover.max() == 1 and len(boxes) == 7 * 3
+
+
+def test_exr_carries_a_box_filtered_mip_chain_with_level_0_bit_exact(loaded, tmp_path):
+    import OpenImageIO as oiio
+
+    mip = export_panorama(loaded, tmp_path / "mip.exr", quiet(width=64, tile_size=24))
+    flat = export_panorama(loaded, tmp_path / "flat.exr", quiet(width=64, mipmap=False))
+    level0 = rgba(mip.files[0])
+    assert np.array_equal(level0, rgba(flat.files[0]))  # readers that ignore levels see the same plate
+    _, header = read_exr(mip.files[0])
+    assert "MIPMAP" in str(header["tiles"].mode).upper() and header["tiles"].xSize == pano.EXR_TILE
+    assert header["colorSpace"] == "lin_rec709" and "LATLONG" in str(header["envmap"]).upper()
+    assert header["wrapmodes"] == "periodic,clamp"
+    assert "ONE_LEVEL" in str(read_exr(flat.files[0])[1]["tiles"].mode).upper()
+    source = oiio.ImageInput.open(str(mip.files[0]))
+    sizes, levels = [], []
+    while source.seek_subimage(0, len(sizes)):
+        spec = source.spec()
+        sizes.append((spec.width, spec.height))
+        levels.append(source.read_image(oiio.FLOAT))  # [h, w, 4]
+    source.close()
+    assert sizes == [(64, 32), (32, 16), (16, 8), (8, 4), (4, 2), (2, 1), (1, 1)]
+    np.testing.assert_array_equal(levels[0], level0.astype(np.float32))
+    for fine, coarse in zip(levels[:-1], levels[1:]):  # each level is the 2 x 2 box mean of the one above it
+        h, w = coarse.shape[:2]
+        box = fine.reshape(h, fine.shape[0] // h, w, fine.shape[1] // w, 4).mean(axis=(1, 3))
+        np.testing.assert_allclose(coarse, box, rtol=2e-3, atol=2e-3)
+    assert float(levels[1].std()) > 0.01  # a real image, not a constant
+
+
+def test_a_failing_cube_face_leaves_none_of_the_six_files(loaded, tmp_path, monkeypatch):
+    calls, original = [], pano._write_exr_file
+
+    def failing_write(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pano, "_write_exr_file", failing_write)
+    with pytest.raises(InputError, match="cannot write"):
+        export_panorama(loaded, tmp_path / "cube.exr", quiet(width=32, layout="cubemap"))
+    assert len(calls) == 4 and list(tmp_path.iterdir()) == []  # three faces were written, none was kept
