@@ -121,10 +121,11 @@ def train(
     pose_refinement: Annotated[
         Optional[str], typer.Option("--pose-refinement", help="off | SO3xR3: refine the training cameras' poses.")
     ] = None,
-    viewer: Annotated[bool, typer.Option("--viewer", help="Watch training live at http://127.0.0.1:7007.")] = False,
+    viewer: Annotated[bool, typer.Option(
+        "--viewer", help="Watch training live at http://127.0.0.1:7007; stays open afterwards until Ctrl+C.")] = False,
 ) -> None:
     """Train a hash-grid radiance field on DATASET into the run folder OUTPUT (RUN/metrics.json at the end)."""
-    from nerfstage.cli_view import training_viewer
+    from nerfstage.cli_view import keep_training_viewer_open, training_viewer
     from nerfstage.errors import DatasetError
     from nerfstage.nerf.config import build_config
     from nerfstage.nerf.trainer import train as run_training
@@ -146,6 +147,7 @@ def train(
         f"views; {metrics['steps']} steps in {metrics['train_seconds']:.0f} s on {metrics['device']} "
         f"({metrics['samples_per_second']:.0f} samples/s) -> {output}"
     )
+    keep_training_viewer_open(callback, metrics)
 
 
 @app.command("eval")

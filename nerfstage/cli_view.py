@@ -67,3 +67,19 @@ def training_viewer(host: str = "127.0.0.1", port: int = 7007):
     warn_if_open(host)
     return TrainingViewer(ViewerOptions(host=host, port=port, start_height=48, max_height=192),
                           on_start=lambda url: print(f"live training viewer at {url}", file=sys.stderr, flush=True))
+
+
+def keep_training_viewer_open(live, metrics: dict) -> None:
+    """After ``train --viewer``: keep the viewer serving the finished field (as nerfstudio's viewer does) until
+    Ctrl+C, then stop it."""
+    if live is None or live.viewer is None:
+        return
+    live.finish(metrics)
+    print(f"training finished; the viewer stays open at {live.viewer.url} (Ctrl+C to exit)", file=sys.stderr,
+          flush=True)
+    try:
+        live.viewer.wait_forever()
+    except KeyboardInterrupt:
+        print("viewer stopped", file=sys.stderr)
+    finally:
+        live.stop()

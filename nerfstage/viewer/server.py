@@ -197,6 +197,16 @@ class TrainingViewer:
         if self.on_start is not None:
             self.on_start(self.viewer.url)
 
+    def finish(self, metrics: dict) -> None:
+        """Training ended: say so in the panel and redraw from the coarsest level with the final weights."""
+        if self.viewer is None:
+            return
+        self.viewer.gui.training.content = (f"Training finished: {metrics.get('steps', '?')} steps, held-out PSNR "
+                                            f"{float(metrics.get('psnr', float('nan'))):.2f} dB")
+        self.viewer.refresh_all(start_level=0)
+
     def stop(self) -> None:
-        if self.viewer is not None:
-            self.viewer.stop()
+        """Stop the viewer's server (again: no-op)."""
+        viewer, self.viewer = self.viewer, None
+        if viewer is not None:
+            viewer.stop()

@@ -26,10 +26,11 @@ def small_config(steps: int):
                        unbounded_cascades=2, num_threads=2, device="cpu", seed=0, model=model)
 
 
-def test_live_view_improves_while_training(tiny_run, tmp_path):
+def test_live_view_improves_while_training(tiny_run, tmp_path, monkeypatch, capsys):
     import imageio.v3 as iio
 
     from nerfstage.capture.loader import load_dataset
+    from nerfstage.cli_view import keep_training_viewer_open
     from nerfstage.nerf.trainer import train
     from nerfstage.viewer import View
     from nerfstage.viewer.server import TrainingViewer, ViewerOptions
@@ -54,6 +55,16 @@ def test_live_view_improves_while_training(tiny_run, tmp_path):
         train(tiny_run.dataset_dir, tmp_path / "run", small_config(15), progress=False, callback=callback)
         assert live.viewer is not None and live.viewer.url.startswith("http://127.0.0.1:")
         assert "Training step 15/15" in live.viewer.gui.training.content
+        shown = []
+
+        def interrupted(*args, **kwargs):  # Ctrl+C while the finished run is being looked at
+            shown.append(live.viewer.gui.training.content)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(live.viewer, "wait_forever", interrupted)
+        keep_training_viewer_open(live, {"steps": 15, "psnr": 12.345})
+        assert shown == ["Training finished: 15 steps, held-out PSNR 12.35 dB"]
+        assert "stays open at http://127.0.0.1:" in capsys.readouterr().err and live.viewer is None  # stopped
     finally:
         live.stop()
     print(f"live view PSNR vs the training image: {psnr}")
