@@ -12,15 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cli_common import Device, Quiet, RedoStages, RunArg, Seed, new_app
 from .errors import NerfstageError
 
-app = typer.Typer(
-    name="nerfstage",
-    help="Phone video -> radiance field -> fly-throughs, meshes and LED-wall plates.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = new_app("nerfstage", "Phone video -> radiance field -> fly-throughs, meshes and LED-wall plates.")
 
 
 def _print_version(value: bool) -> None:
@@ -59,7 +54,7 @@ def capture(
     camera_model: Annotated[
         str, typer.Option("--camera-model", help="SIMPLE_RADIAL | OPENCV | PINHOLE | OPENCV_FISHEYE.")
     ] = "SIMPLE_RADIAL",
-    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    seed: Seed = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
     colmap: Annotated[
         Optional[Path], typer.Option("--colmap", help="Convert this COLMAP model (sparse/0) instead of running SfM.")
@@ -68,7 +63,7 @@ def capture(
     keep_database: Annotated[
         bool, typer.Option("--keep-database", help="Keep COLMAP's database.db in DATASET/colmap/.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Phone video, photo folder or COLMAP model -> posed dataset (nerfstudio transforms.json)."""
     from nerfstage.capture.pipeline import CaptureOptions, run_capture
@@ -110,14 +105,14 @@ def train(
     time_budget: Annotated[
         Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    device: Device = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUTPUT from its newest checkpoint.")] = False,
     eval_every: Annotated[
         Optional[int], typer.Option("--eval-every", help="Log a held-out view's PSNR every N steps (0 = off).")
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random step.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Quiet = False,
     pose_refinement: Annotated[
         Optional[str], typer.Option("--pose-refinement", help="off | SO3xR3: refine the training cameras' poses.")
     ] = None,
@@ -152,12 +147,12 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run: Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")],
+    run: RunArg,
     save_images: Annotated[
         Optional[Path], typer.Option("--save-images", help="Write renders and ground-truth|render PNGs here.")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
 ) -> None:
     """Re-compute RUN/metrics.json (held-out PSNR / SSIM) from the run's newest checkpoint."""
     from nerfstage.nerf.evaluate import evaluate_run
@@ -173,12 +168,10 @@ def run_(
     output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = ...,
     preset: Annotated[str, typer.Option(help="preview | default | quality.")] = "default",
     frames: Annotated[Optional[int], typer.Option(help="Frames taken from a video (overrides the preset).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+    overwrite: RedoStages = False,
+    quiet: Quiet = False,
 ) -> None:
     """The whole chain: capture -> train -> orbit and dolly-zoom MP4s -> GLB mesh, EXR plate and cubemap, with
     summary.json and report.html. Valid outputs of an earlier run are kept, so an interrupted run continues."""
@@ -193,12 +186,10 @@ def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = Path("demo_out"),
     preset: Annotated[str, typer.Option(help="preview | default | quality.")] = "preview",
     frames: Annotated[Optional[int], typer.Option(help="Frames of synthetic footage (overrides the preset).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+    overwrite: RedoStages = False,
+    quiet: Quiet = False,
 ) -> None:
     """`nerfstage run` on the built-in synthetic capture, plus the capture's pose error against the truth."""
     from nerfstage.chain import chain_options, run_demo, summary_lines
@@ -224,7 +215,7 @@ def _triple(text: Optional[str], name: str) -> Optional[tuple[float, float, floa
 
 @app.command()
 def render(
-    run: Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")],
+    run: RunArg,
     output: Annotated[
         Optional[Path], typer.Option("-o", "--output-file", help="OUT.mp4 (H.264) or a folder for numbered frames.")
     ] = None,
@@ -250,7 +241,7 @@ def render(
     ] = 1 << 16,
     resume: Annotated[bool, typer.Option("--resume", help="Skip frames already written and valid.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    device: Device = "auto",
     center: Annotated[Optional[str], typer.Option(help="Orbit/spiral centre x,y,z (normalised frame).")] = None,
     radius: Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).")] = None,
     orbit_height: Annotated[
@@ -266,7 +257,7 @@ def render(
     ease: Annotated[str, typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = "linear",
     cubemap_layout: Annotated[str, typer.Option("--cubemap-layout", help="cross | strip | six.")] = "cross",
     smoothing: Annotated[float, typer.Option(help="interpolate: smoothing of the training cameras.")] = 0.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Fly a virtual camera through a trained run: MP4, PNG/EXR/NPY frames, 360 plates, camera_path.json."""
     from nerfstage.errors import ConfigError

@@ -13,18 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 
-export_app = typer.Typer(
-    name="export",
-    help="Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from .cli_common import Device, Overwrite, Quiet, RunArg, new_app
 
-RunArg = Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.")
 
 
 def _numbers(text: Optional[str], count: int, name: str, example: str) -> Optional[tuple[float, ...]]:

@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cli_common import Device, RunArg
+
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only accepts connections from this machine."""
@@ -30,7 +32,7 @@ def warn_if_open(host: str) -> None:
 
 
 def view(
-    run: Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")],
+    run: RunArg,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 opens it to the network).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the web page.")] = 7007,
     max_height: Annotated[
@@ -43,7 +45,7 @@ def view(
     dataset: Annotated[
         Optional[Path], typer.Option("--dataset", help="The run's dataset, if it moved (for the training cameras).")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Web viewer of a trained run: look around, lay out keyframed camera paths, render them (Ctrl-C stops)."""
     from nerfstage.viewer.server import ViewerOptions, serve_run
@@ -52,12 +54,17 @@ def view(
     options = ViewerOptions(host=host, port=port, max_height=max_height, camera_path=camera_path, video=video)
     viewer = serve_run(run, options, device=device, dataset=dataset)
     print(f"viewer of {run} at http://{host}:{viewer.server.get_port()}  (Ctrl-C to stop)", flush=True)
+    serve_until_interrupted(viewer, viewer.stop)
+
+
+def serve_until_interrupted(viewer, stop) -> None:
+    """Block while ``viewer`` serves; Ctrl+C ends it quietly; ``stop()`` runs in every case."""
     try:
         viewer.wait_forever()
     except KeyboardInterrupt:
         print("viewer stopped", file=sys.stderr)
     finally:
-        viewer.stop()
+        stop()
 
 
 def training_viewer(host: str = "127.0.0.1", port: int = 7007):
@@ -77,9 +84,4 @@ def keep_training_viewer_open(live, metrics: dict) -> None:
     live.finish(metrics)
     print(f"training finished; the viewer stays open at {live.viewer.url} (Ctrl+C to exit)", file=sys.stderr,
           flush=True)
-    try:
-        live.viewer.wait_forever()
-    except KeyboardInterrupt:
-        print("viewer stopped", file=sys.stderr)
-    finally:
-        live.stop()
+    serve_until_interrupted(live.viewer, live.stop)
