@@ -64,6 +64,9 @@ class CaptureOptions:
     """Image folder of ``colmap_model``; its images are copied into the dataset's ``images/``."""
     max_num_features: int = 4096
     """Most SIFT features per image (see ``nerfstage.capture.sfm`` for why 4096)."""
+    loop_every: int = 6
+    """Loop-closing second SfM pass of the sequential matcher: frame pairs whose gap is a multiple of this and
+    whose cameras look the same way are matched from the first model's poses (0 = off; ``capture/sfm.py``)."""
     keep_database: bool = False
     """Keep COLMAP's feature/match database at ``colmap/database.db`` (large; deleted by default)."""
     progress: bool = True
@@ -179,6 +182,7 @@ def sfm_options_for(options: CaptureOptions, is_video: bool, num_images: int) ->
         matcher=_choose_matcher(options.matcher, is_video, num_images),
         mapper=options.mapper,
         max_num_features=options.max_num_features,
+        loop_every=options.loop_every,
         seed=options.seed,
     )
 

@@ -54,6 +54,9 @@ def capture(
     camera_model: Annotated[
         str, typer.Option("--camera-model", help="SIMPLE_RADIAL | OPENCV | PINHOLE | OPENCV_FISHEYE.")
     ] = "SIMPLE_RADIAL",
+    loop_every: Annotated[int, typer.Option(
+        "--loop-every", help="Sequential matching: loop-closing pass on frame gaps that are multiples of N (0 = off)."
+    )] = 6,
     seed: Seed = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
     colmap: Annotated[
@@ -81,6 +84,7 @@ def capture(
         colmap_model=colmap,
         colmap_images=images,
         keep_database=keep_database,
+        loop_every=loop_every,
         progress=not quiet,
     )
     result = run_capture(input, output, options)

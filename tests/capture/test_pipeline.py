@@ -168,3 +168,13 @@ def test_flip_warning_names_the_jump():
     flipped = dict(smooth, **{"frame_00004.jpg": turn(40.0 + 170.0)})
     (warning,) = flip_warnings(flipped)
     assert "frame_00003.jpg->frame_00004.jpg (180 deg)" in warning and "--matcher sequential" in warning
+
+
+def test_loop_every_reaches_the_sfm_settings_and_zero_turns_the_pass_off():
+    from nerfstage.capture.pipeline import CaptureOptions, sfm_options_for
+    from nerfstage.capture.sfm import _loops_on
+
+    default = sfm_options_for(CaptureOptions(), is_video=True, num_images=60)
+    assert default.loop_every == 6 and _loops_on(default)
+    off = sfm_options_for(CaptureOptions(loop_every=0), is_video=True, num_images=60)
+    assert off.loop_every == 0 and not _loops_on(off)
