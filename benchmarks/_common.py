@@ -12,6 +12,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
+# As the nerfstage CLI does: passive OpenMP waiting, so a benchmark sharing its cores is not slowed several times
+# by spinning threads (no measurable cost on a quiet machine). Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def data_root() -> Path:
     """The shared real captures (``NERFSTAGE_DATA``, default ``../shared/data``)."""

@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
+from _common import machine  # noqa: E402  (first: it sets OpenMP's wait policy before torch loads)
+
+import torch  # noqa: E402
 
 
 class SampleCounter:
