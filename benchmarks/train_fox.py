@@ -38,7 +38,25 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--time-budget", type=float, default=None, help="training seconds (default: the preset's)")
     parser.add_argument("--pose-refinement", choices=["off", "SO3xR3"], default=None,
                         help="per-image camera-pose refinement (default: the preset's)")
+    parser.add_argument("--scene-centre", choices=["auto", "poses", "focus"], default=None,
+                        help="scene origin: mean camera (poses), cameras' focus of attention (focus), or auto "
+                             "(default: the config's)")
     return parser.parse_args()
+
+
+def scene_line(data: Path, run_dir: Path, centre: str) -> str:
+    """Which scene centre the run used: what ``normalize_scene`` chooses for ``centre``, checked against the
+    run's dataparser_transforms.json (a mismatch means the trainer did not pass ``data.scene_centre`` on)."""
+    import numpy as np
+
+    from nerfstage.nerf.data import normalize_scene, read_dataparser_transforms
+    from nerfstage.nerf.trainer import load_any_dataset
+
+    expected, _ = normalize_scene(load_any_dataset(data), centre)
+    written = read_dataparser_transforms(run_dir / "dataparser_transforms.json")
+    same = np.allclose(expected.transform, written.transform) and np.isclose(expected.scale, written.scale)
+    used = expected.centre if same else f"NOT the requested {centre!r} (the trainer ignored data.scene_centre)"
+    return f"scene centre {centre} -> {used}  scale {written.scale:.4f}"
 
 
 def main() -> int:
@@ -48,6 +66,8 @@ def main() -> int:
     config = train_config(args)
     if args.pose_refinement is not None:
         config = dataclasses.replace(config, pose_refinement=args.pose_refinement)
+    if args.scene_centre is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, scene_centre=args.scene_centre))
     out = args.out or Path(tempfile.mkdtemp(prefix="nerfstage-fox-"))
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -62,6 +82,7 @@ def main() -> int:
           f"split {metrics['split']})  wall {minutes:.2f} min  steps {metrics['steps']}  "
           f"samples/s {metrics['samples_per_second']:.0f}  device {metrics['device']}  "
           f"pose refinement {config.pose_refinement}")
+    print(scene_line(args.data, out / "run", config.data.scene_centre))
     print(f"side by side (ground truth | render): {out / 'fox_eval_vs_gt.png'}")
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_view"}))
     return 0

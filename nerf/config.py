@@ -69,6 +69,7 @@ class ModelConfig:
 Device = Literal["auto", "cpu", "cuda"]
 PoseRefinement = Literal["off", "SO3xR3"]
 Preset = Literal["preview", "default", "quality"]
+SceneCentre = Literal["auto", "poses", "focus"]
 
 
 @dataclass
@@ -81,6 +82,11 @@ class DataConfig:
     """Without a test split in the dataset, every this-th frame (0, n, 2n, ...) is held out (nerfstudio/mip-NeRF)."""
     eval_view_stride: int = 1
     """Evaluate every this-th held-out view (1 = all; the lego benchmark uses 8: 25 of 200 test views)."""
+    scene_centre: SceneCentre = "auto"
+    """Unbounded captures: the point that becomes the scene origin. "poses" = the mean camera position, farthest
+    camera at distance 1 (nerfstudio's default); "focus" = the point closest to the cameras' optical axes, cameras
+    at the distance where their view of it fills the unit box (instant-ngp's centre of attention); "auto" = focus
+    when the capture looks inward at one place, else poses (see ``nerf/scene_centre.py``)."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..capture.dataset import Dataset, Frame, Intrinsics, convert_camera_axes
 from ..errors import DatasetError, DeviceError
+from .scene_centre import choose_centre, focus_scale
 
 BLENDER_AABB = 1.5
 """Half-size of the Blender (NeRF-synthetic) scene box, as nerfstudio's blender dataparser uses."""
@@ -37,6 +38,8 @@ class SceneTransform:
     """[3, 4] rotation + translation applied first."""
     scale: float
     """Uniform scale applied after ``transform``."""
+    centre: str = ""
+    """How it was chosen ("poses", "focus", "identity"; "" when read from a file). Not written to the file."""
 
     def apply(self, world_from_cams: np.ndarray) -> np.ndarray:
         """[N, 4, 4] camera-to-world (dataset frame) -> [N, 4, 4] in the normalised frame (axes unchanged)."""
@@ -74,26 +77,32 @@ def is_bounded(dataset: Dataset) -> bool:
     return dataset.format == "blender" or dataset.has_alpha
 
 
-def normalize_scene(dataset: Dataset) -> tuple[SceneTransform, np.ndarray]:
+def normalize_scene(dataset: Dataset, centre: str = "poses") -> tuple[SceneTransform, np.ndarray]:
     """The dataset->scene map and the scene box [2, 3] in the normalised frame.
 
-    Bounded (Blender): identity, scale 1, box +-1.5 (nerfstudio's blender dataparser). Unbounded: nerfstudio's
-    defaults -- rotate the mean camera up-vector onto +z, centre on the mean camera position, scale so the
-    farthest camera lies at distance 1 along some axis; box +-1 (the contraction's unit cube).
+    Bounded (Blender): identity, scale 1, box +-1.5 (nerfstudio's blender dataparser). Unbounded: box +-1 (the
+    contraction's unit cube); rotate the mean camera up-vector onto +z, then by ``centre`` (``DataConfig.
+    scene_centre``; see ``scene_centre.py``): "poses" = centre on the mean camera position and scale so the
+    farthest camera lies at distance 1 along some axis (nerfstudio's defaults); "focus" = centre on the point
+    closest to the optical axes and scale by :func:`~nerfstage.nerf.scene_centre.focus_scale`; "auto" = focus
+    for inward-looking captures, else poses. ``SceneTransform.centre`` says which was used.
     """
     poses = dataset.world_from_cams()  # [N, 4, 4]
     if is_bounded(dataset):
         eye = np.eye(4)[:3]
-        return SceneTransform(eye, 1.0), np.array([[-BLENDER_AABB] * 3, [BLENDER_AABB] * 3])
+        return SceneTransform(eye, 1.0, "identity"), np.array([[-BLENDER_AABB] * 3, [BLENDER_AABB] * 3])
     up = poses[:, :3, 1].mean(axis=0)  # OpenGL camera y = up
     up = up / max(np.linalg.norm(up), 1e-12)
     rotation = _rotation_onto(up, np.array([0.0, 0.0, 1.0]))
-    centre = poses[:, :3, 3].mean(axis=0)
-    transform = np.concatenate([rotation, (-rotation @ centre)[:, None]], axis=1)  # [3, 4]
-    moved = SceneTransform(transform, 1.0).apply(poses)
-    extent = float(np.abs(moved[:, :3, 3]).max())
-    scale = 1.0 / extent if extent > 1e-9 else 1.0
-    return SceneTransform(transform, scale), np.array([[-1.0] * 3, [1.0] * 3])
+    method, focus = choose_centre(dataset, centre)
+    point = focus.point if method == "focus" else poses[:, :3, 3].mean(axis=0)  # [3]
+    transform = np.concatenate([rotation, (-rotation @ point)[:, None]], axis=1)  # [3, 4]
+    if method == "focus":
+        scale = focus_scale(focus)
+    else:
+        extent = float(np.abs(SceneTransform(transform, 1.0).apply(poses)[:, :3, 3]).max())
+        scale = 1.0 / extent if extent > 1e-9 else 1.0
+    return SceneTransform(transform, scale, method), np.array([[-1.0] * 3, [1.0] * 3])
 
 
 def _rotation_onto(a: np.ndarray, b: np.ndarray) -> np.ndarray:
