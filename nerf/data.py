@@ -77,7 +77,7 @@ def is_bounded(dataset: Dataset) -> bool:
     return dataset.format == "blender" or dataset.has_alpha
 
 
-def normalize_scene(dataset: Dataset, centre: str = "poses") -> tuple[SceneTransform, np.ndarray]:
+def normalize_scene(dataset: Dataset, centre: str = "auto") -> tuple[SceneTransform, np.ndarray]:
     """The dataset->scene map and the scene box [2, 3] in the normalised frame.
 
     Bounded (Blender): identity, scale 1, box +-1.5 (nerfstudio's blender dataparser). Unbounded: box +-1 (the

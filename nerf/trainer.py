@@ -42,10 +42,10 @@ from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, 
 from .data import (
     RayBatcher,
     SceneTransform,
-    ViewSet,
     is_bounded,
     load_views,
     normalize_scene,
+    read_dataparser_transforms,
     resolve_device,
     camera_table,
     split_indices,
@@ -372,7 +372,7 @@ def train(
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     ckpt.seed_everything(config.seed)
-    scene, aabb = normalize_scene(data)
+    scene, aabb = _scene_frame(data, run_dir, config, resume)
     save_config(run_dir / "config.json", config)
     write_dataparser_transforms(run_dir / "dataparser_transforms.json", scene)
     trainer = Trainer(config, data, run_dir, scene, torch.tensor(aabb, dtype=torch.float32))
@@ -380,6 +380,16 @@ def train(
     if latest is not None:
         trainer.restore(latest)
     return trainer.run(progress=progress, on_step=on_step, save_images=save_images, callback=callback)
+
+
+def _scene_frame(data: Dataset, run_dir: Path, config: TrainConfig, resume: bool) -> tuple[SceneTransform, Any]:
+    """The normalised frame: on resume the run's own ``dataparser_transforms.json`` (so a run started under
+    other centring rules keeps its frame), otherwise ``normalize_scene`` with ``config.data.scene_centre``."""
+    scene, aabb = normalize_scene(data, config.data.scene_centre)
+    existing = run_dir / "dataparser_transforms.json"
+    if resume and existing.is_file():
+        scene = read_dataparser_transforms(existing)  # the box depends only on bounded / unbounded
+    return scene, aabb
 
 
 _RESUME_OVERRIDABLE = ("steps", "time_budget_s", "eval_every", "device", "checkpoint_every", "num_threads")

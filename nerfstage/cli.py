@@ -121,12 +121,17 @@ def train(
     pose_refinement: Annotated[
         Optional[str], typer.Option("--pose-refinement", help="off | SO3xR3: refine the training cameras' poses.")
     ] = None,
+    scene_centre: Annotated[Optional[str], typer.Option(
+        "--scene-centre", help="Real captures: auto | focus (where the cameras look) | poses (mean camera position)."
+    )] = None,
     viewer: Annotated[bool, typer.Option(
         "--viewer", help="Watch training live at http://127.0.0.1:7007; stays open afterwards until Ctrl+C.")] = False,
 ) -> None:
     """Train a hash-grid radiance field on DATASET into the run folder OUTPUT (RUN/metrics.json at the end)."""
     from nerfstage.cli_view import keep_training_viewer_open, training_viewer
-    from nerfstage.errors import DatasetError
+    import dataclasses
+
+    from nerfstage.errors import ConfigError, DatasetError
     from nerfstage.nerf.config import build_config
     from nerfstage.nerf.trainer import train as run_training
 
@@ -135,12 +140,16 @@ def train(
              "pose_refinement": pose_refinement}
     overrides = {k: v for k, v in given.items() if v is not None} | {"device": device}
     if resume:
+        if scene_centre is not None:
+            raise ConfigError("--scene-centre cannot change when resuming: the run keeps its dataparser_transforms.json")
         metrics = run_training(dataset, output, resume=True, resume_overrides=overrides, progress=not quiet,
                                callback=callback)
     else:
         if dataset is None:
             raise DatasetError("missing DATASET: give the dataset folder to train on (or --resume a run)")
         config = build_config(preset, **overrides)
+        if scene_centre is not None:
+            config = dataclasses.replace(config, data=dataclasses.replace(config.data, scene_centre=scene_centre))
         metrics = run_training(dataset, output, config, overwrite=overwrite, progress=not quiet, callback=callback)
     print(
         f"{metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on {metrics['eval_views']} "

@@ -96,8 +96,8 @@ def tiny_config(mode: str):
 
 
 def test_refinement_reduces_the_pose_error_of_perturbed_cameras(tmp_path):
-    """Measured (48x36 room, 200 steps, poses off by 3 deg / 5 cm): scene-point error 0.0457 -> 0.0349 normalised
-    units, rotation error 3.00 -> 2.60 deg, held-out PSNR 18.55 -> 18.77 dB (SSIM 0.216 -> 0.271)."""
+    """Measured (48x36 room, 200 steps, poses off by 3 deg / 5 cm, focus-centred frame): scene-point error 0.0645 ->
+    0.0464 normalised units, rotation error 3.00 -> 2.54 deg, held-out PSNR 18.39 -> 18.52 dB."""
     from nerfstage.nerf.checkpoint import latest_checkpoint, load_checkpoint
     from nerfstage.nerf.data import read_dataparser_transforms
     from nerfstage.nerf.trainer import train
@@ -112,7 +112,7 @@ def test_refinement_reduces_the_pose_error_of_perturbed_cameras(tmp_path):
     refined = refine_from_checkpoint(load_checkpoint(latest_checkpoint(runs["SO3xR3"])), start)
     before, after = scene_point_error(start, reference), scene_point_error(refined, reference)
     rot_before, rot_after = pose_errors(start, reference)[0].mean(), pose_errors(refined, reference)[0].mean()
-    assert before == pytest.approx(0.0457, abs=0.002)
+    assert before == pytest.approx(0.0645, abs=0.003)
     assert after < 0.85 * before, (before, after)
     assert rot_after < 0.93 * rot_before, (rot_before, rot_after)
     assert metrics["SO3xR3"]["psnr"] >= metrics["off"]["psnr"], metrics

@@ -154,3 +154,34 @@ def test_pose_refinement_option_reaches_the_run_and_load_run_uses_the_refined_po
     held_out = sorted(set(range(len(plain.world_from_cams))) - set(train))
     np.testing.assert_allclose(moved.world_from_cams[held_out], plain.world_from_cams[held_out])
     assert run_cli("train", "--resume", "-o", run, "--pose-refinement", "off", "--quiet") == 2
+
+
+def test_scene_centre_option_reaches_the_run_and_resume_keeps_the_frame(scene, tmp_path, capsys, tiny_preview):
+    from nerfstage.capture.loader import load_dataset
+    from nerfstage.nerf.data import normalize_scene, read_dataparser_transforms
+
+    dataset = load_dataset(scene)
+    frames = {}
+    for centre in ("poses", "focus"):
+        run = tmp_path / centre
+        code = run_cli("train", scene, "-o", run, "--preset", "preview", "--steps", "2", "--device", "cpu",
+                       "--scene-centre", centre, "--quiet")
+        assert code == 0, capsys.readouterr().err
+        frames[centre] = read_dataparser_transforms(run / "dataparser_transforms.json")
+        expected, _ = normalize_scene(dataset, centre)
+        np.testing.assert_allclose(frames[centre].transform, expected.transform, atol=1e-9)
+        assert frames[centre].scale == pytest.approx(expected.scale)
+    assert np.abs(frames["poses"].transform[:, 3] - frames["focus"].transform[:, 3]).max() > 1e-3  # they differ
+    assert run_cli("train", "--resume", "-o", tmp_path / "poses", "--scene-centre", "focus", "--quiet") == 2
+    assert "--scene-centre cannot change" in capsys.readouterr().err
+    # a run from before the option existed: its config.json has no scene_centre (so it reads as "auto" = focus
+    # here), yet resuming keeps the frame its checkpoints were trained in
+    config_path = tmp_path / "poses" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["data"]["scene_centre"]
+    config_path.write_text(json.dumps(config))
+    assert run_cli("train", "--resume", "-o", tmp_path / "poses", "--steps", "3", "--quiet") == 0
+    kept = read_dataparser_transforms(tmp_path / "poses" / "dataparser_transforms.json")
+    np.testing.assert_allclose(kept.transform, frames["poses"].transform, atol=1e-12)
+    assert run_cli("train", scene, "-o", tmp_path / "bad", "--scene-centre", "middle", "--quiet") == 2
+    assert "middle" in capsys.readouterr().err

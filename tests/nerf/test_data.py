@@ -54,7 +54,7 @@ def make_dataset(root: Path, n: int = 6, intr: Intrinsics = PINHOLE, rgba: bool 
 
 def test_dataparser_transforms_nerfstudio_format_and_semantics(tmp_path):
     dataset = make_dataset(tmp_path)
-    scene, aabb = normalize_scene(dataset)
+    scene, aabb = normalize_scene(dataset, "poses")  # nerfstudio's defaults
     path = tmp_path / "dataparser_transforms.json"
     write_dataparser_transforms(path, scene)
     data = json.loads(path.read_text())
