@@ -56,9 +56,11 @@ class InferenceOptions:
     lookahead: int = 64
     """Torch marcher only: steps tested per ray and round."""
     threads: int | Literal["auto"] = "auto"
-    """CPU threads while rendering: a number, or "auto": one thread while the machine is oversubscribed (load
-    average above the core count), else the process setting. On a shared machine every parallel region waits for
-    a descheduled thread: a lego view took 63 s with 2 threads and 5.7 s with 1 at load 17 (2 cores)."""
+    """CPU threads while rendering: a number, or "auto": one thread while the machine is oversubscribed by others
+    (load average minus this process's own threads above the core count), else the process setting. On a shared
+    machine every parallel region waits for a descheduled thread: a lego view took 63 s with 2 threads and 5.7 s
+    with 1 at load 17 (2 cores). Our own threads are discounted: they alone keep the load at the thread count, and
+    counting them halved a long render's speed on a quiet machine (8K plate 349 s -> 668 s)."""
 
 
 def march_next_torch(
@@ -176,14 +178,23 @@ def render_rays_fast(
         return _render_chunks(model, origins, directions, background, options)
 
 
+def oversubscribed(own_threads: int, load: float | None = None, cores: int | None = None) -> bool:
+    """True when other processes keep more than every core busy: the 1-minute load average (``load``, default
+    ``os.getloadavg()``) minus our own ``own_threads`` is above the core count."""
+    if load is None:
+        if not hasattr(os, "getloadavg"):
+            return False
+        load = os.getloadavg()[0]
+    return load - own_threads > (cores or os.cpu_count() or 1)
+
+
 @contextmanager
 def inference_threads(threads: int | str, device: torch.device) -> Iterator[None]:
     """torch's CPU thread count set for the block (see ``InferenceOptions.threads``), restored afterwards."""
     before = torch.get_num_threads()
     wanted = before
     if device.type == "cpu" and threads == "auto":
-        cores = os.cpu_count() or 1
-        if hasattr(os, "getloadavg") and os.getloadavg()[0] > cores:
+        if oversubscribed(before):
             wanted = 1
     elif device.type == "cpu" and isinstance(threads, int) and threads > 0:
         wanted = threads

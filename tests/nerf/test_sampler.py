@@ -143,3 +143,13 @@ def test_fast_inference_skips_empty_space(marcher):
     out = render_rays_fast(model, origins, directions, torch.ones(400, 3), InferenceOptions(marcher=marcher))
     evaluated = out["num_evaluated"] / 400
     assert marched > 80 and 1.0 < evaluated < 0.25 * marched, (evaluated, marched)
+
+
+def test_inference_drops_to_one_thread_only_when_others_oversubscribe_the_cores():
+    from nerfstage.nerf.inference import oversubscribed
+
+    assert not oversubscribed(2, load=2.3, cores=2)  # our own two threads (plus noise) on a quiet 2-core machine
+    assert not oversubscribed(2, load=3.9, cores=2)
+    assert oversubscribed(2, load=4.5, cores=2)  # others keep more than both cores busy
+    assert oversubscribed(1, load=17.0, cores=2)
+    assert not oversubscribed(1, load=1.0, cores=16)
