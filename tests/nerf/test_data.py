@@ -24,19 +24,9 @@ from nerfstage.nerf.data import (
     validate_dataset,
     write_dataparser_transforms,
 )
+from nerfstage.render.paths.base import look_at
 
 PINHOLE = Intrinsics(fx=40.0, fy=42.0, cx=15.5, cy=12.0, width=32, height=24)
-
-
-def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """[4, 4] camera-to-world with OpenGL axes looking from ``eye`` at ``target``."""
-    eye, target, up = map(np.asarray, (eye, target, up))
-    back = (eye - target) / np.linalg.norm(eye - target)
-    right = np.cross(up, back)
-    right /= np.linalg.norm(right)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, np.cross(back, right), back, eye
-    return pose
 
 
 def make_dataset(root: Path, n: int = 6, intr: Intrinsics = PINHOLE, rgba: bool = False, fmt="nerfstudio") -> Dataset:

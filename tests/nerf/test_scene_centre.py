@@ -12,21 +12,11 @@ from nerfstage.errors import ConfigError, DatasetError
 from nerfstage.nerf.config import DataConfig, TrainConfig, config_from_dict
 from nerfstage.nerf.data import normalize_scene
 from nerfstage.nerf.scene_centre import estimate_focus, focus_of_attention, focus_scale
+from nerfstage.render.paths.base import look_at
 
 # A phone held upright: 1080x1920, ~39 x 70 deg field of view (instant-ngp's fox camera).
 PHONE = Intrinsics(fx=1375.0, fy=1375.0, cx=540.0, cy=960.0, width=1080, height=1920)
 TARGET = np.array([3.0, -2.0, 0.7])
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """[4, 4] camera-to-world with OpenGL axes looking from ``eye`` at ``target``."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    back = (eye - target) / np.linalg.norm(eye - target)
-    right = np.cross(up, back)
-    right /= np.linalg.norm(right)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, np.cross(back, right), back, eye
-    return pose
 
 
 def dataset_of(poses: list[np.ndarray]) -> Dataset:
