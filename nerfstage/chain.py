@@ -36,12 +36,13 @@ from .errors import ConfigError, InputError
 CHAIN_PRESETS: dict[str, dict[str, Any]] = {
     # Presets are data: field values of ChainOptions. ``preview`` is what ``nerfstage demo`` (60 frames of 640x480
     # synthetic footage) runs within 15 minutes on 2 CPU cores: the nerf preview preset's time budget (110 s on
-    # CPU) bounds training, 2 of the 8 held-out views are evaluated, and the outputs are sized for the ~3 k rays/s
-    # a briefly trained model renders at on a loaded 2-core machine (measured 2026-11-21: capture 94 s, training
-    # 114 s, 4 eval views 133 s, 256x192 frames 17 s each).
+    # CPU) bounds training, 2 of the 8 held-out views are evaluated, and the outputs are sized for the rays/s a
+    # briefly trained model renders at on 2 cores: with the preview's 1/64 marching cone (session 3) a 320x240
+    # frame takes ~2.8 s on a quiet machine (27 k rays/s; the 1/256 cone's foggier field managed ~9 k, so the
+    # videos were 160x120 before). Quiet-machine demo: 3 min 51 s with 160x120 videos.
     "preview": {"frames": 60, "max_size": 640, "train_preset": "preview",
                 "train_overrides": {"data": {"eval_view_stride": 4}},
-                "video_width": 160, "video_height": 120, "video_seconds": 2.0, "video_fps": 8.0,
+                "video_width": 320, "video_height": 240, "video_seconds": 2.0, "video_fps": 8.0,
                 "plate_width": 512, "cubemap_face": 96, "mesh_resolution": 96, "mesh_max_faces": 30_000},
     "default": {"frames": 150, "max_size": 1600, "train_preset": "default", "video_width": 960,
                 "video_height": 540, "video_seconds": 4.0, "video_fps": 30.0, "plate_width": 4096,
