@@ -32,6 +32,23 @@ def convert_camera_axes(world_from_cam: np.ndarray) -> np.ndarray:
     return out
 
 
+
+def optical_axes(world_from_cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[N, 4, 4] camera-to-world (OpenGL axes) -> camera centres [N, 3] and unit viewing directions [N, 3]."""
+    forward = -world_from_cams[:, :3, 2]  # OpenGL cameras look down -z
+    return world_from_cams[:, :3, 3], forward / np.linalg.norm(forward, axis=1, keepdims=True)
+
+
+def closest_point_to_lines(origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares point [3] closest to the lines ``origins`` [N, 3] + t ``dirs`` [N, 3] (unit), and the
+    eigenvalues [3] (ascending) of mean(I - d d^T): the smallest is 0 when the lines are parallel, the point is
+    then not unique and the minimum-norm least-squares solution is returned."""
+    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]  # [N, 3, 3] projectors orthogonal to each line
+    normal = proj.sum(axis=0)  # [3, 3]
+    rhs = (proj @ origins[:, :, None]).sum(axis=0)[:, 0]  # [3]
+    point = np.linalg.lstsq(normal, rhs, rcond=1e-10)[0]
+    return point, np.linalg.eigvalsh(normal / len(dirs))
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics plus distortion of one camera (pixels; principal point in pixel units, origin top-left

@@ -77,6 +77,13 @@ def is_bounded(dataset: Dataset) -> bool:
     return dataset.format == "blender" or dataset.has_alpha
 
 
+def scene_box(dataset: Dataset) -> np.ndarray:
+    """[2, 3] scene box in the normalised frame: +-1.5 for bounded (Blender) scenes, the contraction's unit cube
+    +-1 otherwise."""
+    half = BLENDER_AABB if is_bounded(dataset) else 1.0
+    return np.array([[-half] * 3, [half] * 3])
+
+
 def normalize_scene(dataset: Dataset, centre: str = "auto") -> tuple[SceneTransform, np.ndarray]:
     """The dataset->scene map and the scene box [2, 3] in the normalised frame.
 
@@ -90,7 +97,7 @@ def normalize_scene(dataset: Dataset, centre: str = "auto") -> tuple[SceneTransf
     poses = dataset.world_from_cams()  # [N, 4, 4]
     if is_bounded(dataset):
         eye = np.eye(4)[:3]
-        return SceneTransform(eye, 1.0, "identity"), np.array([[-BLENDER_AABB] * 3, [BLENDER_AABB] * 3])
+        return SceneTransform(eye, 1.0, "identity"), scene_box(dataset)
     up = poses[:, :3, 1].mean(axis=0)  # OpenGL camera y = up
     up = up / max(np.linalg.norm(up), 1e-12)
     rotation = _rotation_onto(up, np.array([0.0, 0.0, 1.0]))
@@ -102,7 +109,7 @@ def normalize_scene(dataset: Dataset, centre: str = "auto") -> tuple[SceneTransf
     else:
         extent = float(np.abs(SceneTransform(transform, 1.0).apply(poses)[:, :3, 3]).max())
         scale = 1.0 / extent if extent > 1e-9 else 1.0
-    return SceneTransform(transform, scale, method), np.array([[-1.0] * 3, [1.0] * 3])
+    return SceneTransform(transform, scale, method), scene_box(dataset)
 
 
 def _rotation_onto(a: np.ndarray, b: np.ndarray) -> np.ndarray:

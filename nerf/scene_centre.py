@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..capture.dataset import Dataset, convert_camera_axes
+from ..capture.dataset import Dataset, closest_point_to_lines, convert_camera_axes, optical_axes
 from ..errors import ConfigError, DatasetError
 
 MIN_AXIS_SPREAD_DEG = 10.0
@@ -69,23 +69,6 @@ class FocusEstimate:
         return None
 
 
-def closest_point_to_lines(origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares point [3] closest to the lines ``origins`` [N, 3] + t ``dirs`` [N, 3] (unit), and the
-    smallest eigenvalue of mean(I - d d^T) (0 when the lines are parallel: the point is then not unique and the
-    minimum-norm least-squares solution is returned)."""
-    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]  # [N, 3, 3] projectors orthogonal to each line
-    normal = proj.sum(axis=0)  # [3, 3]
-    rhs = (proj @ origins[:, :, None]).sum(axis=0)[:, 0]  # [3]
-    point = np.linalg.lstsq(normal, rhs, rcond=1e-10)[0]
-    return point, float(np.linalg.eigvalsh(normal / len(dirs))[0])
-
-
-def optical_axes(world_from_cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[N, 4, 4] camera-to-world (OpenGL axes) -> camera centres [N, 3] and unit viewing directions [N, 3]."""
-    forward = -world_from_cams[:, :3, 2]  # OpenGL cameras look down -z
-    return world_from_cams[:, :3, 3], forward / np.linalg.norm(forward, axis=1, keepdims=True)
-
-
 def focus_of_attention(world_from_cams: np.ndarray, max_rounds: int = 20) -> tuple[np.ndarray, np.ndarray, float]:
     """(point [3], active [N] bool, smallest eigenvalue): the least-squares point of the optical axes of the
     cameras that see it in front of them. Starts from the cameras that see the mean camera position in front
@@ -94,14 +77,14 @@ def focus_of_attention(world_from_cams: np.ndarray, max_rounds: int = 20) -> tup
     active = np.einsum("ni,ni->n", origins.mean(axis=0) - origins, dirs) > 0  # [N]
     if active.sum() < 2:
         active = np.ones(len(origins), dtype=bool)
-    point, eig = closest_point_to_lines(origins[active], dirs[active])
+    point, eigs = closest_point_to_lines(origins[active], dirs[active])
     for _ in range(max_rounds):
         now = np.einsum("ni,ni->n", point - origins, dirs) > 0
         if now.sum() < 2 or np.array_equal(now, active):
             break
         active = now
-        point, eig = closest_point_to_lines(origins[active], dirs[active])
-    return point, active, eig
+        point, eigs = closest_point_to_lines(origins[active], dirs[active])
+    return point, active, float(eigs[0])
 
 
 def _in_view(dataset: Dataset, point: np.ndarray) -> np.ndarray:
@@ -172,5 +155,4 @@ def focus_scale(estimate: FocusEstimate) -> float:
     return target / max(estimate.distance, 1e-12)
 
 
-__all__ = ["FocusEstimate", "choose_centre", "closest_point_to_lines", "estimate_focus", "focus_of_attention",
-           "focus_scale", "optical_axes"]
+__all__ = ["FocusEstimate", "choose_centre", "estimate_focus", "focus_of_attention", "focus_scale"]

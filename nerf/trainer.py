@@ -47,6 +47,7 @@ from .data import (
     normalize_scene,
     read_dataparser_transforms,
     resolve_device,
+    scene_box,
     camera_table,
     split_indices,
     validate_dataset,
@@ -385,11 +386,10 @@ def train(
 def _scene_frame(data: Dataset, run_dir: Path, config: TrainConfig, resume: bool) -> tuple[SceneTransform, Any]:
     """The normalised frame: on resume the run's own ``dataparser_transforms.json`` (so a run started under
     other centring rules keeps its frame), otherwise ``normalize_scene`` with ``config.data.scene_centre``."""
-    scene, aabb = normalize_scene(data, config.data.scene_centre)
     existing = run_dir / "dataparser_transforms.json"
     if resume and existing.is_file():
-        scene = read_dataparser_transforms(existing)  # the box depends only on bounded / unbounded
-    return scene, aabb
+        return read_dataparser_transforms(existing), scene_box(data)
+    return normalize_scene(data, config.data.scene_centre)
 
 
 _RESUME_OVERRIDABLE = ("steps", "time_budget_s", "eval_every", "device", "checkpoint_every", "num_threads")

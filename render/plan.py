@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..capture.dataset import closest_point_to_lines, optical_axes
 from ..errors import ConfigError, InputError
 from .cameras import FisheyeCamera, OrthographicCamera, PerspectiveCamera, ThinLens, fov_from_focal
 from .cubemap import CubemapCamera
@@ -92,13 +93,11 @@ class Rig:
 
 def look_at_center(world_from_cams: np.ndarray) -> np.ndarray:  # [N, 4, 4] -> [3]
     """Point nearest to all optical axes (OpenGL: the camera looks along -z), least squares."""
-    origins, forwards = world_from_cams[:, :3, 3], -world_from_cams[:, :3, 2]
-    forwards = forwards / np.linalg.norm(forwards, axis=-1, keepdims=True)
-    projectors = np.eye(3)[None] - forwards[:, :, None] * forwards[:, None, :]  # [N, 3, 3]
-    a, b = projectors.sum(0), np.einsum("nij,nj->i", projectors, origins)
-    if np.linalg.cond(a) > 1e8:  # parallel axes: fall back to the cameras' mean position plus one step ahead
+    origins, forwards = optical_axes(world_from_cams)
+    point, eigs = closest_point_to_lines(origins, forwards)
+    if eigs[0] * 1e8 < eigs[-1]:  # condition number > 1e8, parallel axes: the mean position plus one step ahead
         return origins.mean(0) + forwards.mean(0)
-    return np.linalg.solve(a, b)
+    return point
 
 
 def rig_of(world_from_cams: np.ndarray, intrinsics: list) -> Rig:
