@@ -59,8 +59,8 @@ class InferenceOptions:
     """CPU threads while rendering: a number, or "auto": one thread while the machine is oversubscribed by others
     (load average minus this process's own threads above the core count), else the process setting. On a shared
     machine every parallel region waits for a descheduled thread: a lego view took 63 s with 2 threads and 5.7 s
-    with 1 at load 17 (2 cores). Our own threads are discounted: they alone keep the load at the thread count, and
-    counting them halved a long render's speed on a quiet machine (8K plate 349 s -> 668 s)."""
+    with 1 at load 17 (2 cores). Our own threads are discounted: they alone keep the load near the thread count,
+    so counting them could switch a long render to one thread on an otherwise idle machine."""
 
 
 def march_next_torch(

@@ -39,7 +39,7 @@ CHAIN_PRESETS: dict[str, dict[str, Any]] = {
     # CPU) bounds training, 2 of the 8 held-out views are evaluated, and the outputs are sized for the rays/s a
     # briefly trained model renders at on 2 cores: with the preview's 1/64 marching cone (session 3) a 320x240
     # frame takes ~2.8 s on a quiet machine (27 k rays/s; the 1/256 cone's foggier field managed ~9 k, so the
-    # videos were 160x120 before). Quiet-machine demo: 3 min 51 s with 160x120 videos.
+    # videos were 160x120 before). Quiet-machine demo with these sizes: 4 min 51 s (benchmarks/RESULTS.md).
     "preview": {"frames": 60, "max_size": 640, "train_preset": "preview",
                 "train_overrides": {"data": {"eval_view_stride": 4}},
                 "video_width": 320, "video_height": 240, "video_seconds": 2.0, "video_fps": 8.0,
