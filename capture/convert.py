@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..core.errors import DatasetError
 from .dataset import Dataset, Frame, Intrinsics, convert_camera_axes
 from .transforms import (
     frame_list,

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
+from ..core.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 

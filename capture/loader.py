@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import DatasetError
+from ..core.errors import DatasetError
 from .convert import is_colmap_model, read_blender, read_colmap
 from .dataset import Dataset
 from .transforms import read_transforms

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
+from ..core.errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
 from .sfm import CAMERA_MODELS, SfmCameraModel, SfmOptions, SfmResult, reconstruction_poses, run_sfm
 
 MIN_REGISTERED_FRACTION = 0.5
@@ -336,7 +336,7 @@ def _camera_json(camera) -> dict[str, Any]:
 
 
 def _report_base(input_path: Path, kind: str, options: CaptureOptions, counts, seconds, warnings) -> dict:
-    from .. import __version__
+    from ..core.version import __version__
 
     counts = dict(counts)
     return {

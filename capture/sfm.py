@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import ConfigError, ReconstructionError
+from ..core.errors import ConfigError, ReconstructionError
 from .sfm_eval import Sim3, align_sim3, pose_errors, reconstruction_poses, trajectory_size
 from .sfm_loops import match_pairs, retriangulate, select_loop_pairs, viewing_geometry
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ReconstructionError
+from ..core.errors import ReconstructionError
 
 if TYPE_CHECKING:
     import pycolmap

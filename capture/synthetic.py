@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, DatasetError, OutputExistsError
+from ..core.errors import ConfigError, DatasetError, OutputExistsError
 from ._synthetic_scene import apply
 from ._synthetic_world import Scene, default_scene
 from .dataset import Dataset, Frame, Intrinsics, convert_camera_axes

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..core.errors import DatasetError
 from .dataset import Dataset, Frame, Intrinsics
 
 CAMERA_KEYS = ("w", "h", "fl_x", "fl_y", "cx", "cy", "k1", "k2", "k3", "k4", "p1", "p2", "camera_model")

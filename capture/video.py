@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, VideoError
+from ..core.errors import ConfigError, VideoError
 from .images import FRAME_NAME, Orientation, check_max_size, resize_to_max_side, track, write_jpeg
 from .sharpness import gray_sharpness
 

@@ -24,7 +24,7 @@ Names are imported lazily (PEP 562) so that ``import nerfstage.export`` stays ch
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
 _EXPORTS = {
     "density_grid": ("DensityGrid", "GridOptions", "crop_box_from_cameras", "crop_box_from_points",

@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..capture.dataset import Intrinsics, convert_camera_axes
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 DensityFn = Callable[[Tensor], Tensor]
 """``density_fn(points [n, 3] float32) -> [n]`` densities (>= 0) in the box's frame."""

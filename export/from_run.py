@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .gltf import check_mesh_path, dataset_from_normalized
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import trimesh
 from trimesh.exchange.obj import export_obj
 
-from ..errors import InputError, OutputExistsError
+from ..core.errors import InputError, OutputExistsError
 
 MESH_SUFFIXES = (".glb", ".obj", ".ply")
 """File extensions ``write_mesh`` understands."""

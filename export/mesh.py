@@ -35,7 +35,7 @@ import trimesh
 from skimage.measure import marching_cubes
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .density_grid import DensityFn, DensityGrid, GridOptions, sample_density_grid
 
 ColorFn = Callable[[Tensor, Tensor], Tensor]

@@ -67,7 +67,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, InputError
+from ..core.errors import ConfigError, InputError
 from .track import WORLD_FROM_CAM_REST, euler_rotation
 
 PanoramaLayout = Literal["latlong", "cubemap"]

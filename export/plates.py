@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, InputError
+from ..core.errors import ConfigError, InputError
 from .track import TrackedFrame, read_track, to_normalized
 
 PlateFormat = Literal["exr", "png"]

@@ -29,7 +29,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from ..capture.dataset import Intrinsics, convert_camera_axes
-from ..errors import ConfigError, InputError
+from ..core.errors import ConfigError, InputError
 from .gltf import check_mesh_path, write_files_atomic
 
 

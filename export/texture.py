@@ -32,7 +32,7 @@ import trimesh
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .mesh import ColorFn, vertex_colors
 
 SUBPIXEL_BITS = 8

@@ -55,7 +55,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..capture.dataset import Intrinsics
-from ..errors import InputError
+from ..core.errors import InputError
 
 POSITION = ("x", "y", "z")
 QUATERNION = ("qw", "qx", "qy", "qz")

@@ -9,7 +9,7 @@ Public API (imported lazily, so ``import nerfstage.nerf`` loads neither torch ex
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
 _LAZY = {
     "train": ".trainer",

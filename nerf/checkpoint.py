@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 
 FORMAT_VERSION = 1
 """Bumped whenever the checkpoint layout changes incompatibly."""

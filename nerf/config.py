@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .encoding import HashGridConfig
 
 Background = Literal["white", "black", "random"]

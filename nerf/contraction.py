@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 ContractionNorm = Literal["inf", "l2"]
 

@@ -23,7 +23,7 @@ from scipy.spatial.transform import Rotation
 from torch import Tensor
 
 from ..capture.dataset import Dataset, Frame, Intrinsics, convert_camera_axes
-from ..errors import DatasetError, DeviceError
+from ..core.errors import DatasetError, DeviceError
 from .scene_centre import choose_centre, focus_scale
 
 BLENDER_AABB = 1.5

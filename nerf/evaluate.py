@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 from .data import ViewSet, composite
 from .inference import inference_chunk
 from .metrics import psnr, ssim

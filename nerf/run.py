@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..capture.dataset import Intrinsics
-from ..errors import CheckpointError, InputError
+from ..core.errors import CheckpointError, InputError
 from .config import TrainConfig
 from .data import SceneTransform
 

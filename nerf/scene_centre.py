@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..capture.dataset import Dataset, closest_point_to_lines, convert_camera_axes, optical_axes
-from ..errors import ConfigError, DatasetError
+from ..core.errors import ConfigError, DatasetError
 
 MIN_AXIS_SPREAD_DEG = 10.0
 """auto: the optical axes must spread by at least this RMS angle about the focus (parallel axes: 0)."""

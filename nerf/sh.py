@@ -6,7 +6,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def sh_dim(degree: int) -> int:

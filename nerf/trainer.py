@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..capture.dataset import Dataset, Intrinsics, convert_camera_axes
-from ..errors import CheckpointError, ConfigError, OutputExistsError
+from ..core.errors import CheckpointError, ConfigError, OutputExistsError
 from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
 from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, save_config

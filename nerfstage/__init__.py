@@ -4,4 +4,6 @@ Importing this package is cheap: it imports neither torch nor any compiled exten
 ``nerfstage.capture``, ``nerfstage.nerf``, ``nerfstage.render`` and ``nerfstage.export``.
 """
 
-__version__ = "0.1.0"
+from .core.version import __version__
+
+__all__ = ["__version__"]

@@ -1,4 +1,4 @@
-from nerfstage.cli import main
+from nerfstage.app.cli import main
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ import PerspectiveCamera`` works as usual.
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
 _EXPORTS = {
     "cameras": ("PerspectiveCamera", "FisheyeCamera", "OrthographicCamera", "ThinLens", "camera_for_path",

@@ -25,7 +25,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..capture.dataset import Intrinsics
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 NEWTON_STEPS = 12
 """Newton iterations of the inverse distortion maps (quadratic convergence: ~1e-12 after a handful)."""

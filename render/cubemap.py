@@ -39,7 +39,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .cameras import CentralCamera
 
 CubemapLayout = Literal["strip", "cross", "six"]

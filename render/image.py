@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .cameras import OrthographicCamera, PerspectiveCamera
 from .rays import axial_factors, generate_ray_batch, pixel_chunks
 

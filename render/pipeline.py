@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, InputError
+from ..core.errors import ConfigError, InputError
 from .image import OUTPUTS, ImageOptions, render_image
 from .plan import ShotOptions, build_path, frame_camera, reference_distance
 

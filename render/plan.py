@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ..capture.dataset import closest_point_to_lines, optical_axes
-from ..errors import ConfigError, InputError
+from ..core.errors import ConfigError, InputError
 from .cameras import FisheyeCamera, OrthographicCamera, PerspectiveCamera, ThinLens, fov_from_focal
 from .cubemap import CubemapCamera
 from .equirect import EquirectangularCamera

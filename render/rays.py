@@ -16,7 +16,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..capture.dataset import convert_camera_axes
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 class RayBatch(NamedTuple):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from ..errors import NerfstageError
+from ..core.errors import NerfstageError
 
 SPHERICAL_UUID = bytes.fromhex("ffcc8263f8554a938814587a02521fdd")
 SPHERICAL_XML = (

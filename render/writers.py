@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, OutputExistsError
+from ..core.errors import ConfigError, InputError, OutputExistsError
 
 FrameKind = Literal["png", "exr", "npy"]
 FRAME_KINDS: tuple[str, ...] = ("png", "exr", "npy")

@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from . import cpp, reference, tcnn
 from .layout import (
     INIT_RANGE,

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 
 Backend = Literal["auto", "torch", "cpp", "tcnn", "cuda"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "cpp", "tcnn", "cuda")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from .easing import Easing
 
 CameraType = Literal["perspective", "fisheye", "equirectangular"]

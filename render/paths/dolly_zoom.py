@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from .base import CameraPath, Keyframe, PathSettings
 from .easing import frame_parameters
 

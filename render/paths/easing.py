@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 
 Easing = Literal["linear", "ease-in", "ease-out", "ease-in-out"]
 EASINGS: tuple[str, ...] = ("linear", "ease-in", "ease-out", "ease-in-out")

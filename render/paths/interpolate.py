@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from .base import CameraPath, Keyframe, PathSettings
 from .easing import frame_parameters
 from .keyframes import KeyframeSpline

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from ..writers import atomic_output
 from .base import CAMERA_TYPES, CameraPath, Keyframe
 

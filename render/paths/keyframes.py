@@ -26,7 +26,7 @@ from scipy.interpolate import PchipInterpolator
 from scipy.spatial.transform import Rotation
 
 from ...capture.dataset import convert_camera_axes
-from ...errors import ConfigError, InputError
+from ...core.errors import ConfigError, InputError
 from .base import CameraPath, CameraType, Keyframe, look_at
 from .easing import Easing, ease
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from .base import CameraPath, PathSettings, look_at, perpendicular_basis
 from .easing import frame_parameters
 

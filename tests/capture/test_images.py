@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from nerfstage.capture.images import import_images, list_images, natural_key, read_image
-from nerfstage.errors import DatasetError
+from nerfstage.core.errors import DatasetError
 
 
 def marked_image(width: int, height: int, colour: tuple[int, int, int]) -> np.ndarray:

@@ -21,7 +21,7 @@ from nerfstage.capture.convert import (
     write_sparse_ply,
 )
 from nerfstage.capture.transforms import write_transforms
-from nerfstage.errors import DatasetError
+from nerfstage.core.errors import DatasetError
 
 W, H = 8, 6
 

@@ -14,7 +14,7 @@ from nerfstage.capture.loader import load_dataset
 from nerfstage.capture.pipeline import CaptureOptions, flip_warnings, run_capture
 from nerfstage.capture.sfm import pose_errors, trajectory_size
 from nerfstage.capture.synthetic import SyntheticOptions, write_synthetic_video
-from nerfstage.errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
+from nerfstage.core.errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
 
 STEPS = {"decode", "select", "extract", "match", "map", "write", "total"}
 

@@ -17,7 +17,7 @@ from nerfstage.capture.sfm import (
 )
 from nerfstage.capture.sfm_loops import select_loop_pairs
 from nerfstage.capture.synthetic import SyntheticOptions, render_synthetic_frames, synthetic_cameras
-from nerfstage.errors import ConfigError, ReconstructionError
+from nerfstage.core.errors import ConfigError, ReconstructionError
 
 
 def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:

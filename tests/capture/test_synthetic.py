@@ -25,7 +25,7 @@ from nerfstage.capture.synthetic import (
     write_synthetic_dataset,
     write_synthetic_video,
 )
-from nerfstage.errors import ConfigError, DatasetError, OutputExistsError
+from nerfstage.core.errors import ConfigError, DatasetError, OutputExistsError
 
 SMALL = SyntheticOptions(num_frames=4, width=160, height=120)
 

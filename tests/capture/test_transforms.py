@@ -13,7 +13,7 @@ from PIL import Image
 
 from nerfstage.capture.dataset import Dataset, Frame, Intrinsics
 from nerfstage.capture.transforms import detect_json_format, read_transforms, write_transforms
-from nerfstage.errors import DatasetError
+from nerfstage.core.errors import DatasetError
 
 W, H = 8, 6
 

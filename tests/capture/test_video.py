@@ -18,7 +18,7 @@ from nerfstage.capture.video import (
     probe_video,
     write_video,
 )
-from nerfstage.errors import ConfigError, InputError, VideoError
+from nerfstage.core.errors import ConfigError, InputError, VideoError
 
 
 def textured_frames(count: int, width: int = 160, height: int = 96, seed: int = 0) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trimesh
 
-from nerfstage.cli import main
+from nerfstage.app.cli import main
 from nerfstage.render.writers import read_exr
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from nerfstage.errors import InputError, OutputExistsError
+from nerfstage.core.errors import InputError, OutputExistsError
 from nerfstage.export.gltf import dataset_from_normalized, read_mesh, srgb_to_linear, write_mesh
 
 

@@ -12,7 +12,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from nerfstage.capture.dataset import Intrinsics
-from nerfstage.errors import ConfigError
+from nerfstage.core.errors import ConfigError
 from nerfstage.export.density_grid import (
     GridOptions,
     crop_box_from_cameras,

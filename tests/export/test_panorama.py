@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from nerfstage.errors import ConfigError, InputError, OutputExistsError
+from nerfstage.core.errors import ConfigError, InputError, OutputExistsError
 from nerfstage.export import panorama as pano
 from nerfstage.export.panorama import PanoramaOptions, estimate_memory, export_panorama, panorama_pose
 from nerfstage.render.cubemap import CubemapCamera

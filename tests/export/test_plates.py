@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from nerfstage.errors import InputError
+from nerfstage.core.errors import InputError
 from nerfstage.export.plates import PlateOptions, export_plates
 from nerfstage.render.writers import read_exr
 

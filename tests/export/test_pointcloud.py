@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 from nerfstage.capture.dataset import Intrinsics, convert_camera_axes
-from nerfstage.errors import ConfigError, InputError
+from nerfstage.core.errors import ConfigError, InputError
 from nerfstage.export.pointcloud import (
     DepthView,
     PointCloudOptions,

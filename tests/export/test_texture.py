@@ -9,7 +9,7 @@ import trimesh
 
 pytest.importorskip("xatlas")
 
-from nerfstage.errors import ConfigError  # noqa: E402
+from nerfstage.core.errors import ConfigError  # noqa: E402
 from nerfstage.export.gltf import read_mesh, write_mesh  # noqa: E402
 from nerfstage.export.texture import TextureOptions, bake_texture, rasterize_uv  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerfstage.errors import InputError
+from nerfstage.core.errors import InputError
 from nerfstage.export.track import apply_overscan, euler_rotation, read_track, to_normalized
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

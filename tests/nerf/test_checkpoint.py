@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerfstage.errors import CheckpointError, ConfigError
+from nerfstage.core.errors import CheckpointError, ConfigError
 from nerfstage.nerf import checkpoint as ckpt
 from nerfstage.nerf.config import (
     PRESETS,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerfstage.cli import main
+from nerfstage.app.cli import main
 from nerfstage.nerf.config import ModelConfig, TrainConfig, save_config
 from nerfstage.nerf.encoding import HashGridConfig
 

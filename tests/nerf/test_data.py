@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nerfstage.capture.dataset import Dataset, Frame, Intrinsics, convert_camera_axes
-from nerfstage.errors import DatasetError, DeviceError
+from nerfstage.core.errors import DatasetError, DeviceError
 from nerfstage.nerf.data import (
     RayBatcher,
     camera_table,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import nerfstage.nerf.encoding as encoding
-from nerfstage.errors import ConfigError
+from nerfstage.core.errors import ConfigError
 from nerfstage.nerf.encoding import HashGridConfig, level_specs, make_encoding, num_params
 from nerfstage.nerf.encoding import cpp, reference, tcnn
 

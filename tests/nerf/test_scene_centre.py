@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nerfstage.capture.dataset import Dataset, Frame, Intrinsics
-from nerfstage.errors import ConfigError, DatasetError
+from nerfstage.core.errors import ConfigError, DatasetError
 from nerfstage.nerf.config import DataConfig, TrainConfig, config_from_dict
 from nerfstage.nerf.data import normalize_scene
 from nerfstage.nerf.scene_centre import estimate_focus, focus_of_attention, focus_scale

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerfstage.errors import CheckpointError, ConfigError, OutputExistsError
+from nerfstage.core.errors import CheckpointError, ConfigError, OutputExistsError
 from nerfstage.nerf.checkpoint import list_checkpoints
 from nerfstage.nerf.config import ModelConfig, TrainConfig
 from nerfstage.nerf.encoding import HashGridConfig

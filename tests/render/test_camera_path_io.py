@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from nerfstage.errors import ConfigError, InputError
+from nerfstage.core.errors import ConfigError, InputError
 from nerfstage.render.paths import (
     PathSettings,
     dumps_camera_path,

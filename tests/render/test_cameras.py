@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from nerfstage.errors import ConfigError
+from nerfstage.core.errors import ConfigError
 from nerfstage.render.cubemap import face_cells, face_rotations
 from nerfstage.render import (
     CubemapCamera,

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from nerfstage.cli import main
+from nerfstage.app.cli import main
 from nerfstage.render.paths import dumps_camera_path, read_camera_path
 from nerfstage.render.spherical import read_spherical_metadata
 from nerfstage.render.writers import read_exr

@@ -11,7 +11,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from nerfstage.capture.dataset import convert_camera_axes
-from nerfstage.errors import ConfigError, InputError
+from nerfstage.core.errors import ConfigError, InputError
 from nerfstage.render import PerspectiveCamera
 from nerfstage.render.paths import (
     Keyframe,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nerfstage.capture.synthetic import true_depth
-from nerfstage.errors import CheckpointError
+from nerfstage.core.errors import CheckpointError
 from nerfstage.nerf.metrics import psnr
 from nerfstage.nerf.run import load_run
 from nerfstage.render.cameras import PerspectiveCamera

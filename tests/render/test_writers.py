@@ -9,7 +9,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from nerfstage.errors import ConfigError, InputError, OutputExistsError
+from nerfstage.core.errors import ConfigError, InputError, OutputExistsError
 from nerfstage.render import (
     FrameSequenceWriter,
     VideoWriter,

@@ -27,7 +27,7 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize("args", [["--help"], ["capture", "--help"]])
 def test_help_imports_neither_torch_nor_pycolmap(args):
     code = (
-        "import sys\nfrom nerfstage.cli import main\n"
+        "import sys\nfrom nerfstage.app.cli import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "print('torch' in sys.modules, 'pycolmap' in sys.modules)"
     )

@@ -161,7 +161,7 @@ def _video_thumb(path: Path) -> np.ndarray | None:
 
 
 def _plate_thumb(path: Path) -> np.ndarray | None:
-    from .render.writers import read_exr, to_srgb8
+    from ..render.writers import read_exr, to_srgb8
 
     try:
         channels, _ = read_exr(path)
@@ -180,7 +180,7 @@ def _mesh_thumb(path: Path, size: int = 360) -> np.ndarray | None:
         return None
     import cv2
 
-    from .export.gltf import read_mesh
+    from ..export.gltf import read_mesh
 
     mesh = read_mesh(path)
     view = _view_points(np.asarray(mesh.vertices, dtype=np.float64))  # [V, 3] x right, y up, z to the viewer
@@ -208,7 +208,7 @@ def _view_points(points: np.ndarray) -> np.ndarray:  # [V, 3] -> [V, 3]
 
 def _vertex_rgb(mesh) -> np.ndarray:  # [V, 3] float 0..255, sRGB-encoded
     """Vertex colours for display: glTF stores them scene-linear, so they are sRGB-encoded here."""
-    from .render.writers import linear_to_srgb
+    from ..render.writers import linear_to_srgb
 
     colors = getattr(mesh.visual, "vertex_colors", None)
     if colors is None or len(colors) != len(mesh.vertices):

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..errors import NerfstageError
+from ...core.errors import NerfstageError
 from .scene import camera_scale
 from .views import viser_pose_of
 

@@ -14,14 +14,14 @@ from typing import Annotated, Optional
 import typer
 
 from .cli_common import Device, Quiet, RedoStages, RunArg, Seed, new_app
-from .errors import NerfstageError
+from ..core.errors import NerfstageError
 
 app = new_app("nerfstage", "Phone video -> radiance field -> fly-throughs, meshes and LED-wall plates.")
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from ..core.version import __version__
 
         print(f"nerfstage {__version__}")
         raise typer.Exit()
@@ -128,10 +128,10 @@ def train(
         "--viewer", help="Watch training live at http://127.0.0.1:7007; stays open afterwards until Ctrl+C.")] = False,
 ) -> None:
     """Train a hash-grid radiance field on DATASET into the run folder OUTPUT (RUN/metrics.json at the end)."""
-    from nerfstage.cli_view import keep_training_viewer_open, training_viewer
+    from nerfstage.app.cli_view import keep_training_viewer_open, training_viewer
     import dataclasses
 
-    from nerfstage.errors import ConfigError, DatasetError
+    from nerfstage.core.errors import ConfigError, DatasetError
     from nerfstage.nerf.config import build_config
     from nerfstage.nerf.trainer import train as run_training
 
@@ -189,7 +189,7 @@ def run_(
 ) -> None:
     """The whole chain: capture -> train -> orbit and dolly-zoom MP4s -> GLB mesh, EXR plate and cubemap, with
     summary.json and report.html. Valid outputs of an earlier run are kept, so an interrupted run continues."""
-    from nerfstage.chain import chain_options, run_chain, summary_lines
+    from nerfstage.app.chain import chain_options, run_chain, summary_lines
 
     options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
     print("\n".join(summary_lines(run_chain(input, output, options))))
@@ -206,7 +206,7 @@ def demo(
     quiet: Quiet = False,
 ) -> None:
     """`nerfstage run` on the built-in synthetic capture, plus the capture's pose error against the truth."""
-    from nerfstage.chain import chain_options, run_demo, summary_lines
+    from nerfstage.app.chain import chain_options, run_demo, summary_lines
 
     options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
     print("\n".join(summary_lines(run_demo(output, options))))
@@ -214,7 +214,7 @@ def demo(
 
 def _triple(text: Optional[str], name: str) -> Optional[tuple[float, float, float]]:
     """"x,y,z" -> (x, y, z); ConfigError naming the option otherwise."""
-    from .errors import ConfigError
+    from ..core.errors import ConfigError
 
     if text is None:
         return None
@@ -274,7 +274,7 @@ def render(
     quiet: Quiet = False,
 ) -> None:
     """Fly a virtual camera through a trained run: MP4, PNG/EXR/NPY frames, 360 plates, camera_path.json."""
-    from nerfstage.errors import ConfigError
+    from nerfstage.core.errors import ConfigError
     from nerfstage.nerf.run import load_run
     from nerfstage.render.pipeline import RenderOptions, check_options, render_path, save_path as write_path
     from nerfstage.render.plan import ShotOptions

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from nerfstage.errors import ConfigError
+from nerfstage.core.errors import ConfigError
 from nerfstage.render.paths import look_at
-from nerfstage.viewer import ProgressiveRenderer, RenderCancelled, View, frame_size, resolution_levels
+from nerfstage.app.viewer import ProgressiveRenderer, RenderCancelled, View, frame_size, resolution_levels
 
 VIEW = View(np.eye(4), 50.0, 4.0 / 3.0)
 
@@ -84,7 +84,7 @@ def test_camera_move_cancels_the_frame_in_flight():
 
 
 def test_viser_pose_round_trip_and_axes():
-    from nerfstage.viewer.views import viser_pose_of, world_from_cam_of
+    from nerfstage.app.viewer.views import viser_pose_of, world_from_cam_of
 
     pose = look_at((1.0, -2.0, 0.5), (0.0, 0.3, 0.0))
     wxyz, position = viser_pose_of(pose)
@@ -97,7 +97,7 @@ def test_model_render_function_matches_render_image_and_cancels(tiny_run):
     from nerfstage.nerf.run import load_run
     from nerfstage.render.cameras import PerspectiveCamera
     from nerfstage.render.image import ImageOptions, render_image
-    from nerfstage.viewer.views import model_render_fn
+    from nerfstage.app.viewer.views import model_render_fn
 
     run = load_run(tiny_run.run_dir, device="cpu")
     pose = run.world_from_cams[3]

@@ -43,8 +43,8 @@ def read_points(dataset_path: Path | None, scene) -> tuple[np.ndarray | None, np
     """The dataset's sparse point cloud (``ply_file_path``) mapped into the normalised frame, or (None, None)."""
     if dataset_path is None or not Path(dataset_path).exists():
         return None, None
-    from ..errors import InputError
-    from ..nerf.trainer import load_any_dataset
+    from ...core.errors import InputError
+    from ...nerf.trainer import load_any_dataset
 
     try:
         ply = load_any_dataset(dataset_path).ply_path
@@ -73,8 +73,8 @@ def scene_of_run(loaded) -> SceneInfo:
 
 def scene_of_trainer(trainer) -> SceneInfo:
     """SceneInfo of a running Trainer (reads the dataset's cameras again; images are not decoded)."""
-    from ..nerf.data import split_indices
-    from ..nerf.trainer import load_any_dataset
+    from ...nerf.data import split_indices
+    from ...nerf.trainer import load_any_dataset
 
     dset = load_any_dataset(trainer.config.dataset)
     poses = np.stack([np.asarray(f.world_from_cam, dtype=np.float64) for f in dset.frames])  # [N, 4, 4]

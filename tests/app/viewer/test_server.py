@@ -27,7 +27,7 @@ def test_buttons_save_load_and_render_like_nerfstage_render(tiny_run, tmp_path):
     from nerfstage.render.paths import read_camera_path
     from nerfstage.render.pipeline import RenderOptions, render_path
     from nerfstage.render.plan import ShotOptions
-    from nerfstage.viewer.server import ViewerOptions, serve_run
+    from nerfstage.app.viewer.server import ViewerOptions, serve_run
 
     viewer = serve_run(tiny_run.run_dir, ViewerOptions(port=free_port(), max_height=64), device="cpu")
     try:
@@ -63,7 +63,7 @@ def test_buttons_save_load_and_render_like_nerfstage_render(tiny_run, tmp_path):
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                             ("0.0.0.0", False), ("192.168.1.20", False), ("myhost", False)])
 def test_open_hosts_warn(host, loopback, capsys):
-    from nerfstage.cli_view import is_loopback, warn_if_open
+    from nerfstage.app.cli_view import is_loopback, warn_if_open
 
     assert is_loopback(host) == loopback
     warn_if_open(host)

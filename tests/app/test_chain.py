@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from nerfstage.chain import chain_options, run_chain
-from nerfstage.chain_checks import exr_size, glb_faces, video_info
+from nerfstage.app.chain import chain_options, run_chain
+from nerfstage.app.chain_checks import exr_size, glb_faces, video_info
 
 # A tiny chain: 24 frames of 320x240 footage (SfM needs that much), trained on 80x60 images for 40 steps.
 TINY_TRAIN = {
@@ -179,7 +179,7 @@ def test_bad_input_exits_2_with_one_line(args, footage, tmp_path):
 
 
 def test_presets_are_data_and_sized_as_documented():
-    from nerfstage.chain import CHAIN_PRESETS
+    from nerfstage.app.chain import CHAIN_PRESETS
 
     assert set(CHAIN_PRESETS) == {"preview", "default", "quality"}
     assert CHAIN_PRESETS["default"]["plate_width"] == 4096

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..render.paths import CameraPath, CameraType, Keyframe, keyframe_path, read_camera_path, write_camera_path
+from ...core.errors import ConfigError
+from ...render.paths import CameraPath, CameraType, Keyframe, keyframe_path, read_camera_path, write_camera_path
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .chain_checks import glb_faces, exr_size, video_info
-from .errors import NerfstageError
+from ..core.errors import NerfstageError
 
 STAMPS = ".chain"
 VIDEOS = {"orbit": "orbit.mp4", "dolly_zoom": "dolly_zoom.mp4"}
@@ -59,7 +59,7 @@ def _record(summary: dict, stage: str, skipped: bool, start: float, files: list[
 
 
 def _load(run_dir: Path, options) -> Any:
-    from .nerf.run import load_run
+    from ..nerf.run import load_run
 
     return load_run(run_dir, device=options.device)
 
@@ -68,7 +68,7 @@ def _load(run_dir: Path, options) -> Any:
 
 def synthetic_stage(folder: Path, options, footage, summary: dict) -> Any:
     """Write (or keep) the demo's synthetic video and its true poses; returns the SyntheticCapture."""
-    from .capture.synthetic import SyntheticOptions, write_synthetic_video
+    from ..capture.synthetic import SyntheticOptions, write_synthetic_video
 
     synthetic = SyntheticOptions(num_frames=options.frames, width=footage.width, height=footage.height,
                                  seed=options.seed)
@@ -83,7 +83,7 @@ def synthetic_stage(folder: Path, options, footage, summary: dict) -> Any:
 
 
 def _valid_footage(folder: Path, synthetic) -> Any:
-    from .capture.synthetic import load_ground_truth
+    from ..capture.synthetic import load_ground_truth
 
     try:
         truth = load_ground_truth(folder / "ground_truth.json")
@@ -98,7 +98,7 @@ def _valid_footage(folder: Path, synthetic) -> Any:
 
 def capture_stage(input_path: Path, dataset_dir: Path, options, summary: dict, redo: bool, truth=None) -> bool:
     """Footage -> posed dataset (``nerfstage.capture.pipeline.run_capture``)."""
-    from .capture.pipeline import CaptureOptions, run_capture
+    from ..capture.pipeline import CaptureOptions, run_capture
 
     start = time.perf_counter()
     request = {"input": str(Path(input_path).resolve()), "frames": options.frames, "max_size": options.max_size,
@@ -122,7 +122,7 @@ def capture_stage(input_path: Path, dataset_dir: Path, options, summary: dict, r
 
 
 def _valid_dataset(dataset_dir: Path) -> bool:
-    from .capture.loader import load_dataset
+    from ..capture.loader import load_dataset
 
     if not (dataset_dir / "capture_report.json").is_file() or not (dataset_dir / "transforms.json").is_file():
         return False
@@ -134,8 +134,8 @@ def _valid_dataset(dataset_dir: Path) -> bool:
 
 def pose_figures(truth, dataset_dir: Path, report: dict) -> dict[str, Any]:
     """Pose error of the captured cameras against the true ones, after a similarity alignment."""
-    from .capture.loader import load_dataset
-    from .capture.sfm import pose_errors, trajectory_size
+    from ..capture.loader import load_dataset
+    from ..capture.sfm import pose_errors, trajectory_size
 
     dataset = load_dataset(dataset_dir)
     indices = report["source_frame_indices"]  # video frame index of frame_00001.jpg, frame_00002.jpg, ...
@@ -150,7 +150,7 @@ def pose_figures(truth, dataset_dir: Path, report: dict) -> dict[str, Any]:
 
 def train_request(options) -> dict[str, Any]:
     """The TrainConfig the chain asks for, as plain JSON (preset + overrides, seed, device)."""
-    from .nerf.config import build_config, config_to_dict
+    from ..nerf.config import build_config, config_to_dict
 
     base = config_to_dict(build_config(options.train_preset, device=options.device, seed=options.seed))
     return _merge(base, options.train_overrides)
@@ -165,7 +165,7 @@ def _merge(base: dict, overrides: dict) -> dict:
 
 def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: bool, on_step=None) -> bool:
     """Dataset -> trained run (``nerfstage.nerf.trainer.train``), resumed from its checkpoint when interrupted."""
-    from .nerf.checkpoint import latest_checkpoint
+    from ..nerf.checkpoint import latest_checkpoint
 
     start = time.perf_counter()
     request = train_request(options)
@@ -185,9 +185,9 @@ def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: 
 
 def _train(dataset_dir: Path, run_dir: Path, request: dict, same: bool, progress: bool, on_step):
     """Train (resuming when the same request left a run behind); (step resumed from, metrics)."""
-    from .nerf.checkpoint import latest_checkpoint
-    from .nerf.config import TrainConfig, config_from_dict
-    from .nerf.trainer import train
+    from ..nerf.checkpoint import latest_checkpoint
+    from ..nerf.config import TrainConfig, config_from_dict
+    from ..nerf.trainer import train
 
     resume = same and (run_dir / "config.json").is_file()
     latest = latest_checkpoint(run_dir) if resume else None
@@ -201,7 +201,7 @@ def _train(dataset_dir: Path, run_dir: Path, request: dict, same: bool, progress
 def finished_metrics(run_dir: Path) -> dict[str, Any] | None:
     """RUN/metrics.json when the run reached its final step (its steps, or its time budget) and the checkpoint
     of that step exists; None otherwise."""
-    from .nerf.checkpoint import latest_checkpoint
+    from ..nerf.checkpoint import latest_checkpoint
 
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -248,8 +248,8 @@ def _valid_video(path: Path, options) -> dict[str, Any] | None:
 
 def _render_video(run, path: Path, name: str, options, resume: bool) -> int:
     """Render one MP4 of the chain; returns the frames rendered now (fewer when resuming)."""
-    from .render.pipeline import RenderOptions, render_path
-    from .render.plan import ShotOptions
+    from ..render.pipeline import RenderOptions, render_path
+    from ..render.plan import ShotOptions
 
     shot = ShotOptions(path="orbit" if name == "orbit" else "dolly-zoom", width=options.video_width,
                        height=options.video_height, fps=options.video_fps, seconds=options.video_seconds)
@@ -262,7 +262,7 @@ def _render_video(run, path: Path, name: str, options, resume: bool) -> int:
 
 def mesh_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bool) -> bool:
     """Trained run -> coloured GLB mesh in the dataset frame (``nerfstage.export.mesh.extract_mesh``)."""
-    from .export.gltf import write_mesh
+    from ..export.gltf import write_mesh
 
     start = time.perf_counter()
     request = {"resolution": options.mesh_resolution, "max_faces": options.mesh_max_faces}
@@ -285,9 +285,9 @@ def extract_run_mesh(run, options) -> Any:
     import numpy as np
     import torch
 
-    from .export.density_grid import GridOptions, crop_box_from_cameras
-    from .export.gltf import dataset_from_normalized
-    from .export.mesh import MeshOptions, extract_mesh, field_callables
+    from ..export.density_grid import GridOptions, crop_box_from_cameras
+    from ..export.gltf import dataset_from_normalized
+    from ..export.mesh import MeshOptions, extract_mesh, field_callables
 
     aabb = run.model.field.aabb.detach().cpu().numpy().astype(np.float64)  # [2, 3]
     lo, hi = aabb[0], aabb[1]
@@ -339,7 +339,7 @@ def _valid_panorama(plate: Path, faces: list[Path], options) -> dict[str, Any] |
 
 
 def _export_panorama(run, output: Path, layout: str, options) -> None:
-    from .export.panorama import PanoramaOptions, export_panorama
+    from ..export.panorama import PanoramaOptions, export_panorama
 
     size = {"width": options.plate_width, "height": options.plate_width // 2} if layout == "latlong" else {
         "width": 4 * options.cubemap_face, "face_size": options.cubemap_face, "cubemap_layout": "six"}

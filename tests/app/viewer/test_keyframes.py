@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from nerfstage.errors import ConfigError
+from nerfstage.core.errors import ConfigError
 from nerfstage.render.paths import keyframe_path, look_at, read_camera_path
-from nerfstage.viewer import KeyframeEditor, PathOptions
+from nerfstage.app.viewer import KeyframeEditor, PathOptions
 
 A = look_at((2.0, 0.0, 0.5), (0.0, 0.0, 0.0))
 B = look_at((0.0, 2.0, 0.7), (0.0, 0.0, 0.0))

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError
+from ...core.errors import ConfigError
 
 
 class RenderCancelled(Exception):

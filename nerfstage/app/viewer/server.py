@@ -71,7 +71,7 @@ class Viewer:
         return f"http://{self.options.host}:{self.server.get_port()}"
 
     def _initial_camera(self) -> None:
-        from ..render.plan import look_at_center
+        from ...render.plan import look_at_center
 
         cams = self.info.world_from_cams[self.info.train_indices] if self.info.train_indices else \
             self.info.world_from_cams
@@ -163,7 +163,7 @@ def default_size(info: SceneInfo) -> tuple[int, int]:
 
 def serve_run(run_dir: Path, options: ViewerOptions, device: str = "auto", dataset: Path | None = None) -> Viewer:
     """Load RUN and start its viewer (returns at once; the server runs in background threads)."""
-    from ..nerf.run import load_run
+    from ...nerf.run import load_run
     from .scene import scene_of_run
 
     loaded = load_run(Path(run_dir), device=device, dataset=dataset)

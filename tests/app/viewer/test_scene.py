@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 
-from nerfstage.viewer.scene import SceneInfo, add_scene, read_points, scene_of_run, thumbnail
+from nerfstage.app.viewer.scene import SceneInfo, add_scene, read_points, scene_of_run, thumbnail
 
 
 class FakeScene:
@@ -32,7 +32,7 @@ class FakeServer:
 
 def test_training_cameras_box_and_thumbnails(tiny_run):
     from nerfstage.nerf.run import load_run
-    from nerfstage.viewer.views import world_from_cam_of
+    from nerfstage.app.viewer.views import world_from_cam_of
 
     run = load_run(tiny_run.run_dir, device="cpu")
     info = scene_of_run(run)

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import NerfstageError
+from ...core.errors import NerfstageError
 
 NO_KEYFRAME = "-"
 
@@ -237,7 +237,7 @@ class Gui:
         return self._render_thread
 
     def _render_job(self, path, output: Path) -> None:
-        from ..render.pipeline import RenderOptions, frame_cache, render_path
+        from ...render.pipeline import RenderOptions, frame_cache, render_path
 
         self.render.disabled, self.progress.visible, self.progress.value = True, True, 0.0
         self.render_status.content = f"Rendering {len(path)} frames -> {output}"

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, InputError
+from ..core.errors import ConfigError, InputError
 
 CHAIN_PRESETS: dict[str, dict[str, Any]] = {
     # Presets are data: field values of ChainOptions. ``preview`` is what ``nerfstage demo`` (60 frames of 640x480

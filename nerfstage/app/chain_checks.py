@@ -48,7 +48,7 @@ def glb_faces(path: Path) -> dict[str, int] | None:
     if not path.is_file():
         return None
     try:
-        from .export.gltf import read_mesh
+        from ..export.gltf import read_mesh
 
         mesh = read_mesh(path)
     except Exception:  # noqa: BLE001 - trimesh raises many kinds for a damaged file: all mean "not valid"
@@ -64,7 +64,7 @@ def exr_size(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        from .render.writers import read_exr
+        from ..render.writers import read_exr
 
         channels, _ = read_exr(path)
     except Exception:  # noqa: BLE001 - OpenEXR raises plain exceptions for a damaged file

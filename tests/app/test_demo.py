@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nerfstage.chain import DemoFootage, run_demo, summary_lines
+from nerfstage.app.chain import DemoFootage, run_demo, summary_lines
 
 
 def _test_chain():

@@ -30,10 +30,10 @@ def test_live_view_improves_while_training(tiny_run, tmp_path, monkeypatch, caps
     import imageio.v3 as iio
 
     from nerfstage.capture.loader import load_dataset
-    from nerfstage.cli_view import keep_training_viewer_open
+    from nerfstage.app.cli_view import keep_training_viewer_open
     from nerfstage.nerf.trainer import train
-    from nerfstage.viewer import View
-    from nerfstage.viewer.server import TrainingViewer, ViewerOptions
+    from nerfstage.app.viewer import View
+    from nerfstage.app.viewer.server import TrainingViewer, ViewerOptions
 
     frame = load_dataset(tiny_run.dataset_dir).frames[1]
     truth = iio.imread(frame.image_path)[..., :3].astype(np.float32) / 255.0  # [48, 64, 3]

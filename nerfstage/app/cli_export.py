@@ -1,6 +1,6 @@
 """``nerfstage export mesh|pointcloud|panorama|plates``: a trained run leaves nerfstage for engines and LED walls.
 
-Registered in ``nerfstage/cli.py`` as a typer sub-app. Thin like the rest of the CLI: options are parsed here, the
+Registered in ``nerfstage/app/cli.py`` as a typer sub-app. Thin like the rest of the CLI: options are parsed here, the
 work is done by ``nerfstage.export`` (imported inside the commands, so ``nerfstage --help`` stays cheap), library
 errors become one line on stderr with exit code 2 (through ``nerfstage.cli.main``), and every command prints the
 files it wrote.
@@ -22,7 +22,7 @@ def _numbers(text: Optional[str], count: int, name: str, example: str) -> Option
     """"a,b,c" -> (a, b, c) with exactly ``count`` finite numbers; ConfigError naming the option otherwise."""
     import math
 
-    from .errors import ConfigError
+    from ..core.errors import ConfigError
 
     if text is None:
         return None

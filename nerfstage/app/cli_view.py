@@ -48,7 +48,7 @@ def view(
     device: Device = "auto",
 ) -> None:
     """Web viewer of a trained run: look around, lay out keyframed camera paths, render them (Ctrl-C stops)."""
-    from nerfstage.viewer.server import ViewerOptions, serve_run
+    from nerfstage.app.viewer.server import ViewerOptions, serve_run
 
     warn_if_open(host)
     options = ViewerOptions(host=host, port=port, max_height=max_height, camera_path=camera_path, video=video)
@@ -69,7 +69,7 @@ def serve_until_interrupted(viewer, stop) -> None:
 
 def training_viewer(host: str = "127.0.0.1", port: int = 7007):
     """The ``callback`` of ``nerfstage train --viewer``: a live viewer started at the first training step."""
-    from nerfstage.viewer.server import TrainingViewer, ViewerOptions
+    from nerfstage.app.viewer.server import TrainingViewer, ViewerOptions
 
     warn_if_open(host)
     return TrainingViewer(ViewerOptions(host=host, port=port, start_height=48, max_height=192),
