@@ -26,7 +26,7 @@ demo: install
 	$(VENV)/bin/nerfstage demo -o $(DEMO_OUT)
 
 test: install
-	@# the viewer's browser test needs Debian's chromium (tests/viewer/test_browser.py); installed once, if possible
+	@# the viewer's browser test needs Debian's chromium (tests/app/viewer/test_browser.py); installed once, if possible
 	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null 2>&1 || apt-get install -y -qq chromium >/dev/null \
 		|| (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install chromium: the browser test skips (and fails under CI=true)"
