@@ -50,9 +50,9 @@ def scene_line(data: Path, run_dir: Path, centre: str) -> str:
     import numpy as np
 
     from nerfstage.nerf.data import normalize_scene, read_dataparser_transforms
-    from nerfstage.nerf.trainer import load_any_dataset
+    from nerfstage.capture.loader import as_dataset
 
-    expected, _ = normalize_scene(load_any_dataset(data), centre)
+    expected, _ = normalize_scene(as_dataset(data), centre)
     written = read_dataparser_transforms(run_dir / "dataparser_transforms.json")
     same = np.allclose(expected.transform, written.transform) and np.isclose(expected.scale, written.scale)
     used = expected.centre if same else f"NOT the requested {centre!r} (the trainer ignored data.scene_centre)"

@@ -65,3 +65,8 @@ def load_dataset(path: Path, images: Path | None = None) -> Dataset:
     if dataset is None:
         raise DatasetError(f"{path}: no dataset recognised; looked for {_LOOKED_FOR}")
     return dataset
+
+
+def as_dataset(dataset: Dataset | Path | str) -> Dataset:
+    """``dataset`` as is when it is a Dataset already, else :func:`load_dataset` of that path."""
+    return dataset if isinstance(dataset, Dataset) else load_dataset(Path(dataset))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..nerf.config import MAX_RAYS_PER_CHUNK
 from .gltf import check_mesh_path, dataset_from_normalized
 
 
@@ -68,7 +69,7 @@ class PointCloudExportOptions:
     """Use every n-th training view."""
     downscale: int = 2
     """Render the views at 1 / downscale of their size."""
-    max_rays_per_chunk: int = 1 << 15
+    max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays sent to the model at once."""
     seed: int = 0
     """Seed of the random subsampling."""

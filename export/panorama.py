@@ -68,6 +68,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
+from ..nerf.config import MAX_RAYS_PER_CHUNK
+from ..render.image import ImageOptions, render_pixels
 from .track import WORLD_FROM_CAM_REST, euler_rotation
 
 PanoramaLayout = Literal["latlong", "cubemap"]
@@ -120,7 +122,7 @@ class PanoramaOptions:
     mipmap: bool = True
     """EXR with the full mip chain (tiled MIPMAP_LEVELS, box-filtered; see the module docstring); False = one
     level. PNG files have no levels."""
-    max_rays_per_chunk: int = 1 << 15
+    max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays sent to the model at once (bounds the model's working memory)."""
     overwrite: bool = False
     """Replace existing output files."""
@@ -174,10 +176,7 @@ def panorama_camera(options: PanoramaOptions):
     if width < 4:
         raise ConfigError(f"panorama width={options.width}: expected at least 4 pixels")
     if options.layout == "latlong":
-        height = int(options.height) or width // 2
-        if height < 2:
-            raise ConfigError(f"panorama height={options.height}: expected at least 2 pixels (0 = width / 2)")
-        return EquirectangularCamera(width, height)
+        return EquirectangularCamera(*latlong_size(width, int(options.height)))
     if options.layout != "cubemap":
         raise ConfigError(f"panorama layout={options.layout!r}: expected latlong or cubemap")
     if options.cubemap_layout not in ("six", "cross"):
@@ -186,6 +185,15 @@ def panorama_camera(options: PanoramaOptions):
     if face < 1:
         raise ConfigError(f"cubemap face_size={options.face_size}: expected a positive number of pixels")
     return CubemapCamera(face, "strip" if options.cubemap_layout == "six" else "cross")
+
+
+def latlong_size(width: int, height: int = 0) -> tuple[int, int]:
+    """(width, height) of a latlong image: ``height`` 0 means ``width / 2`` (square pixels over 360 x 180
+    degrees); ConfigError below 2 pixels."""
+    height = int(height) or int(width) // 2
+    if height < 2:
+        raise ConfigError(f"panorama height={height}: expected at least 2 pixels (0 = width / 2)")
+    return int(width), height
 
 
 def estimate_memory(width: int, height: int, options: PanoramaOptions) -> int:
@@ -243,30 +251,16 @@ def tile_boxes(width: int, height: int, tile_size: int) -> list[tuple[int, int, 
             for r in range(0, height, tile_size) for c in range(0, width, tile_size)]
 
 
-@torch.no_grad()
 def render_tile(model, camera, world_from_cam: np.ndarray, box: tuple[int, int, int, int],
                 background: tuple[float, float, float], max_rays_per_chunk: int) -> np.ndarray:
     """[rows, cols, 4] float32 (sRGB-encoded rgb over ``background``, alpha) of one tile; pixels the camera does
     not see (unused cross cells) get the background and alpha 0."""
-    from ..render.rays import generate_ray_batch
-
     row0, row1, col0, col1 = box
-    device = next(model.parameters()).device
     rows, cols = torch.arange(row0, row1), torch.arange(col0, col1)
     indices = (rows[:, None] * camera.width + cols[None, :]).reshape(-1)  # [P] flat pixel indices
-    out = np.empty((len(indices), 4), np.float32)  # [P, 4]
-    bg = torch.tensor(background, dtype=torch.float32, device=device)
-    for start in range(0, len(indices), int(max_rays_per_chunk)):
-        chunk = indices[start:start + int(max_rays_per_chunk)]
-        rays = generate_ray_batch(camera, world_from_cam, chunk.to(device), device=device)
-        rgba = torch.cat([bg.expand(len(chunk), 3), torch.zeros(len(chunk), 1, device=device)], dim=-1)
-        keep = rays.valid.nonzero().squeeze(-1)
-        if len(keep):
-            res = model.render_rays(rays.origins[keep], rays.directions[keep], None, bg.expand(len(keep), 3),
-                                    training=False)
-            rgba[keep] = torch.cat([res["rgb"].float(), res["accumulation"].float()[:, None]], dim=-1)
-        out[start:start + len(chunk)] = rgba.cpu().numpy()
-    return out.reshape(row1 - row0, col1 - col0, 4)
+    options = ImageOptions(max_rays_per_chunk=int(max_rays_per_chunk), background=tuple(background))
+    pixels = render_pixels(model, camera, world_from_cam, indices, options)
+    return np.concatenate([pixels["rgb"], pixels["alpha"][:, None]], axis=-1).reshape(row1 - row0, col1 - col0, 4)
 
 
 def _open_scratch(path: Path, fmt: str, width: int, height: int, half: bool) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
+from ..nerf.config import MAX_RAYS_PER_CHUNK
 from .track import TrackedFrame, read_track, to_normalized
 
 PlateFormat = Literal["exr", "png"]
@@ -39,7 +40,7 @@ class PlateOptions:
     """exr (scene-linear RGBA) | png (8-bit sRGB)."""
     half: bool = True
     """EXR plates as half floats (float32 otherwise)."""
-    max_rays_per_chunk: int = 1 << 15
+    max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays sent to the model at once (bounds the model's working memory)."""
     overwrite: bool = False
     """Re-render plates that are already in the folder (otherwise valid ones are kept: resume)."""

@@ -34,12 +34,18 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return checkpoint_dir(run_dir) / f"step-{step:09d}.ckpt"
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step in a checkpoint's file name (``step-000001000.ckpt`` -> 1000); None for any other name."""
+    match = _NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of every checkpoint of a run, oldest first."""
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    found = [(step, p) for p in folder.iterdir() if (step := checkpoint_step(p)) is not None]
     return sorted(found)
 
 

@@ -15,6 +15,12 @@ from .encoding import HashGridConfig
 
 Background = Literal["white", "black", "random"]
 
+MAX_RAYS_PER_CHUNK = 1 << 16
+"""Default of every ``max_rays_per_chunk`` (frames, panoramas, plates, point clouds, evaluation, the chain): rays
+handed to the model at once by ``chunked.render_rays_chunked``. It bounds the model's working memory: the
+reference path holds up to this times ``max_samples_per_ray`` samples, ~100 floats each; the fast inference path
+bounds its own memory per round and takes at least ``InferenceOptions.max_rays`` rays per call."""
+
 
 @dataclass
 class ModelConfig:
@@ -127,8 +133,8 @@ class TrainConfig:
     """auto = CUDA when present, else CPU."""
     time_budget_s: float | None = None
     """Stop training after this many seconds of training time (evaluation not included); None = no limit."""
-    eval_chunk: int = 8192
-    """Rays rendered at once when rendering full images."""
+    eval_chunk: int = MAX_RAYS_PER_CHUNK
+    """Rays rendered at once when rendering held-out views and live renders (``max_rays_per_chunk``)."""
     num_threads: int = 0
     """torch CPU threads (0 = leave torch's default)."""
     unbounded_cascades: int = 4

@@ -20,43 +20,37 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import CheckpointError
-from .data import ViewSet, composite
-from .inference import inference_chunk
+from .chunked import render_rays_chunked
+from .config import MAX_RAYS_PER_CHUNK
+from .data import ViewSet, composite, load_views
 from .metrics import psnr, ssim
+from .run import load_run, require_dataset
 
 
-@torch.no_grad()
-def render_view(model: torch.nn.Module, views: ViewSet, v: int, device: torch.device, chunk: int = 8192):
+def render_view(model: torch.nn.Module, views: ViewSet, v: int, max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK):
     """Render view ``v`` of ``views``: (prediction [H, W, 3], ground truth [H, W, 3]) float32 numpy in [0, 1]."""
     model.eval()
     origins, dirs, colours = views.view_rays(v)  # [H*W, 3], [H*W, 3], [H*W, C]
     white = torch.ones(3)
     target = composite(colours, white)  # [H*W, 3]
-    out = []
-    chunk = inference_chunk(model, chunk)
-    for start in range(0, len(origins), chunk):
-        o = origins[start : start + chunk].to(device)
-        d = dirs[start : start + chunk].to(device)
-        bg = torch.ones_like(o) if views.has_alpha else None
-        rendered = model.render_rays(o, d, None, bg, training=False)["rgb"]
-        out.append(rendered.float().clamp(0.0, 1.0).cpu())
+    background = white if views.has_alpha else None
+    rendered = render_rays_chunked(model, origins, dirs, background, max_rays_per_chunk)["rgb"]
     h, w = views.view_shape(v)
-    pred = torch.cat(out).reshape(h, w, 3).numpy()
-    return pred, target.reshape(h, w, 3).numpy()
+    pred = rendered.clamp(0.0, 1.0).cpu().reshape(h, w, 3).numpy()
+    return pred, target.cpu().reshape(h, w, 3).numpy()
 
 
 def evaluate_views(
     model: torch.nn.Module,
     views: ViewSet,
-    device: torch.device,
-    chunk: int = 8192,
+    max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK,
     progress: bool = False,
     save_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Mean PSNR / SSIM over ``views`` plus per-view figures; renders saved to ``save_dir`` when given."""
     per_view = []
     for v in tqdm(range(len(views)), desc="eval", unit="view", disable=not progress, dynamic_ncols=True):
-        pred, target = render_view(model, views, v, device, chunk)
+        pred, target = render_view(model, views, v, max_rays_per_chunk)
         per_view.append({"name": views.names[v], "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
         if save_dir is not None:
             save_render(save_dir, views.names[v], pred, target)
@@ -121,39 +115,24 @@ def evaluate_run(
     progress: bool = True,
     dataset: Path | None = None,
 ) -> dict[str, Any]:
-    """Re-compute RUN/metrics.json from the newest checkpoint of a run (renders saved to ``save_images``)."""
-    from . import checkpoint as ckpt
-    from .config import load_config
-    from .data import load_views, read_dataparser_transforms, resolve_device, split_indices
-    from .trainer import load_any_dataset, make_model
-
-    run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.json")
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is None:
-        raise CheckpointError(f"{run_dir}: no checkpoints/step-*.ckpt to evaluate; train the run first")
-    data = ckpt.load_checkpoint(latest)
-    dev = resolve_device(device)
-    scene = read_dataparser_transforms(run_dir / "dataparser_transforms.json")
-    dset = load_any_dataset(dataset if dataset is not None else config.dataset)
-    _, eval_idx, split = split_indices(dset, config.data.hold_every)
-    eval_idx = eval_idx[:: config.data.eval_view_stride]
+    """Re-compute RUN/metrics.json from the newest checkpoint of a run (renders saved to ``save_images``);
+    ``dataset`` overrides the run's recorded dataset (moved data)."""
+    run = load_run(run_dir, device, dataset)
+    data = require_dataset(run)
+    eval_idx = run.cameras.eval_indices[:: run.config.data.eval_view_stride]
     if not eval_idx:
-        raise CheckpointError(f"{dset.root}: the dataset has no held-out views to evaluate")
-    model = make_model(config, data["scene"]["aabb"], int(data["scene"]["num_images"]), dev)
-    model.load_state_dict(data["model"])
-    views = load_views(dset, eval_idx, scene, config.data.max_image_side)
-    metrics = evaluate_views(model, views, dev, config.eval_chunk, progress, save_images)
-    state = data["trainer"]
-    metrics.update(
-        split=split,
-        eval_views=len(views),
-        steps=int(data["step"]),
-        train_seconds=float(state["train_seconds"]),
-        device=str(dev),
-        samples_per_second=state["total_samples"] / max(state["train_seconds"], 1e-9),
-        rays_per_second=state["total_rays"] / max(state["train_seconds"], 1e-9),
-        encoding_backend=encoding_backend(model),
-    )
-    write_metrics(run_dir / "metrics.json", metrics)
+        raise CheckpointError(f"{data.root}: the dataset has no held-out views to evaluate")
+    views = load_views(data, eval_idx, run.scene, run.config.data.max_image_side)
+    metrics = evaluate_views(run.model, views, run.config.eval_chunk, progress, save_images)
+    metrics.update(run_figures(run.cameras.split, len(views), run.step, run.trainer_state, run.device, run.model))
+    write_metrics(Path(run_dir) / "metrics.json", metrics)
     return metrics
+
+
+def run_figures(split: str, eval_views: int, step: int, state: dict[str, Any], device: torch.device,
+                model: torch.nn.Module) -> dict[str, Any]:
+    """The metrics.json entries besides the image metrics (``state``: the trainer's TrainState as a dict)."""
+    seconds = float(state["train_seconds"])
+    return {"split": split, "eval_views": eval_views, "steps": int(step), "train_seconds": seconds,
+            "device": str(device), "samples_per_second": state["total_samples"] / max(seconds, 1e-9),
+            "rays_per_second": state["total_rays"] / max(seconds, 1e-9), "encoding_backend": encoding_backend(model)}

@@ -172,10 +172,9 @@ def render_rays_fast(
     "num_evaluated" (density evaluations, int) of ``model`` (a NerfModel) along unit-direction rays, at most
     ``options.max_rays`` rays at a time."""
     options = options or InferenceOptions()
-    with inference_threads(options.threads, origins.device):
-        if len(origins) <= options.max_rays:
-            return _render_chunk(model, origins, directions, background, options)
-        return _render_chunks(model, origins, directions, background, options)
+    if len(origins) <= options.max_rays:
+        return _render_chunk(model, origins, directions, background, options)
+    return _render_chunks(model, origins, directions, background, options)
 
 
 def oversubscribed(own_threads: int, load: float | None = None, cores: int | None = None) -> bool:
@@ -217,15 +216,6 @@ def _render_chunks(model, origins: Tensor, directions: Tensor, background: Tenso
     out: dict[str, Tensor | int] = {k: torch.cat([p[k] for p in parts]) for k in ("rgb", "accumulation", "depth")}
     out.update({k: sum(int(p[k]) for p in parts) for k in ("num_samples", "num_evaluated")})
     return out
-
-
-def inference_chunk(model, chunk: int) -> int:
-    """Rays a caller should hand ``model.render_rays`` at once for inference: ``chunk``, or more when the fast
-    path runs (its memory is bounded by ``target_samples`` per round, and fewer, larger calls cost fewer rounds)."""
-    options = getattr(model, "inference", None)
-    if isinstance(options, InferenceOptions) and options.method == "fast":
-        return max(int(chunk), options.max_rays)
-    return int(chunk)
 
 
 def _render_chunk(model, origins: Tensor, directions: Tensor, background: Tensor, options: InferenceOptions):

@@ -16,9 +16,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig
 from .fields import NerfField
-from .inference import InferenceOptions, inference_chunk, render_rays_fast
+from .inference import InferenceOptions, render_rays_fast
 from .occupancy import OccupancyGrid
 from .sampler import MarchOptions, RaySamples, march
 from .volrend import composite
@@ -138,26 +138,12 @@ class NerfModel(nn.Module):
                            "eps": 1e-15, "weight_decay": 0.0})
         return groups
 
-    @torch.no_grad()
-    def render_image(
-        self, origins: Float[Tensor, "p 3"], directions: Float[Tensor, "p 3"], height: int, width: int,
-        background: Float[Tensor, "3"] | None = None, chunk: int = 8192,
-    ) -> dict[str, Tensor]:
-        """Render the rays of one image (row-major, p = height * width) in chunks without gradients; returns
-        "rgb" [H, W, 3], "depth" [H, W], "accumulation" [H, W] and "num_samples" (int, as a 0-d tensor)."""
-        parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "accumulation": []}
-        total = 0
-        chunk = inference_chunk(self, chunk)
-        for start in range(0, len(origins), chunk):
-            o, d = origins[start : start + chunk], directions[start : start + chunk]
-            bg = None if background is None else background.to(o).expand(len(o), 3)
-            out = self.render_rays(o, d, None, bg, training=False)
-            for key in parts:
-                parts[key].append(out[key])  # type: ignore[arg-type]
-            total += int(out["num_samples"])
-        result = {k: torch.cat(v).reshape(height, width, -1).squeeze(-1) for k, v in parts.items()}
-        result["num_samples"] = torch.tensor(total)
-        return result
+
+def make_model(config: TrainConfig, scene_aabb: Float[Tensor, "2 3"], num_images: int,
+               device: torch.device) -> NerfModel:
+    """The NerfModel of a run (``config.model``, seeded with ``config.seed``) on ``device``."""
+    torch.manual_seed(config.seed)
+    return NerfModel(config.model, scene_aabb=scene_aabb, num_images=num_images, seed=config.seed).to(device)
 
 
 def _coarse_factor(grid: OccupancyGrid, step_size: float, group: int = 16) -> int:

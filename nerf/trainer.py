@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..capture.dataset import Dataset, Intrinsics, convert_camera_axes
+from ..capture.loader import as_dataset
 from ..core.errors import CheckpointError, ConfigError, OutputExistsError
 from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
@@ -53,9 +54,12 @@ from .data import (
     validate_dataset,
     write_dataparser_transforms,
 )
-from .evaluate import encoding_backend, evaluate_views, write_metrics
+from .evaluate import evaluate_views, run_figures, write_metrics
+from .chunked import OUTPUT_KEYS, render_rays_chunked
 from .metrics import psnr_from_mse
 from .optim import lr_factor, make_optimizer, next_num_rays
+from .renderer import make_model
+from .run import LoadedRun, run_cameras
 
 @dataclass
 class TrainState:
@@ -94,15 +98,6 @@ class TrainStepInfo:
     ``trainer.model_lock`` from any thread; ``trainer.scene`` maps dataset poses into the normalised frame."""
 
 
-def load_any_dataset(dataset: Dataset | Path | str) -> Dataset:
-    """A Dataset as is, or read one from a path with the capture loader."""
-    if isinstance(dataset, Dataset):
-        return dataset
-    from ..capture.loader import load_dataset
-
-    return load_dataset(Path(dataset))
-
-
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Create RUN, or check it may be resumed / replaced (OutputExistsError, CheckpointError)."""
     run_dir = Path(run_dir)
@@ -131,14 +126,6 @@ def scene_model_config(config: TrainConfig, bounded: bool) -> ModelConfig:
     return dataclasses.replace(model, bounded=False, num_cascades=cascades, cone_angle=cone)
 
 
-def make_model(config: TrainConfig, scene_aabb: torch.Tensor, num_images: int, device: torch.device):
-    """The NerfModel of a run, seeded, on ``device``."""
-    from .renderer import NerfModel
-
-    torch.manual_seed(config.seed)
-    return NerfModel(config.model, scene_aabb=scene_aabb, num_images=num_images, seed=config.seed).to(device)
-
-
 def _model_generator_state(model: torch.nn.Module) -> torch.Tensor | None:
     """State of the model's own sampling generator (stratified jitter), which is not part of its state_dict."""
     generator = getattr(model, "generator", None)
@@ -150,7 +137,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, dataset: Dataset, run_dir: Path, scene: SceneTransform,
                  scene_aabb: torch.Tensor):
-        self.config, self.run_dir = config, Path(run_dir)
+        self.config, self.run_dir, self.dataset = config, Path(run_dir), dataset
         self.device = resolve_device(config.device)
         train_idx, eval_idx, self.split = split_indices(dataset, config.data.hold_every)
         side = config.data.max_image_side
@@ -203,7 +190,6 @@ class Trainer:
             poses = self.camera_opt.refine_poses(poses)
         return convert_camera_axes(poses)
 
-    @torch.no_grad()
     def render_rays(self, origins: torch.Tensor, directions: torch.Tensor, height: int, width: int,
                     chunk: int | None = None) -> dict[str, torch.Tensor]:
         """Render rays of the normalised scene frame (origins, directions [H*W, 3], row-major) with the current
@@ -213,11 +199,21 @@ class Trainer:
             was_training = self.model.training
             self.model.eval()
             try:
-                out = self.model.render_image(origins.to(self.device), directions.to(self.device), height, width,
-                                              chunk=chunk or self.config.eval_chunk)
+                out = render_rays_chunked(self.model, origins.cpu(), directions.cpu(), None,
+                                          chunk or self.config.eval_chunk)
             finally:
                 self.model.train(was_training)
-        return {k: v.cpu() for k, v in out.items() if k != "num_samples"}
+        return {k: out[k].reshape(height, width, -1).squeeze(-1) for k in OUTPUT_KEYS}
+
+    def as_run(self) -> LoadedRun:
+        """The current field as a LoadedRun (what the viewer and every renderer take): the dataset's cameras in
+        the run's frame, training views with their current refined poses; ``checkpoint`` is None."""
+        opt = self.camera_opt
+        cameras = run_cameras(self.dataset, self.scene, self.config.data.hold_every,
+                              (lambda poses: poses) if opt is None else opt.refine_poses)
+        return LoadedRun(self.run_dir, self.model, self.config, self.scene, self.state.step, None, self.device,
+                         Path(self.config.dataset) if self.config.dataset else None, cameras, self.dataset,
+                         dataclasses.asdict(self.state))
 
     def render_camera(self, world_from_cam, intrinsics: Intrinsics) -> dict[str, torch.Tensor]:
         """Render a camera with the current field: ``world_from_cam`` [4, 4] camera-to-world in the normalised
@@ -261,7 +257,7 @@ class Trainer:
         """PSNR of the first held-out view (progress feedback during training)."""
         if self.eval_views is None:
             return math.nan
-        result = evaluate_views(self.model, self.eval_views.subset([0]), self.device, self.config.eval_chunk)
+        result = evaluate_views(self.model, self.eval_views.subset([0]), self.config.eval_chunk)
         return result["psnr"]
 
     def run(self, progress: bool = True, on_step: Callable[[int], None] | None = None,
@@ -317,23 +313,14 @@ class Trainer:
 
     def final_metrics(self, progress: bool, save_images: Path | None = None) -> dict[str, Any]:
         """Evaluate the held-out views and write RUN/metrics.json."""
-        state = self.state
         metrics: dict[str, Any] = {"psnr": math.nan, "ssim": math.nan}
         start = time.perf_counter()
         if self.eval_views is not None:
-            metrics = evaluate_views(self.model, self.eval_views, self.device, self.config.eval_chunk, progress,
-                                     save_images)
+            metrics = evaluate_views(self.model, self.eval_views, self.config.eval_chunk, progress, save_images)
         metrics["eval_seconds"] = time.perf_counter() - start
-        metrics.update(
-            split=self.split,
-            eval_views=0 if self.eval_views is None else len(self.eval_views),
-            steps=state.step,
-            train_seconds=state.train_seconds,
-            device=str(self.device),
-            samples_per_second=state.total_samples / max(state.train_seconds, 1e-9),
-            rays_per_second=state.total_rays / max(state.train_seconds, 1e-9),
-            encoding_backend=encoding_backend(self.model),
-        )
+        eval_views = 0 if self.eval_views is None else len(self.eval_views)
+        metrics.update(run_figures(self.split, eval_views, self.state.step, dataclasses.asdict(self.state),
+                                   self.device, self.model))
         write_metrics(self.run_dir / "metrics.json", metrics)
         return metrics
 
@@ -366,7 +353,7 @@ def train(
         config = _resumed_config(load_config(run_dir / "config.json"), resume_overrides or {})
     config = config or TrainConfig()
     resolve_device(config.device)
-    data = load_any_dataset(dataset if dataset is not None else config.dataset)
+    data = as_dataset(dataset if dataset is not None else config.dataset)
     validate_dataset(data)
     prepare_run_dir(run_dir, resume, overwrite)
     config = dataclasses.replace(config, dataset=str(data.root), model=scene_model_config(config, is_bounded(data)))

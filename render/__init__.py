@@ -4,10 +4,7 @@ One frame, chunked to any resolution::
 
     path = orbit_path(PathSettings(1920, 1080, fps=30, seconds=4), radius=1.2, height=0.3)
     camera, pose = path.camera(i), path.world_from_cams[i]          # OpenGL camera-to-world, normalised frame
-    for indices in pixel_chunks(camera, max_rays_per_chunk):
-        rays = generate_ray_batch(camera, pose, indices)             # origins, unit directions, valid, indices
-        out = model.render_rays(rays.origins, rays.directions)      # rgb (scene-linear), depth (ray distance)
-        ...scatter into the [H * W] frame at rays.pixel_indices, background where ~rays.valid
+    frame = render_image(run.model, camera, pose, ("rgb", "alpha"))  # rays made and rendered in chunks
     with VideoWriter("out.mp4", 1920, 1080, path.video_fps()) as video: video.write(frame)   # or
     FrameSequenceWriter("frames/", "exr", 1920, 1080, resume=True).write(i, frame)
 
@@ -23,6 +20,7 @@ _EXPORTS = {
     "cameras": ("PerspectiveCamera", "FisheyeCamera", "OrthographicCamera", "ThinLens", "camera_for_path",
                 "focal_from_fov", "fov_from_focal"),
     "equirect": ("EquirectangularCamera", "reproject_image"),
+    "image": ("ImageOptions", "render_image", "render_pixels"),
     "cubemap": ("CubemapCamera", "FACE_NAMES", "FACE_SUFFIXES", "assemble_faces", "split_faces"),
     "rays": ("RayBatch", "axial_factors", "generate_rays", "generate_ray_batch", "pixel_centers", "pixel_chunks"),
     "writers": ("FrameSequenceWriter", "VideoWriter", "atomic_output", "is_valid_frame", "linear_to_srgb",

@@ -28,7 +28,9 @@ from torch import Tensor
 
 from ..core.errors import ConfigError
 from .cameras import OrthographicCamera, PerspectiveCamera
-from .rays import axial_factors, generate_ray_batch, pixel_chunks
+from ..nerf.chunked import model_device, render_rays_chunked
+from ..nerf.config import MAX_RAYS_PER_CHUNK
+from .rays import axial_factors, generate_ray_batch
 
 OUTPUTS: tuple[str, ...] = ("rgb", "depth", "alpha", "normal")
 DepthMode = Literal["auto", "z", "ray"]
@@ -38,10 +40,9 @@ DepthMode = Literal["auto", "z", "ray"]
 class ImageOptions:
     """How a frame is rendered (independent of the camera and the path)."""
 
-    max_rays_per_chunk: int = 1 << 16
-    """Rays sent to the model at once (the memory budget): the model holds up to this times its
-    ``max_samples_per_ray`` samples, ~100 floats each (8192 rays x 564 samples of a barely trained default
-    run: ~1.8 GB)."""
+    max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
+    """Pixels whose rays are generated and rendered at once (the memory budget; see
+    ``nerf.config.MAX_RAYS_PER_CHUNK``)."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Colour behind the scene and in unseen pixels, sRGB-encoded in [0, 1] (white as the Blender protocol)."""
     lens_samples: int = 1
@@ -66,27 +67,50 @@ def uses_z_depth(camera, mode: DepthMode) -> bool:
     return mode == "z"
 
 
-def _render_chunk(model, camera, pose, indices: Tensor, options: ImageOptions, device) -> dict[str, Tensor]:
-    """rgb [n, 3] (background where invalid), alpha [n], ray depth [n] and valid [n] of one chunk."""
+def _render_chunk(model, camera, pose, indices: Tensor, options: ImageOptions) -> dict[str, Tensor]:
+    """rgb [n, 3] (background where invalid), alpha [n], ray depth [n] and valid [n] of one chunk of pixels,
+    averaged over the lens samples; rays are generated on the model's device."""
+    device = model_device(model)
     bg = torch.tensor(options.background, dtype=torch.float32, device=device)
     rgb = torch.zeros(len(indices), 3, device=device)
-    alpha = torch.zeros(len(indices), device=device)
-    depth = torch.zeros(len(indices), device=device)
+    alpha, depth = torch.zeros(len(indices), device=device), torch.zeros(len(indices), device=device)
     for sample in range(options.lens_samples):
         rays = generate_ray_batch(camera, pose, indices.to(device), sample=sample, device=device)
         keep = rays.valid.nonzero().squeeze(-1)
-        out = model.render_rays(rays.origins[keep], rays.directions[keep], None, bg.expand(len(keep), 3),
-                                training=False) if len(keep) else None
         rgb[~rays.valid] += bg
-        if out is not None:
-            rgb[keep] += out["rgb"].float()
-            alpha[keep] += out["accumulation"].float()
-            depth[keep] += out["depth"].float()
+        if len(keep):
+            out = render_rays_chunked(model, rays.origins[keep], rays.directions[keep], bg, options.max_rays_per_chunk)
+            rgb[keep] += out["rgb"]
+            alpha[keep] += out["accumulation"]
+            depth[keep] += out["depth"]
     scale = 1.0 / options.lens_samples
     return {"rgb": rgb * scale, "alpha": alpha * scale, "depth": depth * scale, "valid": rays.valid}
 
 
 @torch.no_grad()
+def render_pixels(model, camera, world_from_cam: np.ndarray, pixel_indices: Tensor | None = None,
+                  options: ImageOptions | None = None, progress=None) -> dict[str, np.ndarray]:
+    """Render the flat pixel indices ``pixel_indices`` ([P] int64, row-major; all pixels when None) of ``camera``
+    at ``world_from_cam`` ([4, 4], OpenGL axes, normalised frame), ``max_rays_per_chunk`` pixels at a time:
+    "rgb" [P, 3] (over ``background``; background where the camera sees nothing), "alpha" [P], "depth" [P] (along
+    the ray) and "valid" [P] as numpy arrays. ``progress(n)`` after every chunk with the pixels finished."""
+    options = options or ImageOptions()
+    model.eval()
+    if pixel_indices is None:
+        pixel_indices = torch.arange(camera.width * camera.height, dtype=torch.int64)
+    total = len(pixel_indices)
+    out = {"rgb": np.empty((total, 3), np.float32), "alpha": np.empty(total, np.float32),
+           "depth": np.empty(total, np.float32), "valid": np.empty(total, bool)}
+    for start in range(0, total, options.max_rays_per_chunk):
+        indices = pixel_indices[start:start + options.max_rays_per_chunk]
+        part = _render_chunk(model, camera, world_from_cam, indices, options)
+        for key, value in part.items():
+            out[key][start:start + len(indices)] = value.cpu().numpy()
+        if progress is not None:
+            progress(len(indices))
+    return out
+
+
 def render_image(model, camera, world_from_cam: np.ndarray, outputs=OUTPUTS, options: ImageOptions | None = None,
                  progress=None) -> dict[str, np.ndarray]:
     """Render ``camera`` at ``world_from_cam`` ([4, 4], OpenGL axes, normalised frame) -> the ``outputs`` asked
@@ -97,19 +121,10 @@ def render_image(model, camera, world_from_cam: np.ndarray, outputs=OUTPUTS, opt
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
         raise ConfigError(f"outputs {unknown}: expected some of {', '.join(OUTPUTS)}")
-    model.eval()
-    device = next(model.parameters()).device
     h, w = camera.height, camera.width
-    rgb = np.empty((h * w, 3), np.float32)  # [P, 3]
-    alpha, depth, valid = np.empty(h * w, np.float32), np.empty(h * w, np.float32), np.empty(h * w, bool)
-    for indices in pixel_chunks(camera, options.max_rays_per_chunk):
-        part = _render_chunk(model, camera, world_from_cam, indices, options, device)
-        sl = slice(int(indices[0]), int(indices[-1]) + 1)
-        rgb[sl], alpha[sl] = part["rgb"].cpu().numpy(), part["alpha"].cpu().numpy()
-        depth[sl], valid[sl] = part["depth"].cpu().numpy(), part["valid"].cpu().numpy()
-        if progress is not None:
-            progress(len(indices))
-    result = {"rgb": rgb.reshape(h, w, 3), "alpha": alpha.reshape(h, w)}
+    pixels = render_pixels(model, camera, world_from_cam, None, options, progress)
+    depth, valid = pixels["depth"], pixels["valid"]
+    result = {"rgb": pixels["rgb"].reshape(h, w, 3), "alpha": pixels["alpha"].reshape(h, w)}
     if "normal" in outputs:
         result["normal"] = depth_normals(camera, world_from_cam, depth.reshape(h, w), valid.reshape(h, w))
     if "depth" in outputs:

@@ -35,6 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
+from ..nerf.config import MAX_RAYS_PER_CHUNK
 from .image import OUTPUTS, ImageOptions, render_image
 from .plan import ShotOptions, build_path, frame_camera, reference_distance
 
@@ -53,7 +54,7 @@ class RenderOptions:
     """Frame files in a folder output: png (8-bit) | exr (float; rgb scene-linear) | npy (raw float)."""
     half: bool = False
     """EXR frames as half floats."""
-    max_rays_per_chunk: int = 1 << 16
+    max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays sent to the model at once (the memory budget)."""
     lens_samples: int = 1
     """Thin-lens samples per pixel (depth of field; more = smoother bokeh)."""

@@ -15,8 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .chain_checks import glb_faces, exr_size, video_info
 from ..core.errors import NerfstageError
+from ..export.panorama import latlong_size
+from ..nerf.checkpoint import checkpoint_step, latest_checkpoint
+from ..nerf.run import LoadedRun, finished_metrics, load_run
+from .chain_checks import exr_size, glb_faces, video_info
 
 STAMPS = ".chain"
 VIDEOS = {"orbit": "orbit.mp4", "dolly_zoom": "dolly_zoom.mp4"}
@@ -58,9 +61,7 @@ def _record(summary: dict, stage: str, skipped: bool, start: float, files: list[
                                 "files": [_rel(summary, f) for f in files]}
 
 
-def _load(run_dir: Path, options) -> Any:
-    from ..nerf.run import load_run
-
+def _load(run_dir: Path, options) -> LoadedRun:
     return load_run(run_dir, device=options.device)
 
 
@@ -165,8 +166,6 @@ def _merge(base: dict, overrides: dict) -> dict:
 
 def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: bool, on_step=None) -> bool:
     """Dataset -> trained run (``nerfstage.nerf.trainer.train``), resumed from its checkpoint when interrupted."""
-    from ..nerf.checkpoint import latest_checkpoint
-
     start = time.perf_counter()
     request = train_request(options)
     same = not redo and _same_request(summary, "train", request)
@@ -185,36 +184,16 @@ def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: 
 
 def _train(dataset_dir: Path, run_dir: Path, request: dict, same: bool, progress: bool, on_step):
     """Train (resuming when the same request left a run behind); (step resumed from, metrics)."""
-    from ..nerf.checkpoint import latest_checkpoint
     from ..nerf.config import TrainConfig, config_from_dict
     from ..nerf.trainer import train
 
     resume = same and (run_dir / "config.json").is_file()
     latest = latest_checkpoint(run_dir) if resume else None
-    resumed_from = int(latest.stem.split("-")[-1]) if latest is not None else 0
+    resumed_from = checkpoint_step(latest) if latest is not None else 0
     config = config_from_dict(TrainConfig, request)
     metrics = train(dataset_dir, run_dir, None if resume else config, resume=resume, overwrite=not resume,
                     progress=progress, on_step=on_step)
     return resumed_from, metrics
-
-
-def finished_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """RUN/metrics.json when the run reached its final step (its steps, or its time budget) and the checkpoint
-    of that step exists; None otherwise."""
-    from ..nerf.checkpoint import latest_checkpoint
-
-    try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        config = json.loads((run_dir / "config.json").read_text())
-        latest = latest_checkpoint(run_dir)
-        step, seconds = int(metrics["steps"]), float(metrics["train_seconds"])
-        done = step >= int(config["steps"]) or seconds >= float(config.get("time_budget_s") or "inf")
-        float(metrics["psnr"]), float(metrics["ssim"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not done or latest is None or int(latest.stem.split("-")[-1]) != step:
-        return None
-    return metrics
 
 
 # --- render -----------------------------------------------------------------------------------------------------
@@ -261,8 +240,9 @@ def _render_video(run, path: Path, name: str, options, resume: bool) -> int:
 # --- export: mesh -----------------------------------------------------------------------------------------------
 
 def mesh_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bool) -> bool:
-    """Trained run -> coloured GLB mesh in the dataset frame (``nerfstage.export.mesh.extract_mesh``)."""
-    from ..export.gltf import write_mesh
+    """Trained run -> coloured GLB mesh in the dataset frame (``nerfstage.export.from_run.export_mesh``: the part of
+    the scene box half the training cameras see)."""
+    from ..export.from_run import MeshExportOptions, export_mesh
 
     start = time.perf_counter()
     request = {"resolution": options.mesh_resolution, "max_faces": options.mesh_max_faces}
@@ -272,34 +252,12 @@ def mesh_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bo
     skipped = info is not None
     if not skipped:
         _write_stamp(summary, "mesh", request)
-        mesh = extract_run_mesh(_load(run_dir, options), options)
-        write_mesh(mesh, path, overwrite=True)
+        export_mesh(_load(run_dir, options), path, MeshExportOptions(
+            resolution=options.mesh_resolution, max_faces=options.mesh_max_faces, overwrite=True,
+            progress=options.progress))
         info = glb_faces(path)
     _record(summary, "mesh", skipped, start, [path], **(info or {"faces": 0, "vertices": 0}))
     return not skipped
-
-
-def extract_run_mesh(run, options) -> Any:
-    """The run's surface (crop box: the part of the scene box half the training cameras see) as a vertex-coloured
-    trimesh in the dataset frame."""
-    import numpy as np
-    import torch
-
-    from ..export.density_grid import GridOptions, crop_box_from_cameras
-    from ..export.gltf import dataset_from_normalized
-    from ..export.mesh import MeshOptions, extract_mesh, field_callables
-
-    aabb = run.model.field.aabb.detach().cpu().numpy().astype(np.float64)  # [2, 3]
-    lo, hi = aabb[0], aabb[1]
-    if run.has_cameras:
-        idx = run.train_indices
-        lo, hi = crop_box_from_cameras(run.world_from_cams[idx], [run.intrinsics[i] for i in idx], lo, hi)
-    density_fn, color_fn = field_callables(run.model)
-    grid = GridOptions(max_resolution=options.mesh_resolution, device=str(run.device), progress=options.progress)
-    with torch.no_grad():
-        result = extract_mesh(density_fn, lo, hi, color_fn, grid,
-                              MeshOptions(max_faces=options.mesh_max_faces, device=str(run.device)))
-    return result.mesh.apply_transform(dataset_from_normalized(run.scene.transform, run.scene.scale))
 
 
 # --- export: latlong plate and cubemap --------------------------------------------------------------------------
@@ -330,7 +288,7 @@ def _cube_faces(folder: Path) -> list[Path]:
 def _valid_panorama(plate: Path, faces: list[Path], options) -> dict[str, Any] | None:
     plate_info = exr_size(plate)
     face_infos = [exr_size(face) for face in faces]
-    want_plate = (options.plate_width, options.plate_width // 2)
+    want_plate = latlong_size(options.plate_width)
     if plate_info is None or (plate_info["width"], plate_info["height"]) != want_plate or len(faces) != 6:
         return None
     if any(f is None or (f["width"], f["height"]) != (options.cubemap_face,) * 2 for f in face_infos):
@@ -341,7 +299,7 @@ def _valid_panorama(plate: Path, faces: list[Path], options) -> dict[str, Any] |
 def _export_panorama(run, output: Path, layout: str, options) -> None:
     from ..export.panorama import PanoramaOptions, export_panorama
 
-    size = {"width": options.plate_width, "height": options.plate_width // 2} if layout == "latlong" else {
+    size = {"width": options.plate_width} if layout == "latlong" else {
         "width": 4 * options.cubemap_face, "face_size": options.cubemap_face, "cubemap_layout": "six"}
     export_panorama(run, output, PanoramaOptions(layout=layout, max_rays_per_chunk=options.max_rays_per_chunk,
                                                  overwrite=True, progress=options.progress, **size))

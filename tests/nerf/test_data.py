@@ -200,10 +200,10 @@ def test_all_images_missing(tmp_path):
     (tmp_path / "transforms.json").write_text(json.dumps(
         {"fl_x": 10.0, "fl_y": 10.0, "cx": 8.0, "cy": 8.0, "w": 16, "h": 16, "camera_model": "PINHOLE",
          "frames": frames}))
-    from nerfstage.nerf.trainer import load_any_dataset
+    from nerfstage.capture.loader import as_dataset
 
     with pytest.raises(DatasetError):
-        validate_dataset(load_any_dataset(tmp_path))
+        validate_dataset(as_dataset(tmp_path))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

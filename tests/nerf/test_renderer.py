@@ -99,9 +99,14 @@ def test_gradients_reach_every_parameter_group():
 def test_render_image_chunks_match_and_occupancy_cadence():
     model = tiny_model()
     origins, dirs = camera_rays(12)
-    full = model.render_image(origins, dirs, 12, 12, chunk=1 << 20)
-    chunked = model.render_image(origins, dirs, 12, 12, chunk=50)
-    assert full["rgb"].shape == (12, 12, 3) and full["depth"].shape == (12, 12)
+    from nerfstage.nerf.chunked import render_rays_chunked
+
+    model.inference.method = "reference"  # the fast path raises every chunk to its own max_rays
+    full = render_rays_chunked(model, origins, dirs, max_rays_per_chunk=1 << 20)
+    calls = []
+    chunked = render_rays_chunked(model, origins, dirs, max_rays_per_chunk=50, progress=calls.append)
+    assert full["rgb"].shape == (144, 3) and full["depth"].shape == (144,)
+    assert calls == [50, 50, 44]
     assert torch.allclose(full["rgb"], chunked["rgb"], atol=1e-6)
     assert int(full["num_samples"]) == int(chunked["num_samples"]) > 0
     before = model.occupancy.density.clone()

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ...capture.dataset import Dataset
+from ...capture.loader import as_dataset
+from ...core.errors import InputError
+from ...nerf.run import LoadedRun
+
 MAX_FRUSTUMS = 300
 """Cameras drawn at most (evenly subsampled beyond that)."""
 THUMBNAIL_HEIGHT = 64
@@ -39,15 +44,11 @@ class SceneInfo:
     """[P, 3] uint8 colours of ``points``."""
 
 
-def read_points(dataset_path: Path | None, scene) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The dataset's sparse point cloud (``ply_file_path``) mapped into the normalised frame, or (None, None)."""
-    if dataset_path is None or not Path(dataset_path).exists():
-        return None, None
-    from ...core.errors import InputError
-    from ...nerf.trainer import load_any_dataset
-
+def read_points(dataset: Dataset | Path | None, scene) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The sparse point cloud (``ply_file_path``) of ``dataset`` (a Dataset or its path) mapped into the
+    normalised frame, or (None, None) when there is none or the dataset cannot be read."""
     try:
-        ply = load_any_dataset(dataset_path).ply_path
+        ply = as_dataset(dataset).ply_path if dataset is not None else None
     except InputError:
         return None, None
     if ply is None or not Path(ply).is_file():
@@ -64,24 +65,12 @@ def read_points(dataset_path: Path | None, scene) -> tuple[np.ndarray | None, np
     return mapped[keep], colors[keep]
 
 
-def scene_of_run(loaded) -> SceneInfo:
-    """SceneInfo of a LoadedRun (cameras as loaded, the model's box, the dataset's points)."""
-    points, colors = read_points(loaded.dataset_path, loaded.scene)
+def scene_of_run(loaded: LoadedRun) -> SceneInfo:
+    """SceneInfo of a LoadedRun -- loaded from a folder, or a running trainer's ``as_run()`` -- (cameras as
+    loaded, training views refined; the model's box; the dataset's points)."""
+    points, colors = read_points(loaded.dataset if loaded.dataset is not None else loaded.dataset_path, loaded.scene)
     return SceneInfo(loaded.world_from_cams, loaded.intrinsics, loaded.image_paths, loaded.train_indices,
                      model_aabb(loaded.model), points, colors)
-
-
-def scene_of_trainer(trainer) -> SceneInfo:
-    """SceneInfo of a running Trainer (reads the dataset's cameras again; images are not decoded)."""
-    from ...nerf.data import split_indices
-    from ...nerf.trainer import load_any_dataset
-
-    dset = load_any_dataset(trainer.config.dataset)
-    poses = np.stack([np.asarray(f.world_from_cam, dtype=np.float64) for f in dset.frames])  # [N, 4, 4]
-    points, colors = read_points(Path(trainer.config.dataset), trainer.scene)
-    return SceneInfo(trainer.scene.apply(poses), [f.intrinsics for f in dset.frames],
-                     [Path(f.image_path) for f in dset.frames], split_indices(dset, trainer.config.data.hold_every)[0],
-                     model_aabb(trainer.model), points, colors)
 
 
 def model_aabb(model) -> np.ndarray | None:

@@ -17,7 +17,8 @@ import numpy as np
 
 from .keyframes import KeyframeEditor, PathOptions
 from .progressive import ProgressiveRenderer, resolution_levels
-from .scene import SceneInfo, add_scene
+from ...nerf.run import load_run
+from .scene import SceneInfo, add_scene, scene_of_run
 from .views import model_render_fn, view_of_camera, viser_pose_of
 
 
@@ -34,7 +35,8 @@ class ViewerOptions:
     start_height: int = 64
     """Height in pixels of the first, fastest level drawn while the camera moves."""
     chunk: int = 4096
-    """Rays rendered between two cancellation checks."""
+    """Rays rendered between two cancellation checks (and, while training, between two releases of the
+    trainer's lock): an interactivity setting, far below the memory budget ``MAX_RAYS_PER_CHUNK``."""
     camera_path: Path | None = None
     """Default file of the "Save path" / "Load path" buttons."""
     video: Path | None = None
@@ -163,9 +165,6 @@ def default_size(info: SceneInfo) -> tuple[int, int]:
 
 def serve_run(run_dir: Path, options: ViewerOptions, device: str = "auto", dataset: Path | None = None) -> Viewer:
     """Load RUN and start its viewer (returns at once; the server runs in background threads)."""
-    from ...nerf.run import load_run
-    from .scene import scene_of_run
-
     loaded = load_run(Path(run_dir), device=device, dataset=dataset)
     render_fn = model_render_fn(loaded.model, None, chunk=options.chunk)  # white background, as evaluation
     return Viewer(scene_of_run(loaded), render_fn, options, run=loaded)
@@ -190,10 +189,10 @@ class TrainingViewer:
             self.viewer.refresh_all(start_level=len(self.viewer.levels) - 1, if_idle=True)
 
     def _start(self, trainer) -> None:
-        from .scene import scene_of_trainer
-
         render_fn = model_render_fn(trainer.model, trainer.model_lock, chunk=self.options.chunk)
-        self.viewer = Viewer(scene_of_trainer(trainer), render_fn, self.options, run=None, run_dir=trainer.run_dir)
+        # run=None: "Render video" stays off while the field trains (it would hold the model for minutes)
+        self.viewer = Viewer(scene_of_run(trainer.as_run()), render_fn, self.options, run=None,
+                             run_dir=trainer.run_dir)
         if self.on_start is not None:
             self.on_start(self.viewer.url)
 

@@ -16,6 +16,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ...capture.dataset import convert_camera_axes
+from ...render.cameras import PerspectiveCamera
+from ...render.image import ImageOptions, render_image
 from .progressive import RenderCancelled, View
 
 
@@ -41,15 +43,11 @@ def view_of_camera(camera) -> View:
     return View(world_from_cam_of(camera.wxyz, camera.position), math.degrees(float(camera.fov)), aspect)
 
 
-def model_render_fn(model, lock: threading.Lock | None = None, background=(1.0, 1.0, 1.0),
-                    chunk: int = 4096) -> Callable:
+def model_render_fn(model, lock: threading.Lock | None, chunk: int, background=(1.0, 1.0, 1.0)) -> Callable:
     """A ``RenderFn`` drawing ``model`` (a NerfModel) through ``render.image.render_image`` in chunks of
     ``chunk`` rays, cancellable between chunks. With ``lock`` (a trainer's ``model_lock``) the frame is drawn
     while training runs: the lock is held for one chunk at a time (training steps run between chunks) and the
     model's train/eval mode is restored after every chunk."""
-    from ...render.cameras import PerspectiveCamera
-    from ...render.image import ImageOptions, render_image
-
     options = ImageOptions(max_rays_per_chunk=chunk, background=tuple(background))
     guard = lock if lock is not None else threading.Lock()
     share = lock is not None
