@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..nerf.run import LoadedRun
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from .gltf import check_mesh_path, dataset_from_normalized
 
@@ -91,7 +92,7 @@ class ExportResult:
     """faces / vertices / threshold (mesh) or points / views (point cloud)."""
 
 
-def normalized_box(run, bbox) -> tuple[np.ndarray, np.ndarray]:
+def normalized_box(run: LoadedRun, bbox) -> tuple[np.ndarray, np.ndarray]:
     """[3] min / max corners in the normalised frame of a dataset-frame ``bbox`` (see the module docstring)."""
     from .density_grid import check_box, crop_box_from_cameras
 
@@ -111,7 +112,7 @@ def normalized_box(run, bbox) -> tuple[np.ndarray, np.ndarray]:
     return check_box(mapped.min(axis=0), mapped.max(axis=0))
 
 
-def export_mesh(run, output: Path, options: MeshExportOptions | None = None) -> ExportResult:
+def export_mesh(run: LoadedRun, output: Path, options: MeshExportOptions | None = None) -> ExportResult:
     """Extract the LoadedRun's surface in the crop box and write it (.glb Y-up, .obj, .ply) in the dataset frame."""
     from .density_grid import GridOptions
     from .gltf import write_mesh
@@ -140,7 +141,7 @@ def export_mesh(run, output: Path, options: MeshExportOptions | None = None) -> 
     return ExportResult(files, time.perf_counter() - start, stats)
 
 
-def _depth_views(run, options: PointCloudExportOptions) -> list:
+def _depth_views(run: LoadedRun, options: PointCloudExportOptions) -> list:
     """Rendered rgb / ray depth / opacity of the chosen training views (normalised frame)."""
     from tqdm.auto import tqdm
 
@@ -160,7 +161,7 @@ def _depth_views(run, options: PointCloudExportOptions) -> list:
     return views
 
 
-def export_point_cloud(run, output: Path, options: PointCloudExportOptions | None = None) -> ExportResult:
+def export_point_cloud(run: LoadedRun, output: Path, options: PointCloudExportOptions | None = None) -> ExportResult:
     """Coloured points from the rendered depth of the run's training views, written as PLY in the dataset frame."""
     from .pointcloud import PointCloudOptions, point_cloud_from_views, write_point_cloud
 

@@ -68,6 +68,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
+from ..nerf.run import LoadedRun
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..render.image import ImageOptions, render_pixels
 from .track import WORLD_FROM_CAM_REST, euler_rotation
@@ -218,7 +219,7 @@ def check_memory(width: int, height: int, options: PanoramaOptions) -> int:
     return need
 
 
-def panorama_pose(run, options: PanoramaOptions) -> np.ndarray:  # [4, 4] normalised frame, OpenGL axes
+def panorama_pose(run: LoadedRun, options: PanoramaOptions) -> np.ndarray:  # [4, 4] normalised frame, OpenGL axes
     """The panorama's camera-to-world pose in the run's normalised frame (see the module docstring)."""
     angles = (options.yaw, options.pitch, options.roll)
     if not all(math.isfinite(float(a)) for a in angles):
@@ -393,7 +394,7 @@ def _write_outputs(files: list[Path], scratch: np.ndarray, camera, options: Pano
             tmp.unlink(missing_ok=True)
 
 
-def export_panorama(run, output: Path, options: PanoramaOptions | None = None) -> PanoramaResult:
+def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | None = None) -> PanoramaResult:
     """Render a 360 panorama of the LoadedRun ``run`` into ``output`` (.exr or .png; cube faces as six sibling
     files or a cross), tiled within ``options.memory_budget_bytes``. See the module docstring."""
     from ..render.writers import prepare_output

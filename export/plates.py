@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
+from ..nerf.run import LoadedRun
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from .track import TrackedFrame, read_track, to_normalized
 
@@ -87,7 +88,7 @@ def _make_folder(directory: Path) -> None:
         raise InputError(f"{directory}: cannot create the plate folder ({exc.strerror or exc})") from exc
 
 
-def render_plate(run, frame: TrackedFrame, path: Path, options: PlateOptions) -> Path:
+def render_plate(run: LoadedRun, frame: TrackedFrame, path: Path, options: PlateOptions) -> Path:
     """Render one tracked frame (pose in the normalised frame) and write it to ``path`` atomically."""
     from ..render.cameras import PerspectiveCamera
     from ..render.image import ImageOptions, render_image
@@ -106,7 +107,7 @@ def render_plate(run, frame: TrackedFrame, path: Path, options: PlateOptions) ->
     return write_rgba_exr(path, planes.astype(dtype), envmap=False, overwrite=True)
 
 
-def export_plates(run, track_file: Path, out_dir: Path, options: PlateOptions | None = None) -> PlatesResult:
+def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: PlateOptions | None = None) -> PlatesResult:
     """One background plate per row of ``track_file`` from the LoadedRun ``run`` into ``out_dir`` (see the module
     docstring); plates already there and valid are kept unless ``options.overwrite``."""
     from ..render.writers import is_valid_frame

@@ -35,6 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
+from ..nerf.run import LoadedRun
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from .image import OUTPUTS, ImageOptions, render_image
 from .plan import ShotOptions, build_path, frame_camera, reference_distance
@@ -140,7 +141,7 @@ def check_options(output: Path, options: RenderOptions) -> None:
 class _Renderer:
     """Renders frame i of a path with one model, camera options and a progress bar."""
 
-    def __init__(self, run, path, shot: ShotOptions, options: RenderOptions, bar):
+    def __init__(self, run: LoadedRun, path, shot: ShotOptions, options: RenderOptions, bar):
         self.run, self.path, self.shot, self.bar = run, path, shot, bar
         self.focus = reference_distance(path, run.world_from_cams)
         self.image_options = ImageOptions(options.max_rays_per_chunk, options.background, options.lens_samples,
@@ -162,13 +163,13 @@ class _Renderer:
         return images
 
 
-def default_depth_range(run, path, options: RenderOptions) -> float:
+def default_depth_range(run: LoadedRun, path, options: RenderOptions) -> float:
     if options.depth_range is not None:
         return float(options.depth_range)
     return 2.0 * reference_distance(path, run.world_from_cams) / run.scene.scale
 
 
-def render_path(run, output: Path, shot: ShotOptions | None = None, options: RenderOptions | None = None,
+def render_path(run: LoadedRun, output: Path, shot: ShotOptions | None = None, options: RenderOptions | None = None,
                 path=None) -> RenderResult:
     """Render ``shot`` (or a ready ``path``: a CameraPath) through the LoadedRun ``run`` into ``output``
     (``.mp4`` -> H.264 video; anything else -> a folder of numbered frames)."""
@@ -277,7 +278,7 @@ def _cached_frame(writer, index: int) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def save_path(run, file: Path, shot: ShotOptions, overwrite: bool = False):
+def save_path(run: LoadedRun, file: Path, shot: ShotOptions, overwrite: bool = False):
     """Build the shot's path and write it as a nerfstudio camera_path.json; returns the CameraPath."""
     from .paths import write_camera_path
 

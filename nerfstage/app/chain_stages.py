@@ -225,7 +225,7 @@ def _valid_video(path: Path, options) -> dict[str, Any] | None:
     return info if info is not None and (info["frames"], info["width"], info["height"]) == expected else None
 
 
-def _render_video(run, path: Path, name: str, options, resume: bool) -> int:
+def _render_video(run: LoadedRun, path: Path, name: str, options, resume: bool) -> int:
     """Render one MP4 of the chain; returns the frames rendered now (fewer when resuming)."""
     from ..render.pipeline import RenderOptions, render_path
     from ..render.plan import ShotOptions
@@ -296,7 +296,7 @@ def _valid_panorama(plate: Path, faces: list[Path], options) -> dict[str, Any] |
     return {"plate": plate_info, "cubemap_face": face_infos[0], "cubemap_faces": len(faces)}
 
 
-def _export_panorama(run, output: Path, layout: str, options) -> None:
+def _export_panorama(run: LoadedRun, output: Path, layout: str, options) -> None:
     from ..export.panorama import PanoramaOptions, export_panorama
 
     size = {"width": options.plate_width} if layout == "latlong" else {
