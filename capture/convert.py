@@ -199,7 +199,7 @@ def read_colmap(model_dir: Path, images: Path | None = None, apply_nerfstudio_wo
 
     The dataset root is the images folder's parent. Poses follow :func:`dataset_from_reconstruction`.
     """
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     model_dir = Path(os.path.abspath(model_dir))
     if not is_colmap_model(model_dir):

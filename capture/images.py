@@ -19,6 +19,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, ImageOps
+from rich.errors import LiveError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..core.errors import ConfigError, DatasetError
 
@@ -203,8 +206,6 @@ def write_jpeg(path: Path, bgr: np.ndarray, quality: int = JPEG_QUALITY, exif: b
     """
     if exif:
         try:
-            from PIL import Image
-
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             Image.fromarray(rgb).save(path, format="JPEG", quality=int(quality), exif=exif)
             return
@@ -224,8 +225,6 @@ def _convert_one(source: Path, target: Path, max_size: int) -> tuple[int, int]:
 def _read_exif(path: Path):  # -> PIL.Image.Exif | None
     """The EXIF block of an image file (header read only); None when absent or unreadable."""
     try:
-        from PIL import Image
-
         with Image.open(path) as pil:
             exif = pil.getexif()
     except Exception as exc:  # Pillow raises many types for files it does not know; OpenCV may still read them
@@ -254,8 +253,6 @@ def _upright_exif_bytes(exif, width: int, height: int) -> bytes | None:
 
 
 def _pil_read_upright(path: Path) -> np.ndarray:  # -> [H, W, 3] uint8 BGR, EXIF orientation applied
-    from PIL import Image, ImageOps
-
     try:
         with Image.open(path) as pil:
             pil.load()  # a TIFF applies (and drops) its orientation tag here; exif_transpose sees what is left
@@ -289,8 +286,6 @@ def track(items: Iterable, total: int | None, description: str, enabled: bool) -
     if not enabled:
         yield from items
         return
-    from rich.errors import LiveError
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     bar = Progress(*columns)

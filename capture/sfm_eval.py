@@ -32,7 +32,7 @@ class Sim3:
 
 def align_sim3(src_centres: np.ndarray, dst_centres: np.ndarray) -> Sim3:
     """Least-squares similarity ``dst_from_src`` (Umeyama, via pycolmap.estimate_sim3d); centres [N, 3], N >= 3."""
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     src = np.asarray(src_centres, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst_centres, dtype=np.float64).reshape(-1, 3)

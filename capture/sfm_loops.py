@@ -60,7 +60,7 @@ def select_loop_pairs(
 def match_pairs(database: Path, pairs: list[tuple[str, str]], pairs_file: Path, match_kwargs: dict) -> None:
     """Match and verify ``pairs`` (image names) into ``database``; pairs already matched are skipped, and so are
     names with white space (COLMAP's pair list is space-separated)."""
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     lines = [f"{a} {b}\n" for a, b in pairs if len(f"{a}{b}".split()) == 1]
     pairs_file.write_text("".join(lines))
@@ -81,7 +81,7 @@ def retriangulate(
 ) -> pycolmap.Reconstruction:
     """``reconstruction`` with points triangulated from every verified match of ``database`` on its fixed poses
     and camera (existing tracks kept, completed and merged); ``out_dir`` is scratch space, removed afterwards."""
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)

@@ -27,11 +27,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..core.errors import ConfigError, DatasetError, OutputExistsError
 from ._synthetic_scene import apply
 from ._synthetic_world import Scene, default_scene
 from .dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+from .transforms import write_transforms
+from .video import write_video
 
 VIDEO_NAME = "synthetic.mp4"
 GROUND_TRUTH_NAME = "ground_truth.json"
@@ -148,8 +151,6 @@ def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def _euler_xyz(angles: np.ndarray) -> np.ndarray:
     """angles: [N, 3] radians (about camera x, y, z) -> [N, 3, 3] rotations Rx @ Ry @ Rz."""
-    from scipy.spatial.transform import Rotation
-
     return Rotation.from_euler("XYZ", angles).as_matrix()
 
 
@@ -258,8 +259,6 @@ def write_synthetic_video(
 ) -> SyntheticCapture:
     """Render the capture into ``out_dir/synthetic.mp4`` (H.264) and write ``out_dir/ground_truth.json`` with
     the intrinsics and the true ``world_from_cam`` of every video frame, the scene and the options."""
-    from .video import write_video
-
     options = options or SyntheticOptions()
     if options.width % 2 or options.height % 2:
         raise ConfigError(f"video size {options.width}x{options.height}: H.264 (yuv420p) needs even width and height")
@@ -279,8 +278,6 @@ def write_synthetic_dataset(
 ) -> SyntheticCapture:
     """Render the capture into ``out_dir/images/frame_00001.png ...`` and write ``out_dir/transforms.json``
     (nerfstudio format, the TRUE poses: a posed dataset needing no SfM) and ``out_dir/ground_truth.json``."""
-    from .transforms import write_transforms
-
     options = options or SyntheticOptions()
     out_dir = Path(out_dir)
     transforms, truth = out_dir / TRANSFORMS_NAME, out_dir / GROUND_TRUTH_NAME

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from ..core.errors import DatasetError
 from .dataset import Dataset, Frame, Intrinsics
@@ -193,8 +194,6 @@ def parse_matrix(value: Any, source: Path, index: int) -> np.ndarray:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image, reading only its header."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as image:
             return int(image.width), int(image.height)

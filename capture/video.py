@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,7 @@ def open_video(path: Path) -> Iterator[tuple]:
     if not path.is_file():
         what = "is a folder, not a video file" if path.is_dir() else "does not exist"
         raise VideoError(f"{path}: {what}; give a video file (mp4/mov/m4v/avi/mkv/webm) or a folder of photos")
-    import av
+    import av  # heavy: PyAV/FFmpeg (only when video is read or written)
 
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
@@ -211,7 +212,7 @@ def display_orientation(frame) -> tuple[Orientation, int]:
 
 
 def _display_matrix(frame) -> np.ndarray | None:  # -> [9] int32 (16.16 fixed point; last column 2.30)
-    from av.sidedata.sidedata import Type
+    from av.sidedata.sidedata import Type  # heavy: PyAV/FFmpeg (only when video is read or written)
 
     for side_data in frame.side_data:
         if side_data.type == Type.DISPLAYMATRIX:
@@ -304,14 +305,14 @@ def _duration_s(container, stream) -> float:
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration:
-        import av
+        import av  # heavy: PyAV/FFmpeg (only when video is read or written)
 
         return container.duration / av.time_base
     return 0.0
 
 
 def _av_errors() -> tuple[type[Exception], ...]:
-    import av
+    import av  # heavy: PyAV/FFmpeg (only when video is read or written)
 
     return (av.FFmpegError,)
 
@@ -332,7 +333,7 @@ def write_video(
 
     Width and height must be even (yuv420p). Returns the number of frames written.
     """
-    import av
+    import av  # heavy: PyAV/FFmpeg (only when video is read or written)
 
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
@@ -357,8 +358,6 @@ def write_video(
 
 
 def _open_h264_stream(container, shape: tuple[int, ...], fps: float, crf: int):
-    from fractions import Fraction
-
     height, width = int(shape[0]), int(shape[1])
     if height % 2 or width % 2 or len(shape) != 3 or shape[2] != 3:
         raise VideoError(f"frames must be [H, W, 3] with even H and W for H.264 yuv420p, got {tuple(shape)}")

@@ -68,9 +68,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
-from ..nerf.run import LoadedRun
 from ..nerf.config import MAX_RAYS_PER_CHUNK
+from ..nerf.run import LoadedRun
+from ..render.cubemap import CubemapCamera
+from ..render.equirect import EquirectangularCamera
 from ..render.image import ImageOptions, render_pixels
+from ..render.pipeline import encode_rgb
+from ..render.writers import REC709_CHROMATICITIES, atomic_output, commit_output, prepare_output, write_png
 from .track import WORLD_FROM_CAM_REST, euler_rotation
 
 PanoramaLayout = Literal["latlong", "cubemap"]
@@ -170,9 +174,6 @@ def output_files(path: Path, options: PanoramaOptions) -> list[Path]:
 
 def panorama_camera(options: PanoramaOptions):
     """The render camera: EquirectangularCamera, or a CubemapCamera (strip for six files, or cross)."""
-    from ..render.cubemap import CubemapCamera
-    from ..render.equirect import EquirectangularCamera
-
     width = int(options.width)
     if width < 4:
         raise ConfigError(f"panorama width={options.width}: expected at least 4 pixels")
@@ -280,8 +281,6 @@ def _open_scratch(path: Path, fmt: str, width: int, height: int, half: bool) -> 
 
 def _store_tile(scratch: np.ndarray, tile: np.ndarray, box: tuple[int, int, int, int], fmt: str) -> None:
     """Encode a rendered tile [h, w, 4] (sRGB-encoded rgb, alpha) into the scratch image at ``box``."""
-    from ..render.pipeline import encode_rgb
-
     row0, row1, col0, col1 = box
     if fmt == "exr":
         linear = encode_rgb(tile[..., :3], "exr")  # [h, w, 3] scene-linear
@@ -308,9 +307,8 @@ def render_to_scratch(model, camera, world_from_cam: np.ndarray, options: Panora
 
 def _exr_header(envmap: bool) -> dict:
     """Header attributes of our EXR files, OpenEXR-package style (compression, colour space, envmap, tiles)."""
-    import OpenEXR
+    import OpenEXR  # heavy: OpenEXR (only when EXR files are read or written)
 
-    from ..render.writers import REC709_CHROMATICITIES
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "chromaticities": REC709_CHROMATICITIES,
               "colorSpace": LIN_REC709, "type": OpenEXR.scanlineimage}
@@ -326,9 +324,8 @@ def _exr_header(envmap: bool) -> dict:
 def _write_mipmapped(tmp: Path, planes: np.ndarray, envmap: bool) -> None:
     """RGBA planes [4, H, W] -> tiled MIPMAP_LEVELS EXR at ``tmp`` (OpenImageIO make_texture, plain-texture mode:
     level 0 bit-exact, 2 x 2 box-filtered levels) with our colour-space tags."""
-    import OpenImageIO as oiio
+    import OpenImageIO as oiio  # heavy: OpenImageIO (only for mip-mapped EXR)
 
-    from ..render.writers import REC709_CHROMATICITIES
 
     pixels = np.ascontiguousarray(np.moveaxis(planes, 0, -1))  # [H, W, 4] interleaved
     source = oiio.ImageBuf(pixels)
@@ -352,8 +349,6 @@ def write_rgba_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool
     """Write RGBA planes [4, H, W] (scene-linear, float16 or float32) as a tiled ZIP EXR with the colour-space
     header (Rec.709 chromaticities, ``colorSpace``) and, for latlong images, ``envmap``; with ``mipmap`` the
     full mip chain; atomically."""
-    from ..render.writers import atomic_output
-
     with atomic_output(path, overwrite) as tmp:
         _write_exr_file(tmp, planes, envmap, mipmap)
     return Path(path)
@@ -361,7 +356,7 @@ def write_rgba_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool
 
 def _write_exr_file(tmp: Path, planes: np.ndarray, envmap: bool, mipmap: bool) -> None:
     """Write the EXR into ``tmp`` (no atomic rename): OpenImageIO for mip maps, the OpenEXR package otherwise."""
-    import OpenEXR
+    import OpenEXR  # heavy: OpenEXR (only when EXR files are read or written)
 
     if mipmap:
         _write_mipmapped(tmp, planes, envmap)
@@ -373,8 +368,6 @@ def _write_exr_file(tmp: Path, planes: np.ndarray, envmap: bool, mipmap: bool) -
 def _write_outputs(files: list[Path], scratch: np.ndarray, camera, options: PanoramaOptions, fmt: str) -> None:
     """Write the finished scratch image into the output file(s) (six cube faces split from the strip). Every
     file goes to its temp name first; the final names appear only once all files are complete."""
-    from ..render.writers import commit_output, prepare_output, write_png
-
     six = len(files) == 6
     size = getattr(camera, "face_size", 0)
     temps = [prepare_output(path, options.overwrite) for path in files]
@@ -397,8 +390,6 @@ def _write_outputs(files: list[Path], scratch: np.ndarray, camera, options: Pano
 def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | None = None) -> PanoramaResult:
     """Render a 360 panorama of the LoadedRun ``run`` into ``output`` (.exr or .png; cube faces as six sibling
     files or a cross), tiled within ``options.memory_budget_bytes``. See the module docstring."""
-    from ..render.writers import prepare_output
-
     options = options or PanoramaOptions()
     output = Path(output)
     fmt = output_format(output)

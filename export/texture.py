@@ -55,7 +55,7 @@ class TextureOptions:
 
 def _xatlas():
     try:
-        import xatlas
+        import xatlas  # optional: xatlas UV unwrapping (only for textured meshes)
     except ImportError as exc:
         raise ConfigError(f"--texture needs the xatlas package ({exc}); install it with: pip install xatlas") from exc
     return xatlas

@@ -31,14 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
-from ..nerf.run import LoadedRun
 from ..nerf.config import MAX_RAYS_PER_CHUNK
+from ..nerf.run import LoadedRun
+from .cubemap import FACE_SUFFIXES
 from .image import OUTPUTS, ImageOptions, render_image
+from .paths import write_camera_path
 from .plan import ShotOptions, build_path, frame_camera, reference_distance
+from .writers import FrameSequenceWriter, VideoWriter, prepare_output, srgb_to_linear, write_exr
 
 _NOT_A_FOLDER = (".mov", ".mkv", ".avi", ".webm", ".gif", ".m4v", ".png", ".exr", ".jpg", ".jpeg", ".npy", ".json")
 OutputKind = Literal["rgb", "depth", "alpha", "normal"]
@@ -103,7 +107,6 @@ def encode_rgb(rgb: np.ndarray, kind: str) -> np.ndarray:
     scene-linear float32 for exr / npy (see the module docstring). The one colour conversion of the render."""
     if kind in ("png", "mp4"):
         return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
-    from .writers import srgb_to_linear
 
     return srgb_to_linear(rgb)
 
@@ -197,9 +200,6 @@ def render_path(run: LoadedRun, output: Path, shot: ShotOptions | None = None, o
 
 def _frame_writer(folder: Path, renderer: _Renderer, options: RenderOptions, kind: str, resume: bool,
                   overwrite: bool):
-    from .cubemap import FACE_SUFFIXES
-    from .writers import FrameSequenceWriter
-
     camera = renderer.camera(0)
     kind_name = renderer.shot.camera or renderer.path.camera_type
     six = kind_name == "cubemap" and renderer.shot.cubemap_layout == "six" and kind != "mp4"
@@ -229,7 +229,6 @@ def _write_frame(writer, index: int, frame: np.ndarray, options: RenderOptions, 
     """Write one frame; EXR colour carries its alpha as an A channel, EXR alpha is named A (not Z)."""
     if writer.kind != "exr" or writer.face_suffixes or options.output not in ("rgb", "alpha"):
         return writer.write(index, frame)
-    from .writers import write_exr
 
     file = writer.paths(index)[0]
     if options.output == "rgb":
@@ -246,8 +245,6 @@ def frame_cache(video: Path) -> Path:
 
 
 def _render_video(video: Path, path, renderer: _Renderer, options: RenderOptions, depth_range: float):
-    from .writers import VideoWriter, prepare_output
-
     camera = renderer.camera(0)
     spherical = (renderer.shot.camera or path.camera_type) == "equirectangular"
     prepare_output(video, options.overwrite)  # refuse an existing file before any work
@@ -272,16 +269,12 @@ def _render_video(video: Path, path, renderer: _Renderer, options: RenderOptions
 
 def _cached_frame(writer, index: int) -> np.ndarray | None:
     """A finished frame of the MP4 frame cache as uint8 RGB [H, W, 3], or None when unreadable."""
-    import cv2
-
     image = cv2.imread(str(writer.paths(index)[0]), cv2.IMREAD_COLOR)
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def save_path(run: LoadedRun, file: Path, shot: ShotOptions, overwrite: bool = False):
     """Build the shot's path and write it as a nerfstudio camera_path.json; returns the CameraPath."""
-    from .paths import write_camera_path
-
     cams = run.world_from_cams[run.train_indices] if run.has_cameras else run.world_from_cams
     path = build_path(shot, cams, [run.intrinsics[i] for i in run.train_indices])
     if not math.isfinite(path.world_from_cams.sum()):

@@ -21,9 +21,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from ..core.errors import ConfigError, InputError, OutputExistsError
+from .spherical import add_spherical_metadata
 
 FrameKind = Literal["png", "exr", "npy"]
 FRAME_KINDS: tuple[str, ...] = ("png", "exr", "npy")
@@ -96,8 +98,6 @@ def write_png(path: Path, image: np.ndarray, overwrite: bool = False) -> Path:
 
     Float images are taken as scene-linear RGB(A) and encoded with ``to_srgb8``.
     """
-    import cv2
-
     image = np.asarray(image)
     if image.dtype.kind == "f":
         image = to_srgb8(image)
@@ -135,7 +135,7 @@ def write_exr(
     Channels are named R G B (A), or Z for a single-channel image (depth), unless ``channel_names`` says
     otherwise. The header carries Rec.709/D65 ``chromaticities`` and, for panoramas, ``envmap``.
     """
-    import OpenEXR
+    import OpenEXR  # heavy: OpenEXR (only when EXR files are read or written)
 
     image = np.asarray(image, dtype=np.float32)
     planes = image[..., None] if image.ndim == 2 else image
@@ -155,7 +155,7 @@ def write_exr(
 
 def read_exr(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     """(channels by name -> [H, W] arrays, header dict) of an EXR file; InputError if unreadable."""
-    import OpenEXR
+    import OpenEXR  # heavy: OpenEXR (only when EXR files are read or written)
 
     try:
         exr = OpenEXR.File(str(path), separate_channels=True)
@@ -180,8 +180,6 @@ def is_valid_frame(path: Path, width: int, height: int) -> bool:
     suffix = path.suffix.lower()
     try:
         if suffix == ".png":
-            import cv2
-
             if not path.read_bytes()[-12:].startswith(b"\x00\x00\x00\x00IEND"):
                 return False
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -290,7 +288,7 @@ class VideoWriter:
             raise
 
     def _open(self, fps: float, crf: int, preset: str) -> None:
-        import av
+        import av  # heavy: PyAV/FFmpeg (only when video is read or written)
 
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -299,7 +297,7 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one frame: uint8 sRGB [H, W, 3], or float scene-linear (encoded with ``to_srgb8``)."""
-        import av
+        import av  # heavy: PyAV/FFmpeg (only when video is read or written)
 
         frame = np.asarray(frame)
         if frame.dtype.kind == "f":
@@ -320,8 +318,6 @@ class VideoWriter:
             self._container.mux(self._stream.encode(None))
             self._container.close()
             if self.spherical:
-                from .spherical import add_spherical_metadata
-
                 add_spherical_metadata(self._tmp)
         except BaseException:
             self._abort()

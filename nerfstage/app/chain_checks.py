@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..export.gltf import read_mesh
+from ..render.writers import read_exr
+
 
 def video_info(path: Path) -> dict[str, Any] | None:
     """``{"frames", "width", "height", "fps"}`` of an MP4 after decoding every frame (PyAV); None if unreadable."""
-    import av
+    import av  # heavy: PyAV/FFmpeg (only when video is read or written)
 
     path = Path(path)
     if not path.is_file():
@@ -28,7 +31,7 @@ def video_info(path: Path) -> dict[str, Any] | None:
 
 def video_frame(path: Path, index: int) -> Any:
     """Frame ``index`` of an MP4 as uint8 RGB [H, W, 3] (the last frame when it has fewer), or None."""
-    import av
+    import av  # heavy: PyAV/FFmpeg (only when video is read or written)
 
     frame = None
     try:
@@ -48,8 +51,6 @@ def glb_faces(path: Path) -> dict[str, int] | None:
     if not path.is_file():
         return None
     try:
-        from ..export.gltf import read_mesh
-
         mesh = read_mesh(path)
     except Exception:  # noqa: BLE001 - trimesh raises many kinds for a damaged file: all mean "not valid"
         return None
@@ -64,8 +65,6 @@ def exr_size(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        from ..render.writers import read_exr
-
         channels, _ = read_exr(path)
     except Exception:  # noqa: BLE001 - OpenEXR raises plain exceptions for a damaged file
         return None

@@ -13,7 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+
+from ..export.gltf import read_mesh
+from ..render.writers import linear_to_srgb, read_exr, to_srgb8
+from .chain_checks import glb_faces, video_frame, video_info
 
 THUMBS = "thumbnails"
 THUMB_WIDTH = 480
@@ -135,8 +140,6 @@ def _thumbnails(workdir: Path, summary: dict) -> list[tuple[str, Path]]:
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
     if ok:
@@ -144,8 +147,6 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 
 
 def _resize(rgb: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
-    import cv2
-
     if rgb.shape[1] <= width:
         return rgb
     height = max(1, round(rgb.shape[0] * width / rgb.shape[1]))
@@ -153,16 +154,12 @@ def _resize(rgb: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
 
 
 def _video_thumb(path: Path) -> np.ndarray | None:
-    from .chain_checks import video_frame, video_info
-
     info = video_info(path)
     frame = video_frame(path, info["frames"] // 2) if info else None
     return None if frame is None else _resize(frame)
 
 
 def _plate_thumb(path: Path) -> np.ndarray | None:
-    from ..render.writers import read_exr, to_srgb8
-
     try:
         channels, _ = read_exr(path)
         linear = np.stack([channels[c] for c in ("R", "G", "B")], axis=-1).astype(np.float32)  # [H, W, 3]
@@ -174,13 +171,9 @@ def _plate_thumb(path: Path) -> np.ndarray | None:
 def _mesh_thumb(path: Path, size: int = 360) -> np.ndarray | None:
     """Flat-shaded orthographic view of the mesh (painter's algorithm, vertex colours times a headlight's cosine),
     seen from the front and above (file Y-up). About 2 s per 100 k faces."""
-    from .chain_checks import glb_faces
-
     if glb_faces(path) is None:
         return None
-    import cv2
 
-    from ..export.gltf import read_mesh
 
     mesh = read_mesh(path)
     view = _view_points(np.asarray(mesh.vertices, dtype=np.float64))  # [V, 3] x right, y up, z to the viewer
@@ -208,8 +201,6 @@ def _view_points(points: np.ndarray) -> np.ndarray:  # [V, 3] -> [V, 3]
 
 def _vertex_rgb(mesh) -> np.ndarray:  # [V, 3] float 0..255, sRGB-encoded
     """Vertex colours for display: glTF stores them scene-linear, so they are sRGB-encoded here."""
-    from ..render.writers import linear_to_srgb
-
     colors = getattr(mesh.visual, "vertex_colors", None)
     if colors is None or len(colors) != len(mesh.vertices):
         return np.full((len(mesh.vertices), 3), 180.0)

@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 from ...core.errors import NerfstageError
+from ...render.pipeline import RenderOptions, frame_cache, render_path
+from .scene_path import draw_path
+from .views import view_of_camera
 
 NO_KEYFRAME = "-"
 
@@ -164,7 +167,6 @@ class Gui:
             key = self.editor.keyframes[index]
             self.fov.value = round(key.fov_deg, 3)
             self.duration.value = key.override_transition_sec if key.override_transition_enabled else 0.0
-        from .scene_path import draw_path
 
         path = draw_path(self.viewer.server, self.editor, self.viewer.info)
         self.path_info.content = ("No path yet: add at least 2 keyframes." if path is None else
@@ -237,8 +239,6 @@ class Gui:
         return self._render_thread
 
     def _render_job(self, path, output: Path) -> None:
-        from ...render.pipeline import RenderOptions, frame_cache, render_path
-
         self.render.disabled, self.progress.visible, self.progress.value = True, True, 0.0
         self.render_status.content = f"Rendering {len(path)} frames -> {output}"
         done = threading.Event()
@@ -278,8 +278,6 @@ def _from_user(callback):
 
 
 def _client_view(client):
-    from .views import view_of_camera
-
     return view_of_camera(client.camera)
 
 

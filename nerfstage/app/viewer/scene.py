@@ -9,12 +9,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ...capture.dataset import Dataset
 from ...capture.loader import as_dataset
 from ...core.errors import InputError
 from ...nerf.run import LoadedRun
+from .views import viser_pose_of
 
 MAX_FRUSTUMS = 300
 """Cameras drawn at most (evenly subsampled beyond that)."""
@@ -53,7 +55,7 @@ def read_points(dataset: Dataset | Path | None, scene) -> tuple[np.ndarray | Non
         return None, None
     if ply is None or not Path(ply).is_file():
         return None, None
-    import trimesh
+    import trimesh  # heavy: trimesh takes ~1 s to import (only when meshes or point clouds are read or written)
 
     cloud = trimesh.load(ply)
     points = np.asarray(cloud.vertices, dtype=np.float64)  # [P, 3] dataset frame
@@ -82,8 +84,6 @@ def model_aabb(model) -> np.ndarray | None:
 def thumbnail(path: Path, height: int = THUMBNAIL_HEIGHT) -> np.ndarray | None:
     """RGB uint8 [h, w, 3] image of ``path`` downscaled to ``height`` rows, transparent pixels over white (as
     the field is trained); None when unreadable."""
-    import cv2
-
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         return None
@@ -113,8 +113,6 @@ def add_scene(server, info: SceneInfo):
     """Draw ``info`` into a viser server's scene (shared by every client): the training cameras (held-out views
     are not drawn), the sparse points and the scene box. Returns the frame holding the cameras (hide it to hide
     them all)."""
-    from .views import viser_pose_of
-
     scale = camera_scale(info)
     shown = list(info.train_indices) or list(range(len(info.world_from_cams)))
     cameras = server.scene.add_frame("/cameras", show_axes=False)

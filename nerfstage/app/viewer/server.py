@@ -15,9 +15,11 @@ from typing import Callable
 
 import numpy as np
 
+from ...nerf.run import load_run
+from ...render.plan import look_at_center
+from .gui import build_gui
 from .keyframes import KeyframeEditor, PathOptions
 from .progressive import ProgressiveRenderer, resolution_levels
-from ...nerf.run import load_run
 from .scene import SceneInfo, add_scene, scene_of_run
 from .views import model_render_fn, view_of_camera, viser_pose_of
 
@@ -47,7 +49,7 @@ class Viewer:
     """A viser server showing a scene and a field; ``run`` (a LoadedRun) enables the "Render video" button."""
 
     def __init__(self, info: SceneInfo, render_fn, options: ViewerOptions, run=None, run_dir: Path | None = None):
-        import viser
+        import viser  # heavy: viser web server (only when a viewer starts)
 
         self.info, self.render_fn, self.options, self.run = info, render_fn, options, run
         self.run_dir = Path(run_dir) if run_dir is not None else (Path(run.run_dir) if run is not None else None)
@@ -62,7 +64,6 @@ class Viewer:
         self.editor = KeyframeEditor(PathOptions(*default_size(info)))
         self._cameras = add_scene(self.server, info)
         self._initial_camera()
-        from .gui import build_gui
 
         self.gui = build_gui(self)
         self.server.on_client_connect(self._connect)
@@ -73,8 +74,6 @@ class Viewer:
         return f"http://{self.options.host}:{self.server.get_port()}"
 
     def _initial_camera(self) -> None:
-        from ...render.plan import look_at_center
-
         cams = self.info.world_from_cams[self.info.train_indices] if self.info.train_indices else \
             self.info.world_from_cams
         if len(cams) == 0:
