@@ -1,4 +1,4 @@
-"""Helpers shared by the capture benchmarks: work folders, machine line, pose-error summaries."""
+"""Helpers shared by the benchmarks: work folders, machine line, pose-error summaries, gpu_check.sh table rows."""
 
 from __future__ import annotations
 
@@ -60,3 +60,11 @@ def train_config(args):
     if args.time_budget is not None:
         overrides["time_budget_s"] = args.time_budget
     return build_config(args.preset, args.device, **overrides)
+
+
+def add_row(row_file: Path | None, part: str, figure: str) -> None:
+    """Append one ``part<TAB>figure`` row to ``row_file`` (the table ``benchmarks/gpu_check.sh`` prints)."""
+    if row_file is None:
+        return
+    with open(row_file, "a") as handle:
+        handle.write(f"{part}\t{figure}\n")

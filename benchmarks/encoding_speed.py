@@ -14,6 +14,11 @@ installed with nerfstage) and puts that folder first on ``sys.path`` in this pro
 empty stand-in module named ``viser.transforms`` is registered so that import succeeds. Nothing else is stubbed.
 
 Usage: ``python benchmarks/encoding_speed.py [--steps 5] [--rounds 3] [--batch-log2 16] [--with-reference]``
+
+``--backends torch,cpp,tcnn,cuda`` instead times each of our backends on its device (torch and cpp on the CPU,
+tcnn and cuda on the GPU; ``--cuda-batch-log2`` sets the GPU batch) without nerfstudio, prints one line per
+backend (a backend that does not import or lacks its device: a "skipped: ..." line) and, with ``--row-file``,
+appends those lines as rows of ``benchmarks/gpu_check.sh``'s table.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import types
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_row  # noqa: E402
 
 NERFSTUDIO = "nerfstudio==1.1.5"
 DEFAULT_CACHE = Path.home() / ".cache" / "nerfstage" / "bench" / "nerfstudio-1.1.5"
@@ -77,6 +85,7 @@ class Trainer:
         out_dim = GRID["num_levels"] * GRID["features_per_level"]
         self.encoding, self.x, self.target = encoding, x, target
         self.head = torch.nn.Sequential(torch.nn.Linear(out_dim, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
+        self.head.to(x.device)
         params = [*encoding.parameters(), *self.head.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=1e-2, eps=1e-15, fused=True)
 
@@ -99,6 +108,8 @@ class Trainer:
         start = time.perf_counter()
         for _ in range(steps):
             self.encoding(self.x)
+        if self.x.is_cuda:
+            torch.cuda.synchronize()
         return (time.perf_counter() - start) / steps
 
 
@@ -110,12 +121,46 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where nerfstudio is pip-installed")
     parser.add_argument("--with-reference", action="store_true", help="also time our pure-torch reference")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated backends of ours to time alone (torch,cpp,tcnn,cuda); no nerfstudio")
+    parser.add_argument("--cuda-batch-log2", type=int, default=None, help="batch of the GPU backends (default: same)")
+    parser.add_argument("--row-file", type=Path, default=None, help="append --backends rows for gpu_check.sh here")
     return parser.parse_args()
+
+
+def backend_figure(backend: str, args: argparse.Namespace) -> str:
+    """Training-step and forward-only samples/s of our ``backend`` on its device, or why it was skipped."""
+    device = "cuda" if backend in ("tcnn", "cuda") else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        return "skipped: no CUDA device"
+    module = our_hash_encoding(backend).to(device)
+    if module.backend_name != backend:
+        return f"skipped: {backend} is unavailable here (it would run {module.backend_name}; see the warning)"
+    log2 = args.cuda_batch_log2 if device == "cuda" and args.cuda_batch_log2 is not None else args.batch_log2
+    g = torch.Generator().manual_seed(0)
+    x, target = torch.rand(1 << log2, 3, generator=g).to(device), torch.rand(1 << log2, 16, generator=g).to(device)
+    trainer = Trainer(module, x, target)
+    trainer.step()  # warm-up: allocations, first-use build
+    seconds = statistics.median(trainer.timed(args.steps)[0] for _ in range(args.rounds))
+    forward = (1 << log2) / trainer.forward_only(args.steps)
+    return (f"train {(1 << log2) / seconds:,.0f} samples/s ({seconds * 1e3:.1f} ms/step), forward {forward:,.0f} "
+            f"samples/s; batch 2^{log2}, {device}" + (f" {args.threads} threads" if device == "cpu" else ""))
+
+
+def time_backends(args: argparse.Namespace) -> None:
+    """``--backends``: one line (and row) per backend."""
+    for backend in args.backends.split(","):
+        figure = backend_figure(backend.strip(), args)
+        print(f"hash grid {backend.strip()}: {figure}", flush=True)
+        add_row(args.row_file, f"hash grid {backend.strip()}", figure)
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    if args.backends:
+        time_backends(args)
+        return
     g = torch.Generator().manual_seed(0)
     n = 1 << args.batch_log2
     x, target = torch.rand(n, 3, generator=g), torch.rand(n, 16, generator=g)

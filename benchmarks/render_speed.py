@@ -10,7 +10,8 @@ per ray, the occupancy grid's occupied fraction, and the peer in the same run: t
 ``--peer-scale`` of the resolution, as a rays/s ratio (both measured under the same load).
 
 Usage: ``python benchmarks/render_speed.py --run RUN [--width 1920 --height 1080] [--frames 1]
-[--max-rays-per-chunk 65536] [--peer-scale 0.125] [--threads 2] [--device auto] [--profile]``
+[--max-rays-per-chunk 65536] [--peer-scale 0.125] [--threads 2] [--device auto] [--profile] [--row-file F]``
+(``--peer-scale 0`` skips the peer; ``--row-file`` appends the frames/s row of ``benchmarks/gpu_check.sh``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402  (first: it sets OpenMP's wait policy before torch loads)
+from _common import add_row, machine  # noqa: E402  (first: it sets OpenMP's wait policy before torch loads)
 
 import torch  # noqa: E402
 
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--profile", action="store_true", help="cProfile one more frame and list the top functions.")
+    parser.add_argument("--row-file", type=Path, default=None, help="Append the result row of gpu_check.sh here.")
     args = parser.parse_args()
     if not args.run:
         parser.error("give --run RUN (a trained run, e.g. benchmarks/train_lego.py's) or set NERFSTAGE_LEGO_RUN")
@@ -115,9 +117,13 @@ def main() -> None:
           f"(warm-up {warm:.2f} s; CPU time {count.cpu:.2f} s per frame); samples per ray "
           f"{count.samples / count.rays:.2f} kept, {count.evaluated / count.rays:.2f} evaluated; "
           f"goal {'<= 10 s per frame (CPU)' if run.device.type == 'cpu' else '>= 30 frames/s (GPU)'}")
-    peer_camera = PerspectiveCamera.from_fov(max(2, round(args.width * args.peer_scale)),
-                                             max(2, round(args.height * args.peer_scale)), fov_y)
-    compare_with_reference(run, peer_camera, pose, options)
+    add_row(args.row_file, f"render {args.width}x{args.height} ({run.device})",
+            f"{1.0 / per_frame:.2f} frames/s ({per_frame:.3f} s per frame, {rays / per_frame:,.0f} rays/s, "
+            f"{count.samples / count.rays:.1f} samples per ray), step {run.step}")
+    if args.peer_scale > 0:
+        peer_camera = PerspectiveCamera.from_fov(max(2, round(args.width * args.peer_scale)),
+                                                 max(2, round(args.height * args.peer_scale)), fov_y)
+        compare_with_reference(run, peer_camera, pose, options)
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

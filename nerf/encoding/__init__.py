@@ -59,24 +59,19 @@ def _warn_once(message: str) -> None:
 
 def resolve_backend(requested: Backend, device_type: str) -> str:
     """The backend that runs for ``requested`` on tensors of ``device_type`` ("cpu" or "cuda"), building or
-    importing optional backends as needed; warns once when a requested fast backend is unavailable."""
+    importing optional backends as needed (``core/native.py``); warns once when a requested fast backend is
+    unavailable."""
     if requested == "torch":
         return "torch"
     if device_type == "cuda":
-        if requested in ("auto", "tcnn") and tcnn.available():
+        fallback = "using the torch reference on CUDA" if requested == "tcnn" else None  # auto: silently
+        if requested in ("auto", "tcnn") and tcnn.available(fallback):
             return "tcnn"
-        if requested == "tcnn":
-            _warn_once("hash grid: tinycudann is unavailable; using the torch reference on CUDA")
-        elif requested == "cpp":
+        if requested == "cpp":
             _warn_once("hash grid: the cpp backend is CPU-only; using the torch reference on CUDA tensors")
         return "cuda"
     if requested in ("auto", "cpp"):
-        try:
-            cpp.load()
-            return "cpp"
-        except cpp.BackendUnavailable as exc:
-            _warn_once(f"hash grid: {exc}; using the slower torch reference")
-            return "torch"
+        return "cpp" if cpp.BACKEND.available("using the slower torch reference") else "torch"
     if requested in ("tcnn", "cuda"):
         _warn_once(f"hash grid: backend {requested!r} needs CUDA tensors; using the torch reference on the CPU")
     return "torch"

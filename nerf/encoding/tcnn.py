@@ -1,4 +1,5 @@
-"""tiny-cuda-nn backend (CUDA only). ``tinycudann`` is imported here and nowhere else, and only on first use.
+"""tiny-cuda-nn backend (CUDA only). ``tinycudann`` is imported here (:data:`BACKEND`) and nowhere else, and only
+on first use.
 
 Our canonical parameters stay the per-level tables of :class:`~nerfstage.nerf.encoding.HashGridEncoding`
 (checkpoints are the same whichever backend trained them). Each forward concatenates them into tiny-cuda-nn's
@@ -8,47 +9,21 @@ flat layout -- which is exactly our level order (see ``layout.py``) -- and hands
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ...core.native import optional_module
 from .layout import HashGridConfig, tcnn_encoding_config
 
-_module: ModuleType | None = None
-_failure: str | None = None
+BACKEND = optional_module("tinycudann")
+"""tinycudann, imported on first load (the only place it is imported)."""
 
 
-class BackendUnavailable(ImportError):
-    """tinycudann is not installed, or fails to load (the message says why)."""
-
-
-def load() -> ModuleType:
-    """The ``tinycudann`` module; raises BackendUnavailable (cached) when it cannot be imported."""
-    global _module, _failure
-    if _module is not None:
-        return _module
-    if _failure is not None:
-        raise BackendUnavailable(_failure)
-    try:
-        import tinycudann  # type: ignore[import-not-found]
-    except (ImportError, OSError) as exc:
-        _failure = f"tinycudann is unavailable ({type(exc).__name__}: {exc})"
-        raise BackendUnavailable(_failure) from exc
-    _module = tinycudann
-    return _module
-
-
-def available() -> bool:
-    """True when tinycudann imports and a CUDA device is present."""
-    if not torch.cuda.is_available():
-        return False
-    try:
-        load()
-    except BackendUnavailable:
-        return False
-    return True
+def available(fallback: str | None = None) -> bool:
+    """True when a CUDA device is present and tinycudann imports; when it does not import, warns once with
+    ``fallback`` (what runs instead) if given."""
+    return torch.cuda.is_available() and BACKEND.available(fallback)
 
 
 class TcnnGrid(torch.nn.Module):
@@ -56,7 +31,7 @@ class TcnnGrid(torch.nn.Module):
 
     def __init__(self, config: HashGridConfig):
         super().__init__()
-        tcnn = load()
+        tcnn = BACKEND.load()
         self.encoding = tcnn.Encoding(3, tcnn_encoding_config(config), dtype=torch.float32)
         del self.encoding._parameters["params"]  # our tables are the parameters
 

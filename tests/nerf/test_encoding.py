@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import nerfstage.nerf.encoding as encoding
+from nerfstage.core import native
 from nerfstage.core.errors import ConfigError
 from nerfstage.nerf.encoding import HashGridConfig, level_specs, make_encoding, num_params
 from nerfstage.nerf.encoding import cpp, reference, tcnn
@@ -148,11 +149,11 @@ def test_import_builds_nothing_and_first_use_builds():
     code = (
         "import sys, torch, nerfstage, nerfstage.nerf, nerfstage.nerf.encoding as e\n"
         "bad = [k for k in sys.modules if k.startswith(('nerfstage_hashgrid', 'tinycudann'))]\n"
-        "assert not bad and e.cpp._extension is None, bad\n"
+        "assert not bad and e.cpp.BACKEND.module is None, bad\n"
         "enc = e.make_encoding(e.HashGridConfig(num_levels=2, log2_hashmap_size=8, base_resolution=4,"
         " max_resolution=8))\n"
         "enc(torch.rand(10, 3))\n"
-        "print(enc.backend_name, e.cpp._extension.__name__)\n"
+        "print(enc.backend_name, e.cpp.BACKEND.module.__name__)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -161,10 +162,10 @@ def test_import_builds_nothing_and_first_use_builds():
 
 
 def test_stale_build_lock_from_a_killed_build_does_not_hang():
-    cpp.load()  # built (or loaded from the cache)
-    build_dir = cpp.build_directory(cpp.extension_name(cpp.SOURCE.read_text()))
+    cpp.BACKEND.load()  # built (or loaded from the cache)
+    build_dir = native.build_directory(native.build_name(cpp.SPEC))
     (build_dir / "lock").touch()  # what torch leaves behind when a build is killed
-    code = "from nerfstage.nerf.encoding import cpp; cpp.load(); print('loaded')"
+    code = "from nerfstage.nerf.encoding import cpp; cpp.BACKEND.load(); print('loaded')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "loaded", result.stderr
     assert not (build_dir / "lock").exists()
@@ -173,8 +174,8 @@ def test_stale_build_lock_from_a_killed_build_does_not_hang():
 @pytest.fixture
 def fresh_backends(monkeypatch):
     """Forget cached build results and warnings (restored afterwards)."""
-    monkeypatch.setattr(cpp, "_extension", None)
-    monkeypatch.setattr(cpp, "_failure", None)
+    monkeypatch.setattr(cpp, "BACKEND", native.inline_extension("the C++ hash grid", cpp.SPEC))
+    monkeypatch.setattr(tcnn, "BACKEND", native.optional_module("tinycudann"))
     monkeypatch.setattr(encoding, "_warned", set())
 
 
@@ -182,7 +183,7 @@ def test_auto_falls_back_to_torch_with_one_warning_when_build_fails(fresh_backen
     def broken_build():
         raise RuntimeError("Error building extension 'nerfstage_hashgrid_cpu': g++ not found")
 
-    monkeypatch.setattr(cpp, "_build", broken_build)
+    monkeypatch.setattr(cpp, "BACKEND", native.LazyBackend("building the C++ hash grid", broken_build))
     config = replace(SMALL, backend="auto")
     x = torch.rand(100, 3, generator=torch.Generator().manual_seed(0))
     with pytest.warns(RuntimeWarning, match="torch reference") as record:
@@ -287,7 +288,8 @@ class _FakeTcnnEncoding(torch.nn.Module):
 def test_tcnn_wrapper_plumbing_with_a_stand_in(monkeypatch):
     """The tcnn backend feeds our per-level tables, flattened in tcnn's layout, to tinycudann and gets the gradient
     back into them (checked with a CPU stand-in for tinycudann; the real one needs a GPU)."""
-    monkeypatch.setattr(tcnn, "_module", type("FakeTinycudann", (), {"Encoding": _FakeTcnnEncoding}))
+    fake = type("FakeTinycudann", (), {"Encoding": _FakeTcnnEncoding})
+    monkeypatch.setattr(tcnn, "BACKEND", native.LazyBackend("importing tinycudann", lambda: fake))
     enc, ref = make_encoding(SMALL, seed=4), make_encoding(SMALL, seed=4)
     grid = tcnn.TcnnGrid(SMALL)
     assert list(grid.parameters()) == []  # tcnn's own copy of the table is removed
