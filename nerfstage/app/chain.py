@@ -32,7 +32,7 @@ from typing import Any
 
 from ..capture.pipeline import CaptureOptions
 from ..core.errors import ConfigError, InputError
-from ..core.presets import DEFAULT_PRESET, Preset, check_preset, stage_overrides
+from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, Preset, check_preset, stage_overrides
 
 
 @dataclass
@@ -109,7 +109,7 @@ def run_chain(input_path: Path, workdir: Path, options: ChainOptions | None = No
               on_train_step: TrainHook | None = None) -> dict[str, Any]:
     """Run capture -> train -> render -> export on the video / image folder ``input_path`` into ``workdir``;
     write and return summary.json's dict (report.html beside it). ``on_train_step(step)`` is called after every
-    training step (tests raise from it to simulate a kill)."""
+    training step (tests raise from it to simulate a kill). Without ``options`` it runs the default preset."""
     options = options or ChainOptions()
     input_path = Path(input_path)
     if not input_path.exists():
@@ -123,10 +123,10 @@ def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFo
              on_train_step: TrainHook | None = None) -> dict[str, Any]:
     """``run_chain`` on the built-in synthetic capture (written to WORKDIR/synthetic/), plus the capture's pose
     error against the true poses (summary stage ``capture``: ``mean_rotation_error_deg`` and
-    ``mean_centre_error_fraction``)."""
+    ``mean_centre_error_fraction``). Without ``options`` it runs the ``DEMO_PRESET`` (as ``nerfstage demo``)."""
     from .chain_stages import synthetic_stage
 
-    options, footage = options or ChainOptions(), footage or DemoFootage()
+    options, footage = options or chain_options(DEMO_PRESET), footage or DemoFootage()
     workdir = _prepare_workdir(workdir)
     summary = _new_summary(workdir, None, options)
     summary["demo"] = asdict(footage)

@@ -113,3 +113,23 @@ def test_presets_module_is_pure_data():
 
     code = "import sys, nerfstage.core.presets; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_demo_runs_the_demo_preset_by_default(monkeypatch, tmp_path):
+    """``run_demo`` without options and ``nerfstage demo`` without --preset both run DEMO_PRESET."""
+    from nerfstage.app import chain, chain_stages
+    from nerfstage.app.cli import main
+
+    seen = []
+
+    def stop(workdir, options, footage, summary):
+        seen.append(options)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(chain_stages, "synthetic_stage", stop)
+    with pytest.raises(ConfigError):
+        chain.run_demo(tmp_path / "a")
+    with pytest.raises(SystemExit):
+        main(["demo", "-o", str(tmp_path / "b"), "--quiet"])
+    assert [o.preset for o in seen] == [DEMO_PRESET, DEMO_PRESET]
+    assert seen[1] == chain_options(DEMO_PRESET, progress=False)
