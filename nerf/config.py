@@ -165,7 +165,8 @@ def config_to_dict(config: Any) -> dict:
 
 def config_from_dict(cls: type, data: dict, fill_defaults: bool = True, where: str = "config") -> Any:
     """Build dataclass ``cls`` from a plain dict, strictly: unknown keys and values of the wrong type raise
-    ConfigError naming the key; missing keys take the field default (``fill_defaults``) or raise."""
+    ConfigError naming the key (and carrying its path as ``field``); missing keys take the field default
+    (``fill_defaults``) or raise."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -175,8 +176,17 @@ def config_from_dict(cls: type, data: dict, fill_defaults: bool = True, where: s
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
     if not fill_defaults and names - set(data):
         raise ConfigError(f"{where}: missing key(s) {', '.join(sorted(names - set(data)))}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    kwargs = {k: _field_value(hints[k], v, where, k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _field_value(hint: Any, value: Any, where: str, key: str) -> Any:
+    """``_coerce`` of field ``key``; its ConfigError carries the field path (``model.background``)."""
+    try:
+        return _coerce(hint, value, f"{where}.{key}")
+    except ConfigError as err:
+        err.field = key if err.field is None else f"{key}.{err.field}"
+        raise
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:

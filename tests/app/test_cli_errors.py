@@ -36,6 +36,14 @@ def test_capture_errors_name_the_flags(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_train_config_errors_name_the_flag(capsys, tmp_path):
+    """TrainConfig's strict check names the field path; the train command's flag for it leads the line."""
+    line = _error_line(capsys, "train", str(tmp_path), "-o", str(tmp_path / "run"), "--device", "cpu",
+                       "--pose-refinement", "SO3", "--quiet")
+    assert line == "--pose-refinement: config.pose_refinement = 'SO3'; expected one of 'off', 'SO3xR3'"
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("command", [["train", "{scene}"], ["run", "{scene}"], ["demo"]])
 def test_unknown_preset_names_the_flag_and_the_presets(capsys, tmp_path, command):
     args = [a.format(scene=tmp_path) for a in command]
