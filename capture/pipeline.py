@@ -22,19 +22,27 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ..core.errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
-from .sfm import CAMERA_MODELS, SfmCameraModel, SfmOptions, SfmResult, reconstruction_poses, run_sfm
+from .sfm import (
+    CAMERA_MODELS,
+    Mapper,
+    Matcher,
+    SfmCameraModel,
+    SfmOptions,
+    SfmResult,
+    choose_matcher,
+    reconstruction_poses,
+    run_sfm,
+)
 
 MIN_REGISTERED_FRACTION = 0.5
 """Below this fraction of registered frames the capture fails."""
 WARN_REGISTERED_FRACTION = 0.9
 """Below this fraction of registered frames the capture succeeds with a warning."""
-EXHAUSTIVE_MAX_PHOTOS = 100
-"""``matcher="auto"`` matches a photo folder exhaustively up to this many images, sequentially above."""
 FLIP_WARN_DEG = 120.0
 """After exhaustive matching, a turn above this between frames adjacent in name order is reported as a likely
 mirror-flipped pose (symmetric scenes: beer_video/images flips 3 times exhaustively, never sequentially)."""
@@ -48,11 +56,12 @@ class CaptureOptions:
     """Target number of frames taken from a video (the sharpest of each of this many equal windows)."""
     max_size: int = 1600
     """Longest image side in pixels; larger frames and photos are downscaled."""
-    matcher: Literal["auto", "sequential", "exhaustive"] = "auto"
-    """Feature matching: ``auto`` = sequential for videos, exhaustive for <= 100 photos, else sequential."""
-    mapper: Literal["incremental", "global"] = "incremental"
+    matcher: Matcher = SfmOptions.matcher
+    """Feature matching: ``auto`` = sequential for videos, exhaustive for <= 100 photos, else sequential
+    (``nerfstage.capture.sfm.choose_matcher``)."""
+    mapper: Mapper = SfmOptions.mapper
     """SfM mapper: COLMAP's incremental one, or global (GLOMAP-style) mapping."""
-    camera_model: SfmCameraModel = "SIMPLE_RADIAL"
+    camera_model: SfmCameraModel = SfmOptions.camera_model
     """COLMAP camera model of the one camera shared by every frame (see ``nerfstage.capture.sfm``)."""
     seed: int = 0
     """Seed of every random step."""
@@ -62,9 +71,9 @@ class CaptureOptions:
     """Existing COLMAP model folder (``.../sparse/0``) to convert instead of running SfM."""
     colmap_images: Path | None = None
     """Image folder of ``colmap_model``; its images are copied into the dataset's ``images/``."""
-    max_num_features: int = 4096
+    max_num_features: int = SfmOptions.max_num_features
     """Most SIFT features per image (see ``nerfstage.capture.sfm`` for why 4096)."""
-    loop_every: int = 6
+    loop_every: int = SfmOptions.loop_every
     """Loop-closing second SfM pass of the sequential matcher: frame pairs whose gap is a multiple of this and
     whose cameras look the same way are matched from the first model's poses (0 = off; ``capture/sfm.py``)."""
     keep_database: bool = False
@@ -114,17 +123,19 @@ def _check_options(input_path: Path | None, options: CaptureOptions) -> None:
     if options.colmap_model is None and input_path is None:
         raise ConfigError("no input: give a video file, a folder of images, or --colmap MODEL --images DIR")
     if options.colmap_model is not None and options.colmap_images is None:
-        raise ConfigError(f"--colmap {options.colmap_model}: also give --images DIR, the model's image folder")
+        raise ConfigError(f"colmap_images: give the image folder of the COLMAP model {options.colmap_model} too",
+                          field="colmap_images")
     if options.frames < 2:
-        raise ConfigError(f"--frames {options.frames}: expected at least 2 frames")
+        raise ConfigError(f"frames={options.frames}: expected at least 2 frames", field="frames")
     if options.max_size < 64:
-        raise ConfigError(f"--max-size {options.max_size}: expected at least 64 pixels")
+        raise ConfigError(f"max_size={options.max_size}: expected at least 64 pixels", field="max_size")
     if options.matcher not in ("auto", "sequential", "exhaustive"):
-        raise ConfigError(f"--matcher {options.matcher!r}: expected auto, sequential or exhaustive")
+        raise ConfigError(f"matcher={options.matcher!r}: expected auto, sequential or exhaustive", field="matcher")
     if options.mapper not in ("incremental", "global"):
-        raise ConfigError(f"--mapper {options.mapper!r}: expected incremental or global")
+        raise ConfigError(f"mapper={options.mapper!r}: expected incremental or global", field="mapper")
     if options.camera_model not in CAMERA_MODELS:
-        raise ConfigError(f"--camera-model {options.camera_model!r}: expected one of {', '.join(CAMERA_MODELS)}")
+        raise ConfigError(f"camera_model={options.camera_model!r}: expected one of {', '.join(CAMERA_MODELS)}",
+                          field="camera_model")
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -179,7 +190,8 @@ def sfm_options_for(options: CaptureOptions, is_video: bool, num_images: int) ->
     """The SfM settings ``run_capture`` uses for this input (the speed benchmark reuses them)."""
     return SfmOptions(
         camera_model=options.camera_model,
-        matcher=_choose_matcher(options.matcher, is_video, num_images),
+        matcher=choose_matcher(options.matcher, is_video, num_images),
+        video_frames=is_video,
         mapper=options.mapper,
         max_num_features=options.max_num_features,
         loop_every=options.loop_every,
@@ -214,14 +226,6 @@ def _frames_into(input_path: Path, is_video: bool, options: CaptureOptions, imag
 def _invert(name_map: dict[str, str]) -> list[tuple[str, str]]:
     """Written name -> original name, in written order."""
     return sorted((written, original) for original, written in name_map.items())
-
-
-def _choose_matcher(matcher: str, is_video: bool, num_images: int) -> Literal["sequential", "exhaustive"]:
-    if matcher != "auto":
-        return matcher  # type: ignore[return-value]
-    if is_video or num_images > EXHAUSTIVE_MAX_PHOTOS:
-        return "sequential"
-    return "exhaustive"
 
 
 def _registration_warnings(sfm: SfmResult, input_path: Path, matcher: str) -> list[str]:

@@ -48,7 +48,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -59,7 +59,7 @@ from .sfm_loops import match_pairs, retriangulate, select_loop_pairs, viewing_ge
 if TYPE_CHECKING:
     import pycolmap
 
-Matcher = Literal["sequential", "exhaustive"]
+Matcher = Literal["auto", "sequential", "exhaustive"]
 Mapper = Literal["incremental", "global"]
 SfmCameraModel = Literal["OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE"]
 Tuning = Literal["fast", "colmap"]
@@ -67,6 +67,8 @@ __all__ = ["SfmOptions", "SfmResult", "run_sfm", "Sim3", "align_sim3", "pose_err
            "trajectory_size"]
 
 CAMERA_MODELS: tuple[str, ...] = ("OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE")
+EXHAUSTIVE_MAX_PHOTOS = 100
+"""``matcher="auto"`` matches a photo folder exhaustively up to this many images, sequentially above."""
 REFINE_MIN_PX = 0.5
 """``fast`` tuning's final refinement drops observations whose reprojection error exceeds the larger of this
 (pixels) and REFINE_MEAN_FACTOR times the model's mean reprojection error, then re-runs global BA."""
@@ -82,8 +84,12 @@ class SfmOptions:
 
     camera_model: SfmCameraModel = "SIMPLE_RADIAL"
     """COLMAP camera model of the one camera shared by all images (why SIMPLE_RADIAL: module docstring)."""
-    matcher: Matcher = "sequential"
-    """``sequential`` (video frames in order) or ``exhaustive`` (every pair; small unordered photo sets)."""
+    matcher: Matcher = "auto"
+    """``sequential`` (video frames in order), ``exhaustive`` (every pair; small unordered photo sets) or ``auto``:
+    sequential for video frames (``video_frames``) and for more than ``EXHAUSTIVE_MAX_PHOTOS`` photos, else
+    exhaustive (see ``choose_matcher``)."""
+    video_frames: bool = True
+    """The images are a video's frames, in order (``matcher="auto"`` then matches sequentially)."""
     mapper: Mapper = "incremental"
     """``incremental`` (COLMAP) or ``global`` (GLOMAP-style rotation averaging + global positioning)."""
     tuning: Tuning = "fast"
@@ -136,6 +142,7 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
     names = sorted(p.name for p in image_dir.iterdir() if p.is_file())
     if len(names) < 2:
         raise ReconstructionError(f"{image_dir}: {len(names)} image(s) found, SfM needs at least 2")
+    options = replace(options, matcher=choose_matcher(options.matcher, options.video_frames, len(names)))
     work_dir.mkdir(parents=True, exist_ok=True)
     database = work_dir / "database.db"
     database.unlink(missing_ok=True)
@@ -163,8 +170,9 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
 def _check_options(options: SfmOptions) -> None:
     if options.camera_model not in CAMERA_MODELS:
         raise ConfigError(f"camera model {options.camera_model!r}: expected one of {', '.join(CAMERA_MODELS)}")
-    if options.matcher not in ("sequential", "exhaustive"):
-        raise ConfigError(f"matcher {options.matcher!r}: expected 'sequential' or 'exhaustive'")
+    if options.matcher not in ("auto", "sequential", "exhaustive"):
+        raise ConfigError(f"matcher {options.matcher!r}: expected 'auto', 'sequential' or 'exhaustive'",
+                          field="matcher")
     if options.mapper not in ("incremental", "global"):
         raise ConfigError(f"mapper {options.mapper!r}: expected 'incremental' or 'global'")
     if options.tuning not in ("fast", "colmap"):
@@ -176,6 +184,16 @@ def _check_options(options: SfmOptions) -> None:
         )
     if not 0.0 < options.loop_max_angle_deg <= 180.0:
         raise ConfigError(f"loop_max_angle_deg={options.loop_max_angle_deg}: expected an angle in (0, 180]")
+
+
+def choose_matcher(matcher: str, video_frames: bool, num_images: int) -> Literal["sequential", "exhaustive"]:
+    """What ``matcher`` means for these images: ``auto`` = sequential for a video's frames and for more than
+    ``EXHAUSTIVE_MAX_PHOTOS`` photos, exhaustive for fewer photos; any other value as it is."""
+    if matcher != "auto":
+        return matcher  # type: ignore[return-value]
+    if video_frames or num_images > EXHAUSTIVE_MAX_PHOTOS:
+        return "sequential"
+    return "exhaustive"
 
 
 def _extract(database: Path, image_dir: Path, options: SfmOptions) -> None:

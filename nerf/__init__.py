@@ -20,7 +20,6 @@ _LAZY = {
     "TrainConfig": ".config",
     "ModelConfig": ".config",
     "DataConfig": ".config",
-    "PRESETS": ".config",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

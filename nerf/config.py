@@ -1,4 +1,5 @@
-"""Configuration dataclasses of the NeRF stage (plain data; presets are built from these)."""
+"""Configuration dataclasses of the NeRF stage (plain data; the presets of ``nerfstage.core.presets`` override
+them per device kind)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.errors import ConfigError
+from ..core.presets import DEFAULT_PRESET, train_overrides
 from .encoding import HashGridConfig
 
 Background = Literal["white", "black", "random"]
@@ -74,7 +76,6 @@ class ModelConfig:
 
 Device = Literal["auto", "cpu", "cuda"]
 PoseRefinement = Literal["off", "SO3xR3"]
-Preset = Literal["preview", "default", "quality"]
 SceneCentre = Literal["auto", "poses", "focus"]
 
 
@@ -148,59 +149,13 @@ class TrainConfig:
     """Adam learning rate of the pose corrections (radians / normalised-scene units), on the same schedule."""
 
 
-def _cpu_encoding(log2_hashmap_size: int, max_resolution: int) -> HashGridConfig:
-    return HashGridConfig(log2_hashmap_size=log2_hashmap_size, max_resolution=max_resolution)
-
-
-PRESETS: dict[str, dict[str, dict]] = {
-    # Presets are plain data: field overrides of TrainConfig (nested dicts for model / data / model.encoding),
-    # one set per device kind. ``preset_config`` builds the dataclasses from them. CPU presets march with a
-    # coarser step (0.01 / 0.02 scene units instead of diagonal / 1024) and a shorter occupancy warm-up: on two
-    # cores the samples per second, not the steps, are what runs out. A 64^3 occupancy grid keeps its updates
-    # cheap (131 k cells per update after warm-up), and rendering skips samples with opacity below 1e-3 (lego:
-    # -17% colour evaluations, -0.003 dB). The CPU preview marches unbounded scenes with a 4x wider cone (1/64):
-    # early in training the field is fog everywhere, so with 1/256 a ray took ~370 samples and a step only ~250
-    # rays; on the demo's synthetic room (110 s budget) 1/256 gave 470 steps, 20.76 dB, SSIM 0.410, and 1/64
-    # gives 1000 steps, 23.38 dB, SSIM 0.587 with evaluation 4.5 s instead of 20 s (1/32: 22.98 dB).
-    "preview": {
-        "cpu": {"steps": 1000, "batch_rays": 512, "target_samples": 1 << 14, "max_batch_rays": 4096,
-                "checkpoint_every": 200, "time_budget_s": 110.0, "unbounded_cone_angle": 1.0 / 64.0,
-                "model": {"encoding": {"log2_hashmap_size": 17, "max_resolution": 1024},
-                          "occupancy_resolution": 64, "occupancy_warmup_steps": 32, "render_step_size": 0.02,
-                          "alpha_threshold": 1.0e-3},
-                "data": {"max_image_side": 400}},
-        "cuda": {"steps": 2000, "batch_rays": 4096, "target_samples": 1 << 18, "max_batch_rays": 1 << 17,
-                 "data": {"max_image_side": 800}},
-    },
-    "default": {
-        "cpu": {"steps": 6000, "batch_rays": 256, "target_samples": 1 << 15, "max_batch_rays": 8192,
-                "checkpoint_every": 250, "time_budget_s": 600.0,
-                "model": {"encoding": {"log2_hashmap_size": 19, "max_resolution": 2048},
-                          "occupancy_resolution": 64, "occupancy_warmup_steps": 64, "render_step_size": 0.01,
-                          "alpha_threshold": 1.0e-3},
-                "data": {"max_image_side": 800}},
-        "cuda": {"steps": 5000, "batch_rays": 4096, "target_samples": 1 << 18, "max_batch_rays": 1 << 18,
-                 "checkpoint_every": 1000, "data": {"max_image_side": 1600}},
-    },
-    "quality": {
-        "cpu": {"steps": 20000, "batch_rays": 1024, "target_samples": 1 << 16, "max_batch_rays": 1 << 16,
-                "checkpoint_every": 1000, "model": {"occupancy_warmup_steps": 128},
-                "data": {"max_image_side": 1600}},
-        "cuda": {"steps": 20000, "batch_rays": 4096, "target_samples": 1 << 18, "max_batch_rays": 1 << 18,
-                 "checkpoint_every": 2000, "data": {"max_image_side": 0}},
-    },
-}
-
-
 def preset_config(name: str, device_kind: str) -> TrainConfig:
-    """TrainConfig of preset ``name`` sized for ``device_kind`` ("cpu" or "cuda")."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
-    kind = "cuda" if device_kind.startswith("cuda") else "cpu"
-    return config_from_dict(TrainConfig, PRESETS[name][kind], fill_defaults=True)
+    """TrainConfig of preset ``name`` sized for ``device_kind`` ("cpu" or "cuda"): the dataclass defaults with the
+    preset's ``"train"`` overrides (``nerfstage.core.presets``)."""
+    return config_from_dict(TrainConfig, train_overrides(name, device_kind), fill_defaults=True)
 
 
-def build_config(preset: str = "default", device: str = "auto", **overrides: Any) -> TrainConfig:
+def build_config(preset: str = DEFAULT_PRESET, device: str = "auto", **overrides: Any) -> TrainConfig:
     """The preset for the device ``device`` resolves to, with top-level field ``overrides`` (e.g. steps, seed)."""
     import torch
 
@@ -216,7 +171,8 @@ def config_to_dict(config: Any) -> dict:
 
 def config_from_dict(cls: type, data: dict, fill_defaults: bool = True, where: str = "config") -> Any:
     """Build dataclass ``cls`` from a plain dict, strictly: unknown keys and values of the wrong type raise
-    ConfigError naming the key; missing keys take the field default (``fill_defaults``) or raise."""
+    ConfigError naming the key (and carrying its path as ``field``); missing keys take the field default
+    (``fill_defaults``) or raise."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -226,8 +182,17 @@ def config_from_dict(cls: type, data: dict, fill_defaults: bool = True, where: s
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
     if not fill_defaults and names - set(data):
         raise ConfigError(f"{where}: missing key(s) {', '.join(sorted(names - set(data)))}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    kwargs = {k: _field_value(hints[k], v, where, k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _field_value(hint: Any, value: Any, where: str, key: str) -> Any:
+    """``_coerce`` of field ``key``; its ConfigError carries the field path (``model.background``)."""
+    try:
+        return _coerce(hint, value, f"{where}.{key}")
+    except ConfigError as err:
+        err.field = key if err.field is None else f"{key}.{err.field}"
+        raise
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:

@@ -22,7 +22,6 @@ WORKDIR layout::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import time
@@ -31,57 +30,42 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..capture.pipeline import CaptureOptions
 from ..core.errors import ConfigError, InputError
-
-CHAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # Presets are data: field values of ChainOptions. ``preview`` is what ``nerfstage demo`` (60 frames of 640x480
-    # synthetic footage) runs within 15 minutes on 2 CPU cores: the nerf preview preset's time budget (110 s on
-    # CPU) bounds training, 2 of the 8 held-out views are evaluated, and the outputs are sized for the rays/s a
-    # briefly trained model renders at on 2 cores: with the preview's 1/64 marching cone (session 3) a 320x240
-    # frame takes ~2.8 s on a quiet machine (27 k rays/s; the 1/256 cone's foggier field managed ~9 k, so the
-    # videos were 160x120 before). Quiet-machine demo with these sizes: 4 min 51 s (benchmarks/RESULTS.md).
-    "preview": {"frames": 60, "max_size": 640, "train_preset": "preview",
-                "train_overrides": {"data": {"eval_view_stride": 4}},
-                "video_width": 320, "video_height": 240, "video_seconds": 2.0, "video_fps": 8.0,
-                "plate_width": 512, "cubemap_face": 96, "mesh_resolution": 96, "mesh_max_faces": 30_000},
-    "default": {"frames": 150, "max_size": 1600, "train_preset": "default", "video_width": 960,
-                "video_height": 540, "video_seconds": 4.0, "video_fps": 30.0, "plate_width": 4096,
-                "cubemap_face": 1024, "mesh_resolution": 256, "mesh_max_faces": 200_000},
-    "quality": {"frames": 300, "max_size": 1600, "train_preset": "quality", "video_width": 1920,
-                "video_height": 1080, "video_seconds": 6.0, "video_fps": 30.0, "plate_width": 8192,
-                "cubemap_face": 2048, "mesh_resolution": 512, "mesh_max_faces": 1_000_000},
-}
+from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, Preset, check_preset, stage_overrides
 
 
 @dataclass
 class ChainOptions:
-    """What ``run_chain`` builds. Build it with ``chain_options(preset, ...)`` so every size comes from a preset."""
+    """What ``run_chain`` builds. The defaults are the ``default`` preset; ``chain_options(preset, ...)`` applies
+    another preset's overrides (``nerfstage.core.presets``)."""
 
-    preset: str = "preview"
-    """The chain preset these sizes came from (preview | default | quality); recorded in summary.json."""
-    frames: int = 60
+    preset: Preset = DEFAULT_PRESET
+    """The preset these sizes came from (one of ``nerfstage.core.presets.PRESET_NAMES``); recorded in
+    summary.json."""
+    frames: int = CaptureOptions.frames
     """Capture: frames taken from a video."""
-    max_size: int = 640
+    max_size: int = CaptureOptions.max_size
     """Capture: longest image side, pixels."""
-    train_preset: str = "preview"
+    train_preset: Preset = DEFAULT_PRESET
     """Training preset of ``nerfstage.nerf.config`` (sized for the device)."""
     train_overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields replacing the preset's (nested dicts for model / data / model.encoding), e.g. steps."""
-    video_width: int = 320
+    video_width: int = 960
     """Orbit and dolly-zoom MP4 width, pixels (even)."""
-    video_height: int = 240
+    video_height: int = 540
     """Orbit and dolly-zoom MP4 height, pixels (even)."""
-    video_seconds: float = 2.0
+    video_seconds: float = 4.0
     """Duration of each MP4, seconds."""
-    video_fps: float = 24.0
+    video_fps: float = 30.0
     """Frame rate of each MP4."""
-    plate_width: int = 1024
+    plate_width: int = 4096
     """Width of the EXR latlong plate (its height is half of it)."""
-    cubemap_face: int = 256
+    cubemap_face: int = 1024
     """Face size of the EXR cubemap, pixels."""
-    mesh_resolution: int = 128
+    mesh_resolution: int = 256
     """Density-grid samples along the longest axis of the mesh's crop box."""
-    mesh_max_faces: int = 50_000
+    mesh_max_faces: int = 200_000
     """Decimate the mesh to at most this many faces."""
     max_rays_per_chunk: int = 1 << 13
     """Rays rendered at once in the render and export stages (the memory budget)."""
@@ -95,16 +79,17 @@ class ChainOptions:
     """Show progress bars."""
 
 
-def chain_options(preset: str = "preview", **overrides: Any) -> ChainOptions:
-    """ChainOptions of ``preset`` with field ``overrides``; ConfigError for an unknown preset or field."""
-    if preset not in CHAIN_PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; expected one of {', '.join(CHAIN_PRESETS)}")
+def chain_options(preset: str = DEFAULT_PRESET, **overrides: Any) -> ChainOptions:
+    """ChainOptions of ``preset`` (its capture and chain overrides, its training preset) with field ``overrides``
+    (None = not given); ConfigError for an unknown preset or field."""
+    check_preset(preset)
     names = {f.name for f in dataclasses.fields(ChainOptions)}
     bad = sorted(set(overrides) - names)
     if bad:
         raise ConfigError(f"unknown chain option(s) {', '.join(bad)}; expected some of {', '.join(sorted(names))}")
     given = {k: v for k, v in overrides.items() if v is not None}
-    return ChainOptions(preset=preset, **{**copy.deepcopy(CHAIN_PRESETS[preset]), **given})
+    from_preset = {**stage_overrides(preset, "capture"), **stage_overrides(preset, "chain")}
+    return ChainOptions(**{"preset": preset, "train_preset": preset, **from_preset, **given})
 
 
 @dataclass
@@ -124,7 +109,7 @@ def run_chain(input_path: Path, workdir: Path, options: ChainOptions | None = No
               on_train_step: TrainHook | None = None) -> dict[str, Any]:
     """Run capture -> train -> render -> export on the video / image folder ``input_path`` into ``workdir``;
     write and return summary.json's dict (report.html beside it). ``on_train_step(step)`` is called after every
-    training step (tests raise from it to simulate a kill)."""
+    training step (tests raise from it to simulate a kill). Without ``options`` it runs the default preset."""
     options = options or ChainOptions()
     input_path = Path(input_path)
     if not input_path.exists():
@@ -138,10 +123,10 @@ def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFo
              on_train_step: TrainHook | None = None) -> dict[str, Any]:
     """``run_chain`` on the built-in synthetic capture (written to WORKDIR/synthetic/), plus the capture's pose
     error against the true poses (summary stage ``capture``: ``mean_rotation_error_deg`` and
-    ``mean_centre_error_fraction``)."""
+    ``mean_centre_error_fraction``). Without ``options`` it runs the ``DEMO_PRESET`` (as ``nerfstage demo``)."""
     from .chain_stages import synthetic_stage
 
-    options, footage = options or ChainOptions(), footage or DemoFootage()
+    options, footage = options or chain_options(DEMO_PRESET), footage or DemoFootage()
     workdir = _prepare_workdir(workdir)
     summary = _new_summary(workdir, None, options)
     summary["demo"] = asdict(footage)

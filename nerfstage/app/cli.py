@@ -13,9 +13,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import Device, Quiet, RedoStages, RunArg, Seed, new_app
+from .cli_common import (
+    Device,
+    Quiet,
+    RedoStages,
+    RunArg,
+    Seed,
+    command_scope,
+    fills,
+    flag_message,
+    given,
+    lowered,
+    new_app,
+)
 from ..core.errors import NerfstageError
+from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, PRESET_NAMES
 
+PRESETS_HELP = " | ".join(PRESET_NAMES)
 app = new_app("nerfstage", "Phone video -> radiance field -> fly-throughs, meshes and LED-wall plates.")
 
 
@@ -36,29 +50,29 @@ def _root(
     """Phone video -> radiance field -> fly-throughs, meshes and LED-wall plates."""
 
 
-def _fail(err: BaseException, code: int) -> None:
-    message = str(err).splitlines()[0] if str(err) else type(err).__name__
-    print(f"nerfstage: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
+def _fail(err: NerfstageError) -> None:
+    """The one place that prints an error: one line, a field named as the flag that sets it, exit code."""
+    print(f"nerfstage: error: {flag_message(err)}", file=sys.stderr)
+    raise SystemExit(err.exit_code)
 
 
-@app.command()
+@app.command(cls=fills("nerfstage.capture.pipeline:CaptureOptions", colmap="colmap_model", images="colmap_images"))
 def capture(
     input: Annotated[
         Optional[Path], typer.Argument(help="A video file, or a folder of images (omit with --colmap).")
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write.")] = ...,
-    frames: Annotated[int, typer.Option(help="Target number of frames taken from a video.")] = 150,
-    max_size: Annotated[int, typer.Option("--max-size", help="Longest image side, pixels.")] = 1600,
-    matcher: Annotated[str, typer.Option(help="auto | sequential | exhaustive.")] = "auto",
-    mapper: Annotated[str, typer.Option(help="incremental | global.")] = "incremental",
+    frames: Annotated[Optional[int], typer.Option(help="Target number of frames taken from a video.")] = None,
+    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Longest image side, pixels.")] = None,
+    matcher: Annotated[Optional[str], typer.Option(help="auto | sequential | exhaustive.")] = None,
+    mapper: Annotated[Optional[str], typer.Option(help="incremental | global.")] = None,
     camera_model: Annotated[
-        str, typer.Option("--camera-model", help="SIMPLE_RADIAL | OPENCV | PINHOLE | OPENCV_FISHEYE.")
-    ] = "SIMPLE_RADIAL",
-    loop_every: Annotated[int, typer.Option(
+        Optional[str], typer.Option("--camera-model", help="SIMPLE_RADIAL | OPENCV | PINHOLE | OPENCV_FISHEYE.")
+    ] = None,
+    loop_every: Annotated[Optional[int], typer.Option(
         "--loop-every", help="Sequential matching: loop-closing pass on frame gaps that are multiples of N (0 = off)."
-    )] = 6,
-    seed: Seed = 0,
+    )] = None,
+    seed: Seed = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
     colmap: Annotated[
         Optional[Path], typer.Option("--colmap", help="Convert this COLMAP model (sparse/0) instead of running SfM.")
@@ -74,20 +88,17 @@ def capture(
 
     if colmap is not None and images is None and input is not None:
         input, images = None, input
-    options = CaptureOptions(
+    options = CaptureOptions(**given(
         frames=frames,
         max_size=max_size,
-        matcher=matcher.lower(),  # type: ignore[arg-type]
-        mapper=mapper.lower(),  # type: ignore[arg-type]
-        camera_model=camera_model.upper(),  # type: ignore[arg-type]
+        matcher=lowered(matcher),
+        mapper=lowered(mapper),
+        camera_model=None if camera_model is None else camera_model.upper(),
         seed=seed,
-        overwrite=overwrite,
         colmap_model=colmap,
         colmap_images=images,
-        keep_database=keep_database,
         loop_every=loop_every,
-        progress=not quiet,
-    )
+    ), overwrite=overwrite, keep_database=keep_database, progress=not quiet)
     result = run_capture(input, output, options)
     report = result.report
     error = report["mean_reprojection_error_px"]
@@ -105,7 +116,7 @@ def train(
         Optional[Path], typer.Argument(help="Dataset: transforms.json folder, Blender splits or COLMAP model.")
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder to write.")] = ...,
-    preset: Annotated[str, typer.Option(help="preview | default | quality (sized for the device).")] = "default",
+    preset: Annotated[str, typer.Option(help=f"{PRESETS_HELP} (sized for the device).")] = DEFAULT_PRESET,
     steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides the preset).")] = None,
     time_budget: Annotated[
         Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")
@@ -180,9 +191,9 @@ def eval_(
 def run_(
     input: Annotated[Path, typer.Argument(help="A phone video or a folder of photos.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = ...,
-    preset: Annotated[str, typer.Option(help="preview | default | quality.")] = "default",
+    preset: Annotated[str, typer.Option(help=f"{PRESETS_HELP}.")] = DEFAULT_PRESET,
     frames: Annotated[Optional[int], typer.Option(help="Frames taken from a video (overrides the preset).")] = None,
-    seed: Seed = 0,
+    seed: Seed = None,
     device: Device = "auto",
     overwrite: RedoStages = False,
     quiet: Quiet = False,
@@ -198,9 +209,11 @@ def run_(
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = Path("demo_out"),
-    preset: Annotated[str, typer.Option(help="preview | default | quality.")] = "preview",
+    preset: Annotated[str, typer.Option(
+        help=f"{PRESETS_HELP} (the demo's default, {DEMO_PRESET}, runs the whole chain in minutes on 2 CPU cores)."
+    )] = DEMO_PRESET,
     frames: Annotated[Optional[int], typer.Option(help="Frames of synthetic footage (overrides the preset).")] = None,
-    seed: Seed = 0,
+    seed: Seed = None,
     device: Device = "auto",
     overwrite: RedoStages = False,
     quiet: Quiet = False,
@@ -227,15 +240,15 @@ def _triple(text: Optional[str], name: str) -> Optional[tuple[float, float, floa
     return values  # type: ignore[return-value]
 
 
-@app.command()
+@app.command(cls=fills("nerfstage.render.pipeline:RenderOptions", "nerfstage.render.plan:ShotOptions",
+                      what="output", orbit_height="height_above"))
 def render(
     run: RunArg,
-    output: Annotated[
+    output_file: Annotated[
         Optional[Path], typer.Option("-o", "--output-file", help="OUT.mp4 (H.264) or a folder for numbered frames.")
     ] = None,
-    path: Annotated[
-        str, typer.Option("--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (camera path).")
-    ] = "orbit",
+    path: Annotated[Optional[str], typer.Option(
+        "--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (camera path).")] = None,
     save_path: Annotated[
         Optional[Path], typer.Option("--save-path", help="Also save the path as a nerfstudio camera_path.json.")
     ] = None,
@@ -247,8 +260,10 @@ def render(
     fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).")] = None,
     fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.")] = None,
-    what: Annotated[str, typer.Option("--output", help="rgb | depth | alpha | normal.")] = "rgb",
-    frame_format: Annotated[str, typer.Option("--format", help="Frames in a folder: png | exr | npy.")] = "png",
+    what: Annotated[Optional[str], typer.Option("--output", help="rgb | depth | alpha | normal.")] = None,
+    frame_format: Annotated[
+        Optional[str], typer.Option("--format", help="Frames in a folder: png | exr | npy.")
+    ] = None,
     half: Annotated[bool, typer.Option("--half", help="EXR frames as half floats.")] = False,
     max_rays_per_chunk: Annotated[
         int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
@@ -261,16 +276,18 @@ def render(
     orbit_height: Annotated[
         Optional[float], typer.Option("--orbit-height", help="Camera height above the centre (+z).")
     ] = None,
-    turns: Annotated[float, typer.Option(help="Orbit / spiral revolutions.")] = 1.0,
+    turns: Annotated[Optional[float], typer.Option(help="Orbit / spiral revolutions.")] = None,
     focus_distance: Annotated[
         Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject / lens focus distance.")
     ] = None,
     fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.")] = None,
-    aperture: Annotated[float, typer.Option(help="Thin-lens aperture radius (0 = pinhole).")] = 0.0,
-    lens_samples: Annotated[int, typer.Option("--lens-samples", help="Lens samples per pixel (DOF).")] = 1,
-    ease: Annotated[str, typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = "linear",
-    cubemap_layout: Annotated[str, typer.Option("--cubemap-layout", help="cross | strip | six.")] = "cross",
-    smoothing: Annotated[float, typer.Option(help="interpolate: smoothing of the training cameras.")] = 0.0,
+    aperture: Annotated[Optional[float], typer.Option(help="Thin-lens aperture radius (0 = pinhole).")] = None,
+    lens_samples: Annotated[Optional[int], typer.Option("--lens-samples", help="Lens samples per pixel (DOF).")] = None,
+    ease: Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = None,
+    cubemap_layout: Annotated[Optional[str], typer.Option("--cubemap-layout", help="cross | strip | six.")] = None,
+    smoothing: Annotated[
+        Optional[float], typer.Option(help="interpolate: smoothing of the training cameras.")
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Fly a virtual camera through a trained run: MP4, PNG/EXR/NPY frames, 360 plates, camera_path.json."""
@@ -279,36 +296,36 @@ def render(
     from nerfstage.render.pipeline import RenderOptions, check_options, render_path, save_path as write_path
     from nerfstage.render.plan import ShotOptions
 
-    if output is None and save_path is None:
+    if output_file is None and save_path is None:
         raise ConfigError("nothing to do: give -o OUT.mp4 / -o FOLDER and/or --save-path FILE.json")
-    shot = ShotOptions(
-        path=path, camera=camera, width=width, height=height, fps=fps, seconds=seconds, fov=fov,  # type: ignore
+    shot = ShotOptions(**given(
+        path=path, camera=camera, width=width, height=height, fps=fps, seconds=seconds, fov=fov,
         center=_triple(center, "--center"), radius=radius, height_above=orbit_height, turns=turns, ease=ease,
         smoothing=smoothing, focus_distance=focus_distance, fov_end=fov_end, aperture=aperture,
-        cubemap_layout=cubemap_layout,  # type: ignore[arg-type]
-    )
+        cubemap_layout=cubemap_layout,
+    ))
     options = RenderOptions(
-        output=what, frame_format=frame_format, half=half, max_rays_per_chunk=max_rays_per_chunk,  # type: ignore
-        lens_samples=lens_samples, resume=resume, overwrite=overwrite, progress=not quiet,
+        **given(output=what, frame_format=frame_format, lens_samples=lens_samples),
+        half=half, max_rays_per_chunk=max_rays_per_chunk, resume=resume, overwrite=overwrite, progress=not quiet,
     )
-    if output is not None:
-        check_options(output, options)
+    if output_file is not None:
+        check_options(output_file, options)
     loaded = load_run(run, device=device)
     built = write_path(loaded, save_path, shot, overwrite) if save_path is not None else None
     if save_path is not None:
         print(f"saved {len(built)} frames of camera path -> {save_path}")
-    if output is None:
+    if output_file is None:
         return
-    result = render_path(loaded, output, shot, options, path=built)
+    result = render_path(loaded, output_file, shot, options, path=built)
     print(
         f"{result.frames} frames {result.width}x{result.height} @ {result.fps:g} fps ({result.rendered} rendered "
         f"in {result.seconds:.1f} s, {result.rays_per_second:.0f} rays/s) -> {result.output}"
     )
 
 
-from .cli_view import view  # noqa: E402  (typer only: the viewer itself is imported when the command runs)
+from .cli_view import ViewCommand, view  # noqa: E402  (typer only: the viewer is imported when the command runs)
 
-app.command()(view)
+app.command(cls=ViewCommand)(view)
 
 from .cli_export import export_app  # noqa: E402  (typer only: nerfstage.export is imported per command)
 
@@ -321,13 +338,14 @@ def main(argv: list[str] | None = None) -> None:
     # viewer beside a training run, two runs at once); passive waiting costs nothing measurable on an idle machine.
     # Set before any command imports torch; a value the user exported wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        app(args=argv, standalone_mode=True)
-    except NerfstageError as err:
-        _fail(err, err.exit_code)
-    except KeyboardInterrupt:
-        print("nerfstage: interrupted", file=sys.stderr)
-        raise SystemExit(130)
+    with command_scope():
+        try:
+            app(args=argv, standalone_mode=True)
+        except NerfstageError as err:
+            _fail(err)
+        except KeyboardInterrupt:
+            print("nerfstage: interrupted", file=sys.stderr)
+            raise SystemExit(130)
 
 
 if __name__ == "__main__":

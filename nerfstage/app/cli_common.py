@@ -1,23 +1,143 @@
-"""What every ``nerfstage`` command line shares: how a (sub-)app is made and the options that mean the same
-everywhere (device, quiet, seed, overwrite, run folder). typer only: importing this stays cheap."""
+"""What every ``nerfstage`` command line shares: how a (sub-)app is made, how options meet the library's option
+dataclasses, and the options that mean the same everywhere (device, quiet, seed, overwrite, run folder). typer
+only: importing this stays cheap.
+
+Options that set a library dataclass field default to None ("not given"): the command passes only the given ones
+(``given``), so each default is declared once, in its dataclass. ``--help`` of such a command shows the dataclass
+defaults all the same (``fills``: the dataclass module is imported when the help is shown, not before). Library
+errors about one option name its field; ``flag_message`` turns that into the running command's flag.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ClassVar, Optional
 
 import typer
+from typer.core import TyperCommand, TyperOption
+
+from ..core.errors import NerfstageError
+
+
+class NerfstageCommand(TyperCommand):
+    """Every nerfstage command: knows which dataclass fields its options fill, to show their defaults in ``--help``
+    and to name the flag of a field that a library error is about."""
+
+    sources: ClassVar[tuple[str, ...]] = ()
+    """``"module:Class"`` of each option dataclass the command fills (first one holding a field wins)."""
+    renamed: ClassVar[dict[str, Any]] = {}
+    """Option parameter -> its field where the names differ, or (field, field value -> option value) where the
+    option also has another unit (``--memory-gb`` of ``memory_budget_bytes``)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        _RUNNING.set(self)  # cli.main names the flags of the command that failed
+        return super().invoke(ctx)
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        defaults = library_defaults(self.sources)
+        for param in self.params:
+            field, to_option = self._field(param.name)
+            if param.default is None and defaults.get(field) is not None:
+                # shown, and filled had the command run on: the same value the dataclass takes when not given
+                param.default = to_option(defaults[field])
+        super().format_help(ctx, formatter)
+
+    def flag_of(self, field: str) -> tuple[str, bool] | None:
+        """The long flag of the option that sets ``field`` and whether its values read as the field's."""
+        for param in self.params:
+            name, to_option = self._field(param.name)
+            flags = [o for o in param.opts if o.startswith("--")] if isinstance(param, TyperOption) else []
+            if name == field and flags:
+                return max(flags, key=len), to_option is _same
+        return None
+
+    def _field(self, name: str | None) -> tuple[str, Callable[[Any], Any]]:
+        rename = self.renamed.get(name or "", name or "")
+        return (rename, _same) if isinstance(rename, str) else rename
+
+
+_RUNNING: ContextVar[NerfstageCommand | None] = ContextVar("nerfstage_command", default=None)
+
+
+@contextmanager
+def command_scope() -> Iterator[None]:
+    """Around one command line: ``flag_message`` inside it knows the command that ran (and only inside it)."""
+    token = _RUNNING.set(None)
+    try:
+        yield
+    finally:
+        _RUNNING.reset(token)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def fills(*sources: str, **renamed: Any) -> type[NerfstageCommand]:
+    """The command class of a command whose options fill the dataclasses ``sources`` (``"module:Class"``);
+    ``renamed``: option parameter -> field, or (field, converter of the default) where the option's unit differs."""
+    return type("FillsCommand", (NerfstageCommand,), {"sources": sources, "renamed": renamed})
+
+
+def library_defaults(sources: tuple[str, ...]) -> dict[str, Any]:
+    """Field -> default of the dataclasses ``sources`` (``"module:Class"``; imported now), first source first."""
+    defaults: dict[str, Any] = {}
+    for source in reversed(sources):
+        module, name = source.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                defaults[f.name] = f.default_factory()
+    return defaults
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The options given on the command line (not None): what the command passes to a library dataclass."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def lowered(text: Optional[str]) -> Optional[str]:
+    """A choice as the library spells it (lower case); None stays "not given"."""
+    return None if text is None else text.lower()
+
+
+def flag_message(err: NerfstageError) -> str:
+    """The first line of ``err``; when it is about a field the running command sets with a flag, told with the
+    flag (``max_rays_per_chunk=0: ...`` -> ``--max-rays-per-chunk 0: ...``)."""
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    command = _RUNNING.get()
+    found = command.flag_of(err.field) if command is not None and err.field else None
+    if found is None:
+        return message
+    flag, same_values = found
+    if same_values and message.startswith(f"{err.field}="):
+        return f"{flag} {message[len(err.field) + 1:]}"
+    if same_values and message.startswith(f"{err.field}:"):
+        return flag + message[len(err.field):]
+    return f"{flag}: {message}"
+
+
+class _App(typer.Typer):
+    def command(self, *args: Any, cls: type[NerfstageCommand] | None = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or NerfstageCommand, **kwargs)
 
 
 def new_app(name: str, help: str) -> typer.Typer:
-    """A typer app (or sub-app) with nerfstage's settings: help when called bare, our own error lines."""
-    return typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False,
-                       pretty_exceptions_enable=False)
+    """A typer app (or sub-app) with nerfstage's settings: help when called bare, our own error lines, commands
+    of class ``NerfstageCommand``."""
+    return _App(name=name, help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-Seed = Annotated[int, typer.Option(help="Seed of every random step.")]
+Seed = Annotated[Optional[int], typer.Option(help="Seed of every random step.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 RedoStages = Annotated[bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")]

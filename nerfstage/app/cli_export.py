@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import Device, Overwrite, Quiet, RunArg, new_app
+from .cli_common import Device, Overwrite, Quiet, RunArg, fills, given, lowered, new_app
 
 export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.")
 
@@ -45,7 +45,7 @@ def _files(files) -> str:
     return ", ".join(str(f) for f in files)
 
 
-@export_app.command()
+@export_app.command(cls=fills("nerfstage.export.from_run:MeshExportOptions", texture_size="texture_resolution"))
 def mesh(
     run: RunArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="scene.glb (glTF 2.0, Y-up) | .obj | .ply.")],
@@ -54,12 +54,12 @@ def mesh(
                                          "the cameras saw).")
     ] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Density iso-level (default: automatic).")] = None,
-    resolution: Annotated[int, typer.Option(help="Grid samples along the crop box's longest axis.")] = 256,
+    resolution: Annotated[Optional[int], typer.Option(help="Grid samples along the crop box's longest axis.")] = None,
     max_faces: Annotated[
         Optional[int], typer.Option("--max-faces", help="Decimate to at most this many faces.")
     ] = None,
     texture: Annotated[bool, typer.Option("--texture", help="UV-unwrap and bake a colour texture PNG.")] = False,
-    texture_size: Annotated[int, typer.Option("--texture-size", help="Texture side, texels.")] = 2048,
+    texture_size: Annotated[Optional[int], typer.Option("--texture-size", help="Texture side, texels.")] = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
     quiet: Quiet = False,
@@ -70,26 +70,32 @@ def mesh(
 
     box = _numbers(bbox, 6, "--bbox", "-1,-1,0,1,1,2")
     check_mesh_path(output, overwrite)
-    options = MeshExportOptions(bbox=box, threshold=threshold, resolution=resolution,  # type: ignore[arg-type]
-                                max_faces=max_faces, texture=texture, texture_resolution=texture_size,
-                                overwrite=overwrite, progress=not quiet)
+    options = MeshExportOptions(**given(bbox=box, threshold=threshold, resolution=resolution, max_faces=max_faces,
+                                        texture_resolution=texture_size),
+                                texture=texture, overwrite=overwrite, progress=not quiet)
     result = export_mesh(_load(run, device), output, options)
     s = result.stats
     print(f"mesh {s['faces']:.0f} faces, {s['vertices']:.0f} vertices (threshold {s['threshold']:.3g}) in "
           f"{result.seconds:.1f} s -> {_files(result.files)}")
 
 
-@export_app.command()
+@export_app.command(cls=fills("nerfstage.export.from_run:PointCloudExportOptions", min_opacity="min_accumulation"))
 def pointcloud(
     run: RunArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="points.ply (binary, Z-up, dataset frame).")],
-    num_points: Annotated[int, typer.Option("--num-points", help="Most points written.")] = 1_000_000,
-    neighbors: Annotated[int, typer.Option(help="Outlier test: neighbours per point (0 = no removal).")] = 16,
-    std_ratio: Annotated[float, typer.Option("--std-ratio", help="Outlier test: standard deviations.")] = 2.0,
-    min_opacity: Annotated[float, typer.Option("--min-opacity", help="Skip pixels rendered less opaque.")] = 0.5,
-    view_stride: Annotated[int, typer.Option("--view-stride", help="Use every n-th training view.")] = 1,
-    downscale: Annotated[int, typer.Option(help="Render the views at 1/n of their size.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed of the subsampling.")] = 0,
+    num_points: Annotated[Optional[int], typer.Option("--num-points", help="Most points written.")] = None,
+    neighbors: Annotated[
+        Optional[int], typer.Option(help="Outlier test: neighbours per point (0 = no removal).")
+    ] = None,
+    std_ratio: Annotated[
+        Optional[float], typer.Option("--std-ratio", help="Outlier test: standard deviations.")
+    ] = None,
+    min_opacity: Annotated[
+        Optional[float], typer.Option("--min-opacity", help="Skip pixels rendered less opaque.")
+    ] = None,
+    view_stride: Annotated[Optional[int], typer.Option("--view-stride", help="Use every n-th training view.")] = None,
+    downscale: Annotated[Optional[int], typer.Option(help="Render the views at 1/n of their size.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the subsampling.")] = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
     quiet: Quiet = False,
@@ -97,38 +103,46 @@ def pointcloud(
     """Coloured point cloud from the rendered depth of the training views."""
     from nerfstage.export.from_run import PointCloudExportOptions, export_point_cloud
 
-    options = PointCloudExportOptions(num_points=num_points, neighbors=neighbors, std_ratio=std_ratio,
-                                      min_accumulation=min_opacity, view_stride=view_stride, downscale=downscale,
-                                      seed=seed, overwrite=overwrite, progress=not quiet)
+    options = PointCloudExportOptions(**given(num_points=num_points, neighbors=neighbors, std_ratio=std_ratio,
+                                              min_accumulation=min_opacity, view_stride=view_stride,
+                                              downscale=downscale, seed=seed),
+                                      overwrite=overwrite, progress=not quiet)
     result = export_point_cloud(_load(run, device), output, options)
     print(f"point cloud {result.stats['points']:.0f} points from {result.stats['views']:.0f} views in "
           f"{result.seconds:.1f} s -> {_files(result.files)}")
 
 
-@export_app.command()
+@export_app.command(cls=fills("nerfstage.export.panorama:PanoramaOptions",
+                             memory_gb=("memory_budget_bytes", lambda size: size / 2**30)))
 def panorama(
     run: RunArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="plate.exr (scene-linear half) | plate.png (sRGB).")],
-    width: Annotated[int, typer.Option(help="Latlong width, pixels (also sets the default face size).")] = 4096,
-    height: Annotated[int, typer.Option(help="Latlong height, pixels (0 = width / 2).")] = 0,
-    layout: Annotated[str, typer.Option(help="latlong | cubemap.")] = "latlong",
-    cubemap_layout: Annotated[str, typer.Option("--cubemap-layout", help="six (files _posx.._negz) | cross.")] = "six",
-    face_size: Annotated[int, typer.Option("--face-size", help="Cubemap face side (0 = width / 4).")] = 0,
+    width: Annotated[
+        Optional[int], typer.Option(help="Latlong width, pixels (also sets the default face size).")
+    ] = None,
+    height: Annotated[Optional[int], typer.Option(help="Latlong height, pixels (0 = width / 2).")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="latlong | cubemap.")] = None,
+    cubemap_layout: Annotated[
+        Optional[str], typer.Option("--cubemap-layout", help="six (files _posx.._negz) | cross.")
+    ] = None,
+    face_size: Annotated[Optional[int], typer.Option("--face-size", help="Cubemap face side (0 = width / 4).")] = None,
     position: Annotated[
         Optional[str], typer.Option(help="Centre x,y,z in dataset coordinates (default: the scene centre).")
     ] = None,
     camera_index: Annotated[
         Optional[int], typer.Option("--camera-index", help="Take position and orientation from this camera.")
     ] = None,
-    yaw: Annotated[float, typer.Option(help="Turn left, degrees.")] = 0.0,
-    pitch: Annotated[float, typer.Option(help="Tilt up, degrees.")] = 0.0,
-    roll: Annotated[float, typer.Option(help="Roll clockwise, degrees.")] = 0.0,
-    tile_size: Annotated[int, typer.Option("--tile-size", help="Tile side, pixels (0 = no tiling).")] = 1024,
-    memory_gb: Annotated[float, typer.Option("--memory-gb", help="Memory budget of the buffers, GiB.")] = 4.0,
+    yaw: Annotated[Optional[float], typer.Option(help="Turn left, degrees.")] = None,
+    pitch: Annotated[Optional[float], typer.Option(help="Tilt up, degrees.")] = None,
+    roll: Annotated[Optional[float], typer.Option(help="Roll clockwise, degrees.")] = None,
+    tile_size: Annotated[Optional[int], typer.Option("--tile-size", help="Tile side, pixels (0 = no tiling).")] = None,
+    memory_gb: Annotated[
+        Optional[float], typer.Option("--memory-gb", help="Memory budget of the buffers, GiB.")
+    ] = None,
     full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
     mipmap: Annotated[
-        bool, typer.Option("--mipmap/--no-mipmap", help="EXR with the full mip chain (tiled, box-filtered).")
-    ] = True,
+        Optional[bool], typer.Option("--mipmap/--no-mipmap", help="EXR with the full mip chain (tiled, box-filtered).")
+    ] = None,
     max_rays_per_chunk: Annotated[
         int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once.")
     ] = 1 << 15,
@@ -140,24 +154,28 @@ def panorama(
     from nerfstage.export.panorama import PanoramaOptions, export_panorama
 
     options = PanoramaOptions(
-        width=width, height=height, layout=layout.lower(), cubemap_layout=cubemap_layout.lower(),  # type: ignore
-        face_size=face_size, position=_numbers(position, 3, "--position", "0,0,1.5"),  # type: ignore[arg-type]
-        camera_index=camera_index, yaw=yaw, pitch=pitch, roll=roll, tile_size=tile_size,
-        memory_budget_bytes=int(memory_gb * 2**30), half=not full_float, mipmap=mipmap, max_rays_per_chunk=max_rays_per_chunk,
-        overwrite=overwrite, progress=not quiet,
+        **given(width=width, height=height, layout=lowered(layout), cubemap_layout=lowered(cubemap_layout),
+                face_size=face_size, position=_numbers(position, 3, "--position", "0,0,1.5"),
+                camera_index=camera_index, yaw=yaw, pitch=pitch, roll=roll, tile_size=tile_size,
+                memory_budget_bytes=None if memory_gb is None else int(memory_gb * 2**30),
+                half=False if full_float else None, mipmap=mipmap),
+        max_rays_per_chunk=max_rays_per_chunk, overwrite=overwrite, progress=not quiet,
     )
     result = export_panorama(_load(run, device), output, options)
     print(f"panorama {result.width}x{result.height} in {result.tiles} tiles, {result.seconds:.1f} s -> "
           f"{_files(result.files)}")
 
 
-@export_app.command()
+@export_app.command(cls=fills("nerfstage.export.plates:PlateOptions", overscan="overscan_percent",
+                             plate_format="format"))
 def plates(
     run: RunArg,
     track: Annotated[Path, typer.Option("--track", help="Tracked camera file (.csv or .json, see docs).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for plate_NNNNN.exr|png.")],
-    overscan: Annotated[float, typer.Option(help="Overscan, percent of the plate size.")] = 0.0,
-    plate_format: Annotated[str, typer.Option("--format", help="exr (scene-linear half) | png (sRGB).")] = "exr",
+    overscan: Annotated[Optional[float], typer.Option(help="Overscan, percent of the plate size.")] = None,
+    plate_format: Annotated[
+        Optional[str], typer.Option("--format", help="exr (scene-linear half) | png (sRGB).")
+    ] = None,
     full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-render plates already there.")] = False,
     device: Device = "auto",
@@ -167,9 +185,10 @@ def plates(
     from nerfstage.export.plates import PlateOptions, export_plates
     from nerfstage.export.track import read_track
 
-    options = PlateOptions(overscan_percent=overscan, format=plate_format.lower(), half=not full_float,  # type: ignore
+    options = PlateOptions(**given(overscan_percent=overscan, format=lowered(plate_format),
+                                   half=False if full_float else None),
                            overwrite=overwrite, progress=not quiet)
-    read_track(track, overscan)  # a malformed track file fails before the run is loaded
+    read_track(track, options.overscan_percent)  # a malformed track file fails before the run is loaded
     result = export_plates(_load(run, device), track, output, options)
     print(f"{len(result.files)} plates ({result.rendered} rendered, {result.skipped} kept) in {result.seconds:.1f} s "
           f"-> {result.directory}")

@@ -12,7 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import Device, RunArg
+from .cli_common import Device, RunArg, fills, given
+
+ViewCommand = fills("nerfstage.app.viewer.server:ViewerOptions")
+"""The command class of ``view`` (its options fill ``ViewerOptions``)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -33,11 +36,13 @@ def warn_if_open(host: str) -> None:
 
 def view(
     run: RunArg,
-    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 opens it to the network).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the web page.")] = 7007,
+    host: Annotated[
+        Optional[str], typer.Option(help="Interface to listen on (0.0.0.0 opens it to the network).")
+    ] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port of the web page.")] = None,
     max_height: Annotated[
-        int, typer.Option("--max-height", help="Finest progressive render, pixels high (coarsest: 64).")
-    ] = 512,
+        Optional[int], typer.Option("--max-height", help="Finest progressive render, pixels high.")
+    ] = None,
     camera_path: Annotated[
         Optional[Path], typer.Option("--camera-path", help="Default file of the Save/Load path buttons.")
     ] = None,
@@ -50,10 +55,10 @@ def view(
     """Web viewer of a trained run: look around, lay out keyframed camera paths, render them (Ctrl-C stops)."""
     from nerfstage.app.viewer.server import ViewerOptions, serve_run
 
-    warn_if_open(host)
-    options = ViewerOptions(host=host, port=port, max_height=max_height, camera_path=camera_path, video=video)
+    options = ViewerOptions(**given(host=host, port=port, max_height=max_height, camera_path=camera_path, video=video))
+    warn_if_open(options.host)
     viewer = serve_run(run, options, device=device, dataset=dataset)
-    print(f"viewer of {run} at http://{host}:{viewer.server.get_port()}  (Ctrl-C to stop)", flush=True)
+    print(f"viewer of {run} at http://{options.host}:{viewer.server.get_port()}  (Ctrl-C to stop)", flush=True)
     serve_until_interrupted(viewer, viewer.stop)
 
 
@@ -67,13 +72,15 @@ def serve_until_interrupted(viewer, stop) -> None:
         stop()
 
 
-def training_viewer(host: str = "127.0.0.1", port: int = 7007):
-    """The ``callback`` of ``nerfstage train --viewer``: a live viewer started at the first training step."""
+def training_viewer():
+    """The ``callback`` of ``nerfstage train --viewer``: a live viewer (``ViewerOptions``' host and port) started
+    at the first training step, rendering smaller images than ``view`` (training shares the cores)."""
     from nerfstage.app.viewer.server import TrainingViewer, ViewerOptions
 
-    warn_if_open(host)
-    return TrainingViewer(ViewerOptions(host=host, port=port, start_height=48, max_height=192),
-                          on_start=lambda url: print(f"live training viewer at {url}", file=sys.stderr, flush=True))
+    options = ViewerOptions(start_height=48, max_height=192)
+    warn_if_open(options.host)
+    return TrainingViewer(options, on_start=lambda url: print(f"live training viewer at {url}", file=sys.stderr,
+                                                               flush=True))
 
 
 def keep_training_viewer_open(live, metrics: dict) -> None:

@@ -1,13 +1,22 @@
 """Error types raised by library code. Only ``nerfstage.cli`` prints them and exits.
 
 Every message names the offending file or value and what was expected, so the CLI can print it as one line.
+An error about one option names its dataclass field (``max_rays_per_chunk=0: expected ...``) and carries it as
+``field``, so the CLI can say which of its flags that is (``--max-rays-per-chunk 0: expected ...``).
 """
+
+from __future__ import annotations
 
 
 class NerfstageError(Exception):
     """Base class of every error nerfstage raises on purpose."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", field: str | None = None):
+        super().__init__(message)
+        self.field = field
+        """The option (dataclass field) the error is about, when it is about one; messages then start with it."""
 
 
 class InputError(NerfstageError):

@@ -179,11 +179,11 @@ def test_bad_input_exits_2_with_one_line(args, footage, tmp_path):
 
 
 def test_presets_are_data_and_sized_as_documented():
-    from nerfstage.app.chain import CHAIN_PRESETS
+    from nerfstage.core.presets import PRESETS
 
-    assert set(CHAIN_PRESETS) == {"preview", "default", "quality"}
-    assert CHAIN_PRESETS["default"]["plate_width"] == 4096
-    assert CHAIN_PRESETS["preview"]["plate_width"] < 4096
+    assert set(PRESETS) == {"preview", "default", "quality"}
+    assert chain_options("default").plate_width == 4096
+    assert chain_options("preview").plate_width < 4096
     assert chain_options("default", frames=99).frames == 99
     with pytest.raises(Exception, match="bogus"):
         chain_options("preview", bogus=1)

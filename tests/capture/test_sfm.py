@@ -178,3 +178,18 @@ def test_sfm_on_real_frames_matches_the_authors_model(tmp_path, shared_data, map
     rot_err, centre_err = pose_errors(np.stack([estimate[n] for n in names]), truth)
     assert rot_err.mean() < 1.5, rot_err  # measured 0.73 (global: 0.55) deg; OPENCV model: 8.3 deg
     assert centre_err.mean() < 0.02 * trajectory_size(truth), centre_err  # measured 0.44 %
+
+
+def test_matcher_default_is_declared_once_and_auto_resolves_as_the_capture_does():
+    from nerfstage.capture.pipeline import CaptureOptions, sfm_options_for
+    from nerfstage.capture.sfm import EXHAUSTIVE_MAX_PHOTOS, choose_matcher
+
+    assert SfmOptions().matcher == CaptureOptions().matcher == "auto"
+    assert EXHAUSTIVE_MAX_PHOTOS == 100
+    assert choose_matcher("auto", video_frames=True, num_images=20) == "sequential"
+    assert choose_matcher("auto", video_frames=False, num_images=100) == "exhaustive"
+    assert choose_matcher("auto", video_frames=False, num_images=101) == "sequential"
+    assert choose_matcher("exhaustive", video_frames=True, num_images=500) == "exhaustive"
+    photos = sfm_options_for(CaptureOptions(), is_video=False, num_images=40)
+    assert (photos.matcher, photos.video_frames) == ("exhaustive", False)
+    assert sfm_options_for(CaptureOptions(), is_video=True, num_images=40).matcher == "sequential"

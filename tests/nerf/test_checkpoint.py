@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from nerfstage.core.errors import CheckpointError, ConfigError
+from nerfstage.core.presets import PRESETS
 from nerfstage.nerf import checkpoint as ckpt
 from nerfstage.nerf.config import (
-    PRESETS,
     TrainConfig,
     build_config,
     config_from_dict,

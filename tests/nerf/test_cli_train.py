@@ -42,9 +42,9 @@ TINY_PRESET = {
 @pytest.fixture
 def tiny_preview(monkeypatch):
     """The CLI's plumbing is under test, not the preview preset's size: make "preview" tiny."""
-    from nerfstage.nerf import config
+    from nerfstage.core import presets
 
-    monkeypatch.setitem(config.PRESETS, "preview", {"cpu": TINY_PRESET, "cuda": TINY_PRESET})
+    monkeypatch.setitem(presets.PRESETS["preview"], "train", {"cpu": TINY_PRESET, "cuda": TINY_PRESET})
 
 
 def test_train_then_eval(scene, tmp_path, capsys, tiny_preview):

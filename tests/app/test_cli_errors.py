@@ -1,0 +1,97 @@
+"""Options meet the library dataclasses: library errors name the field, ``nerfstage`` prints the flag that sets it;
+options not given take the dataclass defaults, which ``--help`` shows without re-declaring them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nerfstage.app.cli import main
+from nerfstage.app.cli_common import flag_message, fills, library_defaults
+from nerfstage.core.errors import ConfigError
+
+
+def _error_line(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nerfstage: error: "), lines
+    return lines[0].removeprefix("nerfstage: error: ")
+
+
+def test_capture_errors_name_the_flags(capsys, tmp_path):
+    """run_capture's ConfigError says ``frames=1`` / ``camera_model='FOO'``; the CLI says the flags."""
+    out = str(tmp_path / "out")
+    assert _error_line(capsys, "capture", str(tmp_path), "-o", out, "--frames", "1") == \
+        "--frames 1: expected at least 2 frames"
+    assert _error_line(capsys, "capture", str(tmp_path), "-o", out, "--max-size", "10") == \
+        "--max-size 10: expected at least 64 pixels"
+    assert _error_line(capsys, "capture", str(tmp_path), "-o", out, "--camera-model", "foo").startswith(
+        "--camera-model 'FOO': expected one of OPENCV, SIMPLE_RADIAL")
+    line = _error_line(capsys, "capture", "-o", out, "--colmap", str(tmp_path / "sparse"))
+    assert line.startswith("--images: give the image folder of the COLMAP model")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_config_errors_name_the_flag(capsys, tmp_path):
+    """TrainConfig's strict check names the field path; the train command's flag for it leads the line."""
+    line = _error_line(capsys, "train", str(tmp_path), "-o", str(tmp_path / "run"), "--device", "cpu",
+                       "--pose-refinement", "SO3", "--quiet")
+    assert line == "--pose-refinement: config.pose_refinement = 'SO3'; expected one of 'off', 'SO3xR3'"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [["train", "{scene}"], ["run", "{scene}"], ["demo"]])
+def test_unknown_preset_names_the_flag_and_the_presets(capsys, tmp_path, command):
+    args = [a.format(scene=tmp_path) for a in command]
+    line = _error_line(capsys, *args, "-o", str(tmp_path / "out"), "--preset", "turbo", "--quiet")
+    assert line == "--preset: unknown preset 'turbo'; expected one of preview, default, quality"
+    assert not (tmp_path / "out").exists()
+
+
+def test_flag_message_keeps_errors_without_a_flag():
+    """No running command, no field, or a field without a flag: the library's message as it is."""
+    assert flag_message(ConfigError("frames=1: expected at least 2 frames", field="frames")) == \
+        "frames=1: expected at least 2 frames"
+    assert flag_message(ConfigError("two\nlines")) == "two"
+
+
+def test_options_not_given_take_the_dataclass_defaults(monkeypatch, tmp_path, capsys):
+    """The CLI passes only given options: a bare ``capture`` builds exactly CaptureOptions(). An error about a
+    field the command has no flag for is printed as the library wrote it."""
+    from nerfstage.capture import pipeline
+
+    seen = {}
+
+    def fake_capture(input_path, output, options):
+        seen["options"] = options
+        raise ConfigError("tuning='slow': expected fast or colmap", field="tuning")
+
+    monkeypatch.setattr(pipeline, "run_capture", fake_capture)
+    assert _error_line(capsys, "capture", str(tmp_path), "-o", str(tmp_path / "out"), "--quiet") == \
+        "tuning='slow': expected fast or colmap"
+    assert seen["options"] == pipeline.CaptureOptions(progress=False)
+    with pytest.raises(SystemExit):
+        main(["capture", str(tmp_path), "-o", str(tmp_path / "out"), "--matcher", "EXHAUSTIVE", "--seed", "3"])
+    assert (seen["options"].matcher, seen["options"].seed) == ("exhaustive", 3)
+
+
+def test_help_shows_the_dataclass_defaults():
+    """``--help`` fills each None option with its field's default; units converted where the option's differs."""
+    from nerfstage.capture.pipeline import CaptureOptions
+
+    command = fills("nerfstage.capture.pipeline:CaptureOptions", images="colmap_images")
+    assert library_defaults(command.sources)["frames"] == CaptureOptions.frames == 150
+    code = ("from nerfstage.app.cli import main\n"
+            "import sys\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n")
+    for args, shown in ((["capture", "--help"], ["[default: 150]", "[default: auto]", "[default: SIMPLE_RADIAL]"]),
+                        (["export", "panorama", "--help"], ["[default: 4096]", "[default: 4.0]", "[default: mipmap]"]),
+                        (["view", "--help"], ["[default: 7007]", "[default: 512]", "[default: 127.0.0.1]"])):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                              check=True, env={"COLUMNS": "200", "PATH": ""})
+        for text in shown:
+            assert text in proc.stdout, (args, text, proc.stdout)
