@@ -32,6 +32,7 @@ from typing import Any
 
 from ..capture.pipeline import CaptureOptions
 from ..core.errors import ConfigError, InputError
+from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, Preset, check_preset, stage_overrides
 
 
@@ -67,7 +68,7 @@ class ChainOptions:
     """Density-grid samples along the longest axis of the mesh's crop box."""
     mesh_max_faces: int = 200_000
     """Decimate the mesh to at most this many faces."""
-    max_rays_per_chunk: int = 1 << 13
+    max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays rendered at once in the render and export stages (the memory budget)."""
     seed: int = 0
     """Seed of every random step."""

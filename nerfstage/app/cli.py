@@ -266,8 +266,8 @@ def render(
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="EXR frames as half floats.")] = False,
     max_rays_per_chunk: Annotated[
-        int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
-    ] = 1 << 16,
+        Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip frames already written and valid.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     device: Device = "auto",
@@ -305,8 +305,8 @@ def render(
         cubemap_layout=cubemap_layout,
     ))
     options = RenderOptions(
-        **given(output=what, frame_format=frame_format, lens_samples=lens_samples),
-        half=half, max_rays_per_chunk=max_rays_per_chunk, resume=resume, overwrite=overwrite, progress=not quiet,
+        **given(output=what, frame_format=frame_format, lens_samples=lens_samples, max_rays_per_chunk=max_rays_per_chunk),
+        half=half, resume=resume, overwrite=overwrite, progress=not quiet,
     )
     if output_file is not None:
         check_options(output_file, options)

@@ -144,8 +144,8 @@ def panorama(
         Optional[bool], typer.Option("--mipmap/--no-mipmap", help="EXR with the full mip chain (tiled, box-filtered).")
     ] = None,
     max_rays_per_chunk: Annotated[
-        int, typer.Option("--max-rays-per-chunk", help="Rays rendered at once.")
-    ] = 1 << 15,
+        Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
+    ] = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
     quiet: Quiet = False,
@@ -158,8 +158,8 @@ def panorama(
                 face_size=face_size, position=_numbers(position, 3, "--position", "0,0,1.5"),
                 camera_index=camera_index, yaw=yaw, pitch=pitch, roll=roll, tile_size=tile_size,
                 memory_budget_bytes=None if memory_gb is None else int(memory_gb * 2**30),
-                half=False if full_float else None, mipmap=mipmap),
-        max_rays_per_chunk=max_rays_per_chunk, overwrite=overwrite, progress=not quiet,
+                half=False if full_float else None, mipmap=mipmap, max_rays_per_chunk=max_rays_per_chunk),
+        overwrite=overwrite, progress=not quiet,
     )
     result = export_panorama(_load(run, device), output, options)
     print(f"panorama {result.width}x{result.height} in {result.tiles} tiles, {result.seconds:.1f} s -> "
