@@ -29,9 +29,10 @@ import cv2
 import numpy as np
 
 from ..core.errors import ConfigError, DatasetError, OutputExistsError
+from ..core.geometry import Intrinsics, convert_camera_axes
 from ._synthetic_scene import apply
 from ._synthetic_world import Scene, default_scene
-from .dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+from .dataset import Dataset, Frame
 
 VIDEO_NAME = "synthetic.mp4"
 GROUND_TRUTH_NAME = "ground_truth.json"

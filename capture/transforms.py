@@ -36,7 +36,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..core.errors import DatasetError
-from .dataset import Dataset, Frame, Intrinsics
+from ..core.geometry import Intrinsics
+from .dataset import Dataset, Frame
 
 CAMERA_KEYS = ("w", "h", "fl_x", "fl_y", "cx", "cy", "k1", "k2", "k3", "k4", "p1", "p2", "camera_model")
 """Camera keys nerfstudio reads, top-level or per frame, in the order they are written."""

@@ -248,7 +248,7 @@ def render_tile(model, camera, world_from_cam: np.ndarray, box: tuple[int, int, 
                 background: tuple[float, float, float], max_rays_per_chunk: int) -> np.ndarray:
     """[rows, cols, 4] float32 (sRGB-encoded rgb over ``background``, alpha) of one tile; pixels the camera does
     not see (unused cross cells) get the background and alpha 0."""
-    from ..render.rays import generate_ray_batch
+    from ..core.rays import generate_ray_batch
 
     row0, row1, col0, col1 = box
     device = next(model.parameters()).device

@@ -22,8 +22,9 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch import Tensor
 
-from ..capture.dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+from ..capture.dataset import Dataset, Frame
 from ..core.errors import DatasetError, DeviceError
+from ..core.geometry import Intrinsics, convert_camera_axes
 from .scene_centre import choose_centre, focus_scale
 
 BLENDER_AABB = 1.5

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..capture.dataset import Intrinsics
+from ..core.geometry import Intrinsics
 from ..core.errors import CheckpointError, InputError
 from .config import TrainConfig
 from .data import SceneTransform

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..capture.dataset import Dataset, Intrinsics, convert_camera_axes
+from ..capture.dataset import Dataset
 from ..core.errors import CheckpointError, ConfigError, OutputExistsError
+from ..core.geometry import Intrinsics, convert_camera_axes
 from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
 from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, save_config

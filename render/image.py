@@ -26,9 +26,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..core.cameras import OrthographicCamera, PerspectiveCamera
 from ..core.errors import ConfigError
-from .cameras import OrthographicCamera, PerspectiveCamera
-from .rays import axial_factors, generate_ray_batch, pixel_chunks
+from ..core.rays import axial_factors, generate_ray_batch, pixel_chunks
 
 OUTPUTS: tuple[str, ...] = ("rgb", "depth", "alpha", "normal")
 DepthMode = Literal["auto", "z", "ray"]

@@ -1,3 +1,7 @@
-"""The foundation every stage imports: error types (``errors``), lazy package exports (``lazy``) and the
-package version. Nothing here imports torch or any stage; the stages (``capture``, ``nerf``, ``render``,
-``export``) and the app layer (``nerfstage.app``: CLI, whole-chain runner, report, viewer) build on it."""
+"""The foundation every stage imports: error types (``errors``), lazy package exports (``lazy``), the package
+version, and the camera geometry all stages share: ``geometry`` (``Intrinsics``, the one OpenGL <-> OpenCV axis
+conversion; numpy only), ``cameras`` (camera models: pixels <-> camera-frame rays) and ``rays`` (world ray
+batches by pixel index) -- the one pixel-to-ray path of training, evaluation and rendering. Nothing here imports
+a stage; importing this package imports no submodule (``cameras`` and ``rays`` need torch, loaded only when
+used). The stages (``capture``, ``nerf``, ``render``, ``export``) and the app layer (``nerfstage.app``: CLI,
+whole-chain runner, report, viewer) build on it."""

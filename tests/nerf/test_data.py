@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from nerfstage.capture.dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+from nerfstage.capture.dataset import Dataset, Frame
 from nerfstage.core.errors import DatasetError, DeviceError
+from nerfstage.core.geometry import Intrinsics, convert_camera_axes
 from nerfstage.nerf.data import (
     RayBatcher,
     camera_table,

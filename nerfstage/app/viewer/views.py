@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ...capture.dataset import convert_camera_axes
+from ...core.geometry import convert_camera_axes
 from .progressive import RenderCancelled, View
 
 
@@ -47,7 +47,7 @@ def model_render_fn(model, lock: threading.Lock | None = None, background=(1.0, 
     ``chunk`` rays, cancellable between chunks. With ``lock`` (a trainer's ``model_lock``) the frame is drawn
     while training runs: the lock is held for one chunk at a time (training steps run between chunks) and the
     model's train/eval mode is restored after every chunk."""
-    from ...render.cameras import PerspectiveCamera
+    from ...core.cameras import PerspectiveCamera
     from ...render.image import ImageOptions, render_image
 
     options = ImageOptions(max_rays_per_chunk=chunk, background=tuple(background))
