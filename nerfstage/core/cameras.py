@@ -251,9 +251,13 @@ class FisheyeCamera(CentralCamera):
         m = torch.stack([(pixels[:, 0] - self.cx) / self.fx, (pixels[:, 1] - self.cy) / self.fy], dim=-1)
         theta_d = m.norm(dim=-1)
         theta = theta_d.clone()
+        stop_px = 1e-9 if theta.dtype == torch.float64 else 1e-3
         for _ in range(NEWTON_STEPS):
+            residual = self._theta_d(theta) - theta_d  # [n]
+            if not len(theta) or float(residual.abs().max()) * max(self.fx, self.fy) < stop_px:
+                break  # converged everywhere: stop early
             slope = self._slope(theta)
-            theta = theta - (self._theta_d(theta) - theta_d) / torch.where(slope.abs() < 1e-12, 1e-12, slope)
+            theta = theta - residual / torch.where(slope.abs() < 1e-12, 1e-12, slope)
         ratio = torch.where(theta_d > 1e-15, torch.sin(theta) / theta_d.clamp_min(1e-15), torch.ones_like(theta))
         directions = torch.cat([m * ratio[:, None], torch.cos(theta)[:, None]], dim=-1)
         error_px = (self._theta_d(theta) - theta_d).abs() * max(self.fx, self.fy)
