@@ -17,8 +17,10 @@ Conventions
   hash of (key, seed, sample), so a chunked render draws the same samples as a whole-image one.
 * A dataset camera (:class:`~nerfstage.core.geometry.Intrinsics`) becomes a model with
   :func:`camera_from_intrinsics`: PINHOLE / OPENCV -> :class:`PerspectiveCamera`, OPENCV_FISHEYE ->
-  :class:`FisheyeCamera`. Both undistort by Newton iteration (float64: to ~1e-12 in normalised coordinates;
-  the same points as OpenCV's ``undistortPoints`` / ``fisheye.undistortPoints`` to ~1e-9 where those converge).
+  :class:`FisheyeCamera`. Both undistort by Newton iteration; in float64 they return the points of OpenCV's
+  ``undistortPoints`` / ``fisheye.undistortPoints`` to ~1e-13 (tests/core/test_undistort.py), except where
+  OpenCV is wrong: fisheye rays 90 degrees or more off-axis (OpenCV's x/z mirrors them) and distorted angles
+  past 90 degrees (OpenCV clamps them); the unit directions here stay right.
 
 The panoramic models (equirectangular, cubemap) live in the render stage (``nerfstage.render.equirect``,
 ``nerfstage.render.cubemap``), built on :class:`CentralCamera`.
