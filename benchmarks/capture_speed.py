@@ -21,8 +21,8 @@ from _common import machine, pose_summary, work_dir
 from nerfstage.capture.pipeline import CaptureOptions, sfm_options_for
 from nerfstage.capture.sfm import SfmOptions, SfmResult, pose_errors, reconstruction_poses, run_sfm, trajectory_size
 from nerfstage.capture.synthetic import SyntheticOptions, write_synthetic_video
-from nerfstage.capture.dataset import convert_camera_axes
 from nerfstage.capture.video import extract_sharpest_frames
+from nerfstage.core.geometry import convert_camera_axes
 
 MAX_RATIO, GOAL_RATIO, ROTATION_SLACK_DEG = 0.4, 0.25, 0.0
 

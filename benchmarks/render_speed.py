@@ -96,7 +96,7 @@ def main() -> None:
         parser.error("give --run RUN (a trained run, e.g. benchmarks/train_lego.py's) or set NERFSTAGE_LEGO_RUN")
 
     from nerfstage.nerf.run import load_run
-    from nerfstage.render.cameras import PerspectiveCamera
+    from nerfstage.core.cameras import PerspectiveCamera
     from nerfstage.render.image import ImageOptions
 
     torch.set_num_threads(args.threads)

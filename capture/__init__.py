@@ -12,7 +12,8 @@ from ..core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .convert import dataset_from_reconstruction, write_sparse_ply
-    from .dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+    from ..core.geometry import Intrinsics, convert_camera_axes
+    from .dataset import Dataset, Frame
     from .loader import load_dataset
     from .transforms import read_transforms, write_transforms
 
@@ -20,8 +21,8 @@ _EXPORTS = {
     "load_dataset": ".loader",
     "Dataset": ".dataset",
     "Frame": ".dataset",
-    "Intrinsics": ".dataset",
-    "convert_camera_axes": ".dataset",
+    "Intrinsics": "..core.geometry",  # the foundation's camera type, exported here for dataset users
+    "convert_camera_axes": "..core.geometry",
     "read_transforms": ".transforms",
     "write_transforms": ".transforms",
     "dataset_from_reconstruction": ".convert",

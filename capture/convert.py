@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.errors import DatasetError
-from .dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+from ..core.geometry import Intrinsics, convert_camera_axes
+from .dataset import Dataset, Frame
 from .transforms import (
     frame_list,
     image_size,

@@ -30,9 +30,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..core.errors import ConfigError, DatasetError, OutputExistsError
+from ..core.geometry import Intrinsics, convert_camera_axes
 from ._synthetic_scene import apply
 from ._synthetic_world import Scene, default_scene
-from .dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+from .dataset import Dataset, Frame
 from .transforms import write_transforms
 from .video import write_video
 

@@ -37,7 +37,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..core.errors import DatasetError
-from .dataset import Dataset, Frame, Intrinsics
+from ..core.geometry import Intrinsics
+from .dataset import Dataset, Frame
 
 CAMERA_KEYS = ("w", "h", "fl_x", "fl_y", "cx", "cy", "k1", "k2", "k3", "k4", "p1", "p2", "camera_model")
 """Camera keys nerfstudio reads, top-level or per frame, in the order they are written."""

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..capture.dataset import Intrinsics, convert_camera_axes
+from ..core.geometry import Intrinsics, convert_camera_axes
 from ..core.errors import ConfigError
 
 DensityFn = Callable[[Tensor], Tensor]

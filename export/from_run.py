@@ -145,7 +145,7 @@ def _depth_views(run: LoadedRun, options: PointCloudExportOptions) -> list:
     """Rendered rgb / ray depth / opacity of the chosen training views (normalised frame)."""
     from tqdm.auto import tqdm
 
-    from ..render.cameras import FisheyeCamera, PerspectiveCamera
+    from ..core.cameras import FisheyeCamera, PerspectiveCamera
     from ..render.image import ImageOptions, render_image
     from .pointcloud import DepthView
 

@@ -90,7 +90,7 @@ def _make_folder(directory: Path) -> None:
 
 def render_plate(run: LoadedRun, frame: TrackedFrame, path: Path, options: PlateOptions) -> Path:
     """Render one tracked frame (pose in the normalised frame) and write it to ``path`` atomically."""
-    from ..render.cameras import PerspectiveCamera
+    from ..core.cameras import PerspectiveCamera
     from ..render.image import ImageOptions, render_image
     from ..render.pipeline import encode_rgb
     from ..render.writers import write_png

@@ -1,7 +1,7 @@
 """Coloured point clouds from rendered depth maps: back-projection, outlier removal, a point budget, PLY.
 
 Input: views, each an RGB image, a depth map, an optional accumulation (opacity) map, a camera-to-world matrix
-with OpenGL axes and the camera's ``Intrinsics`` (``nerfstage.capture.dataset``). Depth is the distance along the
+with OpenGL axes and the camera's ``Intrinsics`` (``nerfstage.core.geometry``). Depth is the distance along the
 unit ray (``kind="ray"``, what ``NerfModel.render_image`` returns) or along the optical axis (``kind="z"``).
 Pixel rays go through pixel centres in OpenCV axes (``convert_camera_axes`` is the one axis conversion); OPENCV
 and OPENCV_FISHEYE distortion is undone with OpenCV.
@@ -28,7 +28,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from ..capture.dataset import Intrinsics, convert_camera_axes
+from ..core.geometry import Intrinsics, convert_camera_axes
 from ..core.errors import ConfigError, InputError
 from .gltf import check_mesh_path, write_files_atomic
 

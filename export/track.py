@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..capture.dataset import Intrinsics
+from ..core.geometry import Intrinsics
 from ..core.errors import InputError
 
 POSITION = ("x", "y", "z")

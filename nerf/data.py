@@ -4,8 +4,9 @@ Pipeline: a :class:`~nerfstage.capture.dataset.Dataset` (any format the capture 
 normalised into the field's box (:func:`normalize_scene`, written as nerfstudio's ``dataparser_transforms.json``),
 split into train / held-out views (:func:`split_indices`) and loaded into :class:`ViewSet` objects: every pixel
 of every view in one flat uint8 buffer, plus one table of per-pixel camera directions per distinct camera.
-Directions come from pixel centres in **OpenCV camera axes** (undistorted with OpenCV for ``OPENCV`` /
-``OPENCV_FISHEYE``) and are rotated to the world with ``convert_camera_axes(world_from_cam)``.
+The table holds the normalised image coordinates (x/z, y/z, **OpenCV camera axes**) of each pixel centre, from
+the foundation's camera model of the frame's ``Intrinsics`` (``nerfstage.core.cameras.camera_from_intrinsics``:
+the same rays render and eval use); they are rotated to the world with ``convert_camera_axes(world_from_cam)``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,20 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch import Tensor
 
-from ..capture.dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+from ..capture.dataset import Dataset, Frame
+from ..core.cameras import camera_from_intrinsics
 from ..core.errors import DatasetError, DeviceError
+from ..core.geometry import Intrinsics, convert_camera_axes
+from ..core.rays import pixel_centers, pixel_chunks
 from .scene_centre import choose_centre, focus_scale
 
 BLENDER_AABB = 1.5
 """Half-size of the Blender (NeRF-synthetic) scene box, as nerfstudio's blender dataparser uses."""
+MIN_TABLE_Z = 1e-6
+"""Smallest z of a unit pixel ray that ``camera_table`` stores as x/z (89.99994 degrees off the optical axis)."""
+TABLE_CHUNK = 1 << 15
+"""Pixels ``camera_table`` unprojects at once: cache-sized temporaries make the Newton undistortion of a
+1600x1200 camera several times faster than one whole-image pass."""
 
 
 @dataclass
@@ -258,19 +267,27 @@ class ViewSet:
 
 
 def camera_table(intr: Intrinsics) -> np.ndarray:
-    """[H*W, 2] normalised OpenCV coordinates of the pixel centres of one camera (undistorted)."""
-    u, v = np.meshgrid(np.arange(intr.width) + 0.5, np.arange(intr.height) + 0.5)  # [H, W]
-    pts = np.stack([u.ravel(), v.ravel()], axis=-1).astype(np.float64)  # [H*W, 2]
-    if intr.model == "PINHOLE" or not any((intr.k1, intr.k2, intr.k3, intr.k4, intr.p1, intr.p2)):
-        return np.stack([(pts[:, 0] - intr.cx) / intr.fx, (pts[:, 1] - intr.cy) / intr.fy], -1).astype(np.float32)
-    K, crit = intr.matrix(), (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-9)
-    if intr.model == "OPENCV_FISHEYE":
-        dist = np.array([intr.k1, intr.k2, intr.k3, intr.k4])
-        out = cv2.fisheye.undistortPoints(pts[:, None, :], K, dist, criteria=crit)
-    else:
-        dist = np.array([intr.k1, intr.k2, intr.p1, intr.p2, intr.k3])
-        out = cv2.undistortPoints(pts[:, None, :], K, dist, criteria=crit)
-    return out.reshape(-1, 2).astype(np.float32)
+    """[H*W, 2] float32 normalised OpenCV coordinates (x/z, y/z) of the pixel centres of one camera, row-major:
+    the unit rays of the foundation's camera model (``camera_from_intrinsics(intr).unproject``, float64) divided
+    by their z: the points OpenCV's ``undistortPoints`` / ``fisheye.undistortPoints`` return (to ~1e-13).
+
+    A table of x/z cannot hold a ray 90 degrees or more off the optical axis (a fisheye seeing more than 180
+    degrees): OpenCV returned mirrored points there (and, for fisheye pixels whose distorted angle theta_d
+    exceeds 90 degrees, points clamped to theta_d = 90 degrees). Such cameras, and pixels the distortion model
+    cannot invert, raise a DatasetError instead of training on wrong rays."""
+    camera = camera_from_intrinsics(intr)
+    chunks = pixel_chunks(camera, TABLE_CHUNK)
+    parts = [camera.unproject(pixel_centers(camera, chunk, torch.float64)) for chunk in chunks]
+    directions, valid = torch.cat([d for d, _ in parts]), torch.cat([v for _, v in parts])  # [H*W, 3] unit, [H*W]
+    bad = ~valid | ~(directions[:, 2] > MIN_TABLE_Z)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise DatasetError(
+            f"{intr.model} camera {intr.width}x{intr.height} (fl_x={intr.fx}): {int(bad.sum())} pixels, e.g. "
+            f"column {first % intr.width} row {first // intr.width}, look 90 degrees or more off the optical axis "
+            "or cannot be undistorted; expected every pixel within 90 degrees (check the distortion values)"
+        )
+    return (directions[:, :2] / directions[:, 2:]).to(torch.float32).numpy()
 
 
 def read_image(frame: Frame, max_side: int) -> tuple[np.ndarray, Intrinsics]:

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..capture.dataset import Dataset, Intrinsics
+from ..capture.dataset import Dataset
 from ..capture.loader import as_dataset
 from ..core.errors import CheckpointError, DatasetError, InputError
+from ..core.geometry import Intrinsics
 from .camera_opt import refine_from_checkpoint
 from .checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, load_config

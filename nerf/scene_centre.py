@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..capture.dataset import Dataset, closest_point_to_lines, convert_camera_axes, optical_axes
+from ..capture.dataset import Dataset
+from ..core.geometry import closest_point_to_lines, convert_camera_axes, optical_axes
 from ..core.errors import ConfigError, DatasetError
 
 MIN_AXIS_SPREAD_DEG = 10.0

@@ -34,11 +34,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..capture.dataset import Dataset, Intrinsics, convert_camera_axes
+from ..capture.dataset import Dataset
 from ..capture.loader import as_dataset
+from ..core.cameras import camera_from_intrinsics
 from ..core.errors import CheckpointError, ConfigError, OutputExistsError
+from ..core.geometry import Intrinsics, convert_camera_axes
+from ..core.rays import generate_ray_batch
 from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
+from .chunked import OUTPUT_KEYS, render_rays_chunked
 from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, save_config
 from .data import (
     RayBatcher,
@@ -49,17 +53,16 @@ from .data import (
     read_dataparser_transforms,
     resolve_device,
     scene_box,
-    camera_table,
     split_indices,
     validate_dataset,
     write_dataparser_transforms,
 )
 from .evaluate import evaluate_views, run_figures, write_metrics
-from .chunked import OUTPUT_KEYS, render_rays_chunked
 from .metrics import psnr_from_mse
 from .optim import lr_factor, make_optimizer, next_num_rays
 from .renderer import make_model
 from .run import LoadedRun, run_cameras
+
 
 @dataclass
 class TrainState:
@@ -94,7 +97,7 @@ class TrainStepInfo:
     seconds: float
     """Training seconds so far (steps only; evaluation and checkpoint writes excluded)."""
     trainer: Trainer
-    """The running trainer: ``trainer.render_camera(...)`` / ``render_rays(...)`` render the current field under
+    """The running trainer: ``trainer.render_camera(...)`` / ``render_image_rays(...)`` render the current field under
     ``trainer.model_lock`` from any thread; ``trainer.scene`` maps dataset poses into the normalised frame."""
 
 
@@ -190,8 +193,8 @@ class Trainer:
             poses = self.camera_opt.refine_poses(poses)
         return convert_camera_axes(poses)
 
-    def render_rays(self, origins: torch.Tensor, directions: torch.Tensor, height: int, width: int,
-                    chunk: int | None = None) -> dict[str, torch.Tensor]:
+    def render_image_rays(self, origins: torch.Tensor, directions: torch.Tensor, height: int, width: int,
+                          chunk: int | None = None) -> dict[str, torch.Tensor]:
         """Render rays of the normalised scene frame (origins, directions [H*W, 3], row-major) with the current
         field, between training steps (waits on ``model_lock``): "rgb" [H, W, 3], "depth", "accumulation" [H, W]
         on the CPU. Evaluation rendering (no jitter, mean appearance embedding, white background)."""
@@ -217,12 +220,21 @@ class Trainer:
 
     def render_camera(self, world_from_cam, intrinsics: Intrinsics) -> dict[str, torch.Tensor]:
         """Render a camera with the current field: ``world_from_cam`` [4, 4] camera-to-world in the normalised
-        scene frame with OpenGL camera axes (as camera_path.json), ``intrinsics`` its pinhole (+distortion)."""
-        pose = torch.as_tensor(convert_camera_axes(world_from_cam)[:3], dtype=torch.float32)  # [3, 4] OpenCV
-        coords = torch.from_numpy(camera_table(intrinsics))  # [H*W, 2]
-        dirs = torch.cat([coords, torch.ones_like(coords[:, :1])], dim=-1) @ pose[:, :3].T  # [H*W, 3]
-        origins = pose[:, 3].expand_as(dirs)
-        return self.render_rays(origins, dirs, intrinsics.height, intrinsics.width)
+        scene frame with OpenGL camera axes (as camera_path.json), ``intrinsics`` its camera (any model). Rays
+        come from ``core.rays.generate_ray_batch`` in float64, as the training table; pixels the camera model
+        cannot see (``valid`` false) get the model's background, depth 0 and accumulation 0."""
+        rays = generate_ray_batch(camera_from_intrinsics(intrinsics), world_from_cam, dtype=torch.float64)
+        h, w = intrinsics.height, intrinsics.width
+        if bool(rays.valid.all()):
+            return self.render_image_rays(rays.origins.float(), rays.directions.float(), h, w)
+        keep = rays.valid.nonzero().squeeze(-1)  # [n]
+        out = {"rgb": self.model.default_background(h * w, rays.origins).float().cpu(),
+               "depth": torch.zeros(h * w), "accumulation": torch.zeros(h * w)}
+        if len(keep):
+            seen = self.render_image_rays(rays.origins[keep].float(), rays.directions[keep].float(), len(keep), 1)
+            for key, value in out.items():
+                value[keep] = seen[key].reshape(len(keep), *value.shape[1:])
+        return {key: value.reshape(h, w, *value.shape[1:]) for key, value in out.items()}
 
     def checkpoint(self) -> Path:
         """Write the checkpoint of the current step."""

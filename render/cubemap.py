@@ -39,8 +39,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from ..core.cameras import CentralCamera
 from ..core.errors import ConfigError
-from .cameras import CentralCamera
 
 CubemapLayout = Literal["strip", "cross", "six"]
 

@@ -1,4 +1,5 @@
-"""Equirectangular (latlong, full 360 x 180 degrees) camera, and resampling between central cameras.
+"""Equirectangular (latlong, full 360 x 180 degrees) camera, resampling between central cameras, and the camera
+of a camera_path.json frame (``camera_for_path``: perspective, fisheye or equirectangular).
 
 Orientation is nerfstudio's (``Cameras`` with ``CameraType.EQUIRECTANGULAR``, fx = W / 2, fy = H): the image
 centre looks along the camera's forward axis, longitude grows to the right (column 0 and column W meet behind the
@@ -18,7 +19,9 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from .cameras import CentralCamera
+from ..core.cameras import CentralCamera, FisheyeCamera, PerspectiveCamera
+from ..core.errors import ConfigError
+from ..core.rays import pixel_centers
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,7 @@ def reproject_image(
 
     Target pixels whose ray the source does not see get ``fill``. Equirectangular sources wrap across the seam.
     """
-    import cv2
-
-    from .rays import pixel_centers
+    import cv2  # heavy: OpenCV loads only when an image is resampled
 
     if interpolation is None:
         interpolation = cv2.INTER_LINEAR
@@ -83,3 +84,14 @@ def reproject_image(
     out = out.reshape((target.height, target.width) + image.shape[2:])
     out[~ok.reshape(target.height, target.width)] = fill
     return out
+
+
+def camera_for_path(camera_type: str, width: int, height: int, fov_y_deg: float):
+    """The camera nerfstudio's ``ns-render camera-path`` builds for one frame of a camera_path.json."""
+    if camera_type == "perspective":
+        return PerspectiveCamera.from_fov(width, height, fov_y_deg)
+    if camera_type == "fisheye":
+        return FisheyeCamera.from_fov(width, height, fov_y_deg)
+    if camera_type == "equirectangular":
+        return EquirectangularCamera(int(width), int(height))
+    raise ConfigError(f"camera_type={camera_type!r}: expected perspective, fisheye or equirectangular")

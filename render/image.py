@@ -26,11 +26,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..core.cameras import OrthographicCamera, PerspectiveCamera
 from ..core.errors import ConfigError
-from .cameras import OrthographicCamera, PerspectiveCamera
+from ..core.rays import axial_factors, generate_ray_batch
 from ..nerf.chunked import model_device, render_rays_chunked
 from ..nerf.config import MAX_RAYS_PER_CHUNK
-from .rays import axial_factors, generate_ray_batch
 
 OUTPUTS: tuple[str, ...] = ("rgb", "depth", "alpha", "normal")
 DepthMode = Literal["auto", "z", "ray"]

@@ -16,9 +16,9 @@ from typing import Literal
 
 import numpy as np
 
-from ..capture.dataset import closest_point_to_lines, optical_axes
+from ..core.cameras import FisheyeCamera, OrthographicCamera, PerspectiveCamera, ThinLens, fov_from_focal
 from ..core.errors import ConfigError, InputError
-from .cameras import FisheyeCamera, OrthographicCamera, PerspectiveCamera, ThinLens, fov_from_focal
+from ..core.geometry import closest_point_to_lines, optical_axes
 from .cubemap import CubemapCamera
 from .equirect import EquirectangularCamera
 from .paths import (

@@ -130,7 +130,7 @@ class CameraPath:
 
     def camera(self, index: int):
         """The camera model of frame ``index`` (as nerfstudio's ``ns-render camera-path`` builds it)."""
-        from ..cameras import camera_for_path
+        from ..equirect import camera_for_path  # heavy: torch (paths stay numpy-only until a camera is built)
 
         return camera_for_path(self.camera_type, self.width, self.height, float(self.fov_y_deg[index]))
 

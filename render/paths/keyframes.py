@@ -25,7 +25,7 @@ import splines.quaternion
 from scipy.interpolate import PchipInterpolator
 from scipy.spatial.transform import Rotation
 
-from ...capture.dataset import convert_camera_axes
+from ...core.geometry import convert_camera_axes
 from ...core.errors import ConfigError, InputError
 from .base import CameraPath, CameraType, Keyframe, look_at
 from .easing import Easing, ease

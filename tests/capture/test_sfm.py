@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nerfstage.capture.dataset import convert_camera_axes
 from nerfstage.capture.sfm import (
     SfmOptions,
     align_sim3,
@@ -18,6 +17,7 @@ from nerfstage.capture.sfm import (
 from nerfstage.capture.sfm_loops import select_loop_pairs
 from nerfstage.capture.synthetic import SyntheticOptions, render_synthetic_frames, synthetic_cameras
 from nerfstage.core.errors import ConfigError, ReconstructionError
+from nerfstage.core.geometry import convert_camera_axes
 
 
 def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:

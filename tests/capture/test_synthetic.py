@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from nerfstage.capture.dataset import Intrinsics, convert_camera_axes
 from nerfstage.capture.synthetic import (
     SyntheticOptions,
     load_ground_truth,
@@ -26,6 +25,7 @@ from nerfstage.capture.synthetic import (
     write_synthetic_video,
 )
 from nerfstage.core.errors import ConfigError, DatasetError, OutputExistsError
+from nerfstage.core.geometry import Intrinsics, convert_camera_axes
 
 SMALL = SyntheticOptions(num_frames=4, width=160, height=120)
 

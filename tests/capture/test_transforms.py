@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nerfstage.capture.dataset import Dataset, Frame, Intrinsics
+from nerfstage.capture.dataset import Dataset, Frame
 from nerfstage.capture.transforms import detect_json_format, read_transforms, write_transforms
 from nerfstage.core.errors import DatasetError
+from nerfstage.core.geometry import Intrinsics
 
 W, H = 8, 6
 

@@ -11,8 +11,8 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-from nerfstage.capture.dataset import Intrinsics
 from nerfstage.core.errors import ConfigError
+from nerfstage.core.geometry import Intrinsics
 from nerfstage.export.density_grid import (
     GridOptions,
     crop_box_from_cameras,

@@ -72,8 +72,8 @@ def test_point_cloud_is_the_rendered_depth_in_the_dataset_frame(loaded, tiny_run
     is too foggy to compare with the true surfaces: its rendered depth of the far walls is ~30 % short.)"""
     import json
 
-    from nerfstage.capture.dataset import convert_camera_axes
-    from nerfstage.render.cameras import PerspectiveCamera
+    from nerfstage.core.cameras import PerspectiveCamera
+    from nerfstage.core.geometry import convert_camera_axes
     from nerfstage.render.image import ImageOptions, render_image
 
     result = export_point_cloud(loaded, tmp_path / "points.ply", PointCloudExportOptions(

@@ -51,7 +51,7 @@ def test_one_plate_per_row_at_the_tracked_pose(loaded, tiny_run, tmp_path):
     than each other's (16.6 dB)."""
     import cv2
 
-    from nerfstage.render.cameras import PerspectiveCamera
+    from nerfstage.core.cameras import PerspectiveCamera
     from nerfstage.render.image import ImageOptions, render_image
 
     images = track_at_cameras(tiny_run, tmp_path / "track.csv", [1, 13])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from nerfstage.capture.dataset import Intrinsics, convert_camera_axes
 from nerfstage.core.errors import ConfigError, InputError
+from nerfstage.core.geometry import Intrinsics, convert_camera_axes
 from nerfstage.export.pointcloud import (
     DepthView,
     PointCloudOptions,

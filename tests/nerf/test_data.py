@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from nerfstage.capture.dataset import Dataset, Frame, Intrinsics, convert_camera_axes
+from nerfstage.capture.dataset import Dataset, Frame
+from nerfstage.core.cameras import camera_from_intrinsics
 from nerfstage.core.errors import DatasetError, DeviceError
+from nerfstage.core.geometry import Intrinsics, convert_camera_axes
+from nerfstage.core.rays import generate_ray_batch
 from nerfstage.nerf.data import (
     RayBatcher,
     camera_table,
@@ -106,6 +109,55 @@ def test_distorted_camera_table_reprojects_to_pixel_centres(model):
     assert err < 1e-3
     pinhole = camera_table(PINHOLE)
     assert np.abs(table - pinhole).max() > 1e-3  # the distortion does change the rays
+
+
+OPENCV = replace(PINHOLE, model="OPENCV", k1=-0.12, k2=0.03, p1=0.0015, p2=-0.001, k3=-0.004)
+FISHEYE = replace(PINHOLE, fx=18.0, fy=18.5, model="OPENCV_FISHEYE", k1=0.04, k2=-0.012, k3=0.002, k4=-0.0003)
+
+
+@pytest.mark.parametrize("intr", [PINHOLE, OPENCV, FISHEYE], ids=["PINHOLE", "OPENCV", "OPENCV_FISHEYE"])
+def test_training_rays_are_the_foundation_rays(tmp_path, intr):
+    """ViewSet rays (the training / eval path) equal ``generate_ray_batch`` of the same camera and pose."""
+    dataset = make_dataset(tmp_path, n=3, intr=intr)
+    scene, _ = normalize_scene(dataset)
+    views = load_views(dataset, [0, 1, 2], scene)
+    camera = camera_from_intrinsics(intr)
+    for v, frame in enumerate(dataset.frames):
+        rays = generate_ray_batch(camera, scene.apply(frame.world_from_cam[None])[0], dtype=torch.float64)
+        origins, dirs, _ = views.view_rays(v)
+        assert rays.valid.all()
+        assert (origins.double() - rays.origins).abs().max() < 1e-6
+        assert (dirs.double() - rays.directions).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("intr", [OPENCV, FISHEYE], ids=["OPENCV", "OPENCV_FISHEYE"])
+def test_camera_table_matches_opencv_undistort_points(intr):
+    """The table holds the points OpenCV's undistortPoints returned before (reference only; to 1e-6)."""
+    u, v = np.meshgrid(np.arange(intr.width) + 0.5, np.arange(intr.height) + 0.5)
+    pixels = np.stack([u.ravel(), v.ravel()], axis=-1)[:, None, :]  # [H*W, 1, 2] float64
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-15)
+    if intr.model == "OPENCV":
+        dist = np.array([intr.k1, intr.k2, intr.p1, intr.p2, intr.k3])
+        expected = cv2.undistortPoints(pixels, intr.matrix(), dist, criteria=criteria)
+    else:
+        dist = np.array([intr.k1, intr.k2, intr.k3, intr.k4])
+        expected = cv2.fisheye.undistortPoints(pixels, intr.matrix(), dist, criteria=criteria)
+    table = camera_table(intr).astype(np.float64)
+    assert np.abs(table - expected.reshape(-1, 2)).max() < 1e-6
+    undistorted = Intrinsics(intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height)
+    assert np.abs(table - camera_table(undistorted)).max() > 5e-3  # the distortion does change the rays
+
+
+def test_camera_table_refuses_rays_it_cannot_hold():
+    """x/z cannot hold a ray at or beyond 90 degrees, nor a pixel the distortion polynomial cannot invert:
+    a clear DatasetError instead of the mirrored / clamped points OpenCV returned there."""
+    wide = replace(PINHOLE, fx=8.0, fy=8.0, cx=16.0, cy=12.0, model="OPENCV_FISHEYE")  # equidistant, up to 143 deg
+    with pytest.raises(DatasetError, match=r"OPENCV_FISHEYE camera 32x24 .* pixels, e.g. column 0 row 0"):
+        camera_table(wide)
+    folded = replace(wide, fx=12.0, fy=12.0, k1=-0.2)  # theta_d(theta) peaks at 0.86 rad: the corners have no ray
+    with pytest.raises(DatasetError, match="90 degrees or more .* or cannot be undistorted"):
+        camera_table(folded)
+    assert camera_table(replace(wide, fx=20.0, fy=20.0)).shape == (24 * 32, 2)  # corner 57 degrees: fine
 
 
 def test_split_uses_test_split_else_every_8th(tmp_path):

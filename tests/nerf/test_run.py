@@ -71,7 +71,7 @@ def test_trainer_as_run_equals_the_loaded_run_with_refined_poses(tmp_path):
     def keep_last(info) -> None:
         if info.step == info.total_steps:
             seen["run"] = info.trainer.as_run()
-            seen["rgb"] = info.trainer.render_rays(*rays_of(seen["run"], 48), 6, 8)["rgb"]
+            seen["rgb"] = info.trainer.render_image_rays(*rays_of(seen["run"], 48), 6, 8)["rgb"]
 
     train(tmp_path / "scene", tmp_path / "run", config, progress=False, callback=keep_last)
     live, loaded = seen["run"], load_run(tmp_path / "run", device="cpu")

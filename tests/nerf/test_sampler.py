@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 
+from nerfstage.core.cameras import PerspectiveCamera
+from nerfstage.core.rays import generate_ray_batch
 from nerfstage.nerf import march_cpu
 from nerfstage.nerf.config import ModelConfig
 from nerfstage.nerf.encoding import HashGridConfig
@@ -16,8 +18,6 @@ from nerfstage.nerf.occupancy import OccupancyGrid
 from nerfstage.nerf.renderer import NerfModel
 from nerfstage.nerf.run import load_run
 from nerfstage.nerf.sampler import MarchOptions, StepWarp, march, ray_aabb
-from nerfstage.render.cameras import PerspectiveCamera
-from nerfstage.render.rays import generate_ray_batch
 
 MARCHERS = ["torch", pytest.param("cpp", marks=pytest.mark.skipif(not march_cpu.available(),
                                                                    reason="C++ marcher does not build here"))]

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerfstage.capture.dataset import Dataset, Frame, Intrinsics
+from nerfstage.capture.dataset import Dataset, Frame
 from nerfstage.core.errors import ConfigError, DatasetError
+from nerfstage.core.geometry import Intrinsics
 from nerfstage.nerf.config import DataConfig, TrainConfig, config_from_dict
 from nerfstage.nerf.data import normalize_scene
 from nerfstage.nerf.scene_centre import estimate_focus, focus_of_attention, focus_scale

@@ -175,7 +175,7 @@ def test_callback_every_step_and_viewer_renders_under_the_lock(scene, tmp_path):
     trainer = infos[-1].trainer
     view = trainer.train_views.frame_indices.index(1)
     origins, dirs, colours = trainer.train_views.view_rays(view)
-    via_rays = trainer.render_rays(origins, dirs, 36, 48)["rgb"]
+    via_rays = trainer.render_image_rays(origins, dirs, 36, 48)["rgb"]
     frame = load_dataset(scene).frames[1]
     via_camera = trainer.render_camera(trainer.scene.apply(np.asarray(frame.world_from_cam)[None])[0],
                                        frame.intrinsics)["rgb"]
@@ -183,3 +183,48 @@ def test_callback_every_step_and_viewer_renders_under_the_lock(scene, tmp_path):
     dataset_poses = np.stack([np.asarray(f.world_from_cam) for f in load_dataset(scene).frames])
     expected = trainer.scene.apply(dataset_poses[trainer.train_views.frame_indices])
     assert np.abs(trainer.train_world_from_cams() - expected).max() < 1e-5  # no refinement: the dataset's poses
+
+
+@pytest.mark.parametrize("model", ["OPENCV", "OPENCV_FISHEYE"])
+def test_render_camera_renders_the_foundation_rays(scene, tmp_path, model):
+    """``Trainer.render_camera`` = the model rendering ``core.rays.generate_ray_batch`` rays of the camera; pixels
+    the camera model cannot unproject (the folded fisheye's corners) get the background, depth 0, alpha 0."""
+    import dataclasses
+
+    import torch
+
+    from nerfstage.capture.loader import load_dataset
+    from nerfstage.core.cameras import camera_from_intrinsics
+    from nerfstage.core.geometry import Intrinsics
+    from nerfstage.core.rays import generate_ray_batch
+    from nerfstage.nerf.data import normalize_scene
+    from nerfstage.nerf.trainer import Trainer, scene_model_config
+
+    dataset = load_dataset(scene)
+    config = tiny_config(steps=4, rays=256)
+    config = dataclasses.replace(config, model=scene_model_config(config, bounded=False))
+    transform, aabb = normalize_scene(dataset)
+    trainer = Trainer(config, dataset, tmp_path, transform, torch.tensor(aabb, dtype=torch.float32))
+    for _ in range(4):
+        trainer.step()
+    if model == "OPENCV":
+        intr = Intrinsics(40.0, 41.0, 24.3, 17.6, 48, 36, model, k1=-0.15, k2=0.04, p1=0.002, p2=-0.001, k3=-0.005)
+    else:  # theta_d(theta) peaks at 0.86 rad: the corners have no ray
+        intr = Intrinsics(24.0, 24.0, 24.0, 18.0, 48, 36, model, k1=-0.2)
+    pose = transform.apply(np.asarray(dataset.frames[1].world_from_cam)[None])[0]
+    out = trainer.render_camera(pose, intr)
+    rays = generate_ray_batch(camera_from_intrinsics(intr), pose, dtype=torch.float64)
+    keep = rays.valid.nonzero().squeeze(-1)
+    assert (len(keep) == 48 * 36) == (model == "OPENCV") and len(keep) > 48 * 36 // 2
+    trainer.model.eval()
+    with torch.no_grad():
+        direct = trainer.model.render_rays(rays.origins[keep].float(), rays.directions[keep].float(), None, None)
+    assert direct["accumulation"].max() > 0.05  # the field is not empty: the comparison means something
+    for key, shape in (("rgb", (36, 48, 3)), ("depth", (36, 48)), ("accumulation", (36, 48))):
+        got = out[key].reshape(48 * 36, -1).squeeze(-1)
+        assert out[key].shape == shape
+        error = float((got[keep] - direct[key].float()).abs().max())
+        assert error < 1e-5, (key, error)
+    unseen = ~rays.valid
+    assert torch.all(out["rgb"].reshape(-1, 3)[unseen] == 1.0)  # the model's (white) evaluation background
+    assert torch.all(out["depth"].reshape(-1)[unseen] == 0) and torch.all(out["accumulation"].reshape(-1)[unseen] == 0)

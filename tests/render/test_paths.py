@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from nerfstage.capture.dataset import convert_camera_axes
 from nerfstage.core.errors import ConfigError, InputError
+from nerfstage.core.geometry import convert_camera_axes
 from nerfstage.render import PerspectiveCamera
 from nerfstage.render.paths import (
     Keyframe,

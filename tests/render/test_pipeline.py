@@ -12,16 +12,16 @@ import pytest
 import torch
 
 from nerfstage.capture.synthetic import true_depth
+from nerfstage.core.cameras import PerspectiveCamera
 from nerfstage.core.errors import CheckpointError
+from nerfstage.core.rays import generate_ray_batch
 from nerfstage.nerf.metrics import psnr
 from nerfstage.nerf.run import load_run
-from nerfstage.render.cameras import PerspectiveCamera
 from nerfstage.render.cubemap import CubemapCamera
 from nerfstage.render.equirect import EquirectangularCamera, reproject_image
 from nerfstage.render.image import ImageOptions, render_image
 from nerfstage.render.pipeline import RenderOptions, encode_rgb, frame_cache, render_path
 from nerfstage.render.plan import ShotOptions, build_path, look_at_center
-from nerfstage.render.rays import generate_ray_batch
 from nerfstage.render.writers import srgb_to_linear
 
 
@@ -177,7 +177,7 @@ def test_normals_face_the_camera_and_are_unit(run):
 
 
 def test_thin_lens_blurs_only_out_of_focus(run):
-    from nerfstage.render.cameras import ThinLens
+    from nerfstage.core.cameras import ThinLens
 
     view = run.train_indices[4]
     intr = run.intrinsics[view].scaled(0.5)  # 32 x 24

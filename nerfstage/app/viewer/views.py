@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ...capture.dataset import convert_camera_axes
-from ...render.cameras import PerspectiveCamera
+from ...core.cameras import PerspectiveCamera
+from ...core.geometry import convert_camera_axes
 from ...render.image import ImageOptions, render_image
 from .progressive import RenderCancelled, View
 

@@ -96,7 +96,7 @@ def test_preview_is_what_render_path_renders(tiny_run, tmp_path):
     import imageio.v3 as iio
 
     from nerfstage.nerf.run import load_run
-    from nerfstage.render.cameras import PerspectiveCamera
+    from nerfstage.core.cameras import PerspectiveCamera
     from nerfstage.render.image import ImageOptions, render_image
     from nerfstage.render.pipeline import RenderOptions, render_path
     from nerfstage.render.plan import ShotOptions

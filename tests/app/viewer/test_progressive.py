@@ -95,7 +95,7 @@ def test_viser_pose_round_trip_and_axes():
 
 def test_model_render_function_matches_render_image_and_cancels(tiny_run):
     from nerfstage.nerf.run import load_run
-    from nerfstage.render.cameras import PerspectiveCamera
+    from nerfstage.core.cameras import PerspectiveCamera
     from nerfstage.render.image import ImageOptions, render_image
     from nerfstage.app.viewer.views import model_render_fn
 

@@ -1,18 +1,29 @@
-"""Virtual camera models: pixels <-> rays in the camera frame.
+"""Central camera models of the foundation: pixels <-> rays in the camera frame, for every stage.
+
+Training (``nerf.data.camera_table``, ``Trainer.render_camera``), evaluation and rendering all build their
+rays from these models (the world ray batches are in :mod:`nerfstage.core.rays`), so a dataset camera's pixel
+means the same ray everywhere.
 
 Conventions
 -----------
 * All pixel math here is in **OpenCV camera axes** (x right, y down, z forward). Poses (``world_from_cam``) are
   stored with OpenGL axes as nerfstudio writes them; ``rays.py`` converts them with
-  ``nerfstage.capture.dataset.convert_camera_axes`` (the one conversion function).
+  :func:`nerfstage.core.geometry.convert_camera_axes` (the one conversion function).
 * Pixel ``(col, row)`` covers ``[col, col + 1) x [row, row + 1)``; its centre is ``(col + 0.5, row + 0.5)``;
   the principal point ``(cx, cy)`` is in the same units (``W / 2, H / 2`` is the image centre), as nerfstudio.
 * Every model has ``project(points [n,3]) -> (pixels [n,2], valid [n])``, ``unproject(pixels) -> (unit
   directions [n,3], valid [n])`` and ``rays(pixels, keys) -> (origins [n,3], directions [n,3], valid [n])``, all
   torch tensors in the dtype of the input. ``keys`` are flat pixel indices; random lens samples (thin lens) are a
   hash of (key, seed, sample), so a chunked render draws the same samples as a whole-image one.
+* A dataset camera (:class:`~nerfstage.core.geometry.Intrinsics`) becomes a model with
+  :func:`camera_from_intrinsics`: PINHOLE / OPENCV -> :class:`PerspectiveCamera`, OPENCV_FISHEYE ->
+  :class:`FisheyeCamera`. Both undistort by Newton iteration; in float64 they return the points of OpenCV's
+  ``undistortPoints`` / ``fisheye.undistortPoints`` to ~1e-13 (tests/core/test_undistort.py), except where
+  OpenCV is wrong: fisheye rays 90 degrees or more off-axis (OpenCV's x/z mirrors them) and distorted angles
+  past 90 degrees (OpenCV clamps them); the unit directions here stay right.
 
-Equirectangular and cubemap models live in ``equirect.py`` and ``cubemap.py`` (all exported by ``nerfstage.render``).
+The panoramic models (equirectangular, cubemap) live in the render stage (``nerfstage.render.equirect``,
+``nerfstage.render.cubemap``), built on :class:`CentralCamera`.
 """
 
 from __future__ import annotations
@@ -24,8 +35,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ..capture.dataset import Intrinsics
-from ..core.errors import ConfigError
+from .errors import ConfigError
+from .geometry import Intrinsics
 
 NEWTON_STEPS = 12
 """Newton iterations of the inverse distortion maps (quadratic convergence: ~1e-12 after a handful)."""
@@ -242,9 +253,13 @@ class FisheyeCamera(CentralCamera):
         m = torch.stack([(pixels[:, 0] - self.cx) / self.fx, (pixels[:, 1] - self.cy) / self.fy], dim=-1)
         theta_d = m.norm(dim=-1)
         theta = theta_d.clone()
+        stop_px = 1e-9 if theta.dtype == torch.float64 else 1e-3
         for _ in range(NEWTON_STEPS):
+            residual = self._theta_d(theta) - theta_d  # [n]
+            if not len(theta) or float(residual.abs().max()) * max(self.fx, self.fy) < stop_px:
+                break  # converged everywhere: stop early
             slope = self._slope(theta)
-            theta = theta - (self._theta_d(theta) - theta_d) / torch.where(slope.abs() < 1e-12, 1e-12, slope)
+            theta = theta - residual / torch.where(slope.abs() < 1e-12, 1e-12, slope)
         ratio = torch.where(theta_d > 1e-15, torch.sin(theta) / theta_d.clamp_min(1e-15), torch.ones_like(theta))
         directions = torch.cat([m * ratio[:, None], torch.cos(theta)[:, None]], dim=-1)
         error_px = (self._theta_d(theta) - theta_d).abs() * max(self.fx, self.fy)
@@ -333,15 +348,11 @@ def lens_disc_samples(keys: Int[Tensor, " n"], seed: int, sample: int, dtype=tor
     return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1).to(dtype)
 
 
-def camera_for_path(camera_type: str, width: int, height: int, fov_y_deg: float):
-    """The camera nerfstudio's ``ns-render camera-path`` builds for one frame of a camera_path.json."""
-    from .equirect import EquirectangularCamera
-
-    if camera_type == "perspective":
-        return PerspectiveCamera.from_fov(width, height, fov_y_deg)
-    if camera_type == "fisheye":
-        return FisheyeCamera.from_fov(width, height, fov_y_deg)
-    if camera_type == "equirectangular":
-        return EquirectangularCamera(int(width), int(height))
-    raise ConfigError(f"camera_type={camera_type!r}: expected perspective, fisheye or equirectangular")
-
+def camera_from_intrinsics(intrinsics: Intrinsics, lens: ThinLens | None = None) -> PerspectiveCamera | FisheyeCamera:
+    """The camera model of a dataset camera: OPENCV_FISHEYE -> FisheyeCamera, PINHOLE / OPENCV ->
+    PerspectiveCamera (with ``lens``; a fisheye takes no thin lens)."""
+    if intrinsics.model == "OPENCV_FISHEYE":
+        if lens is not None:
+            raise ConfigError("lens: a thin lens needs a PINHOLE or OPENCV camera, got OPENCV_FISHEYE intrinsics")
+        return FisheyeCamera.from_intrinsics(intrinsics)
+    return PerspectiveCamera.from_intrinsics(intrinsics, lens)

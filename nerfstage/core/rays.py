@@ -1,4 +1,5 @@
-"""World-space ray batches of any camera model, by pixel index, so that a frame renders in chunks of any size.
+"""World-space ray batches of any camera model, by pixel index, so that a frame renders in chunks of any size:
+the one pixel -> world ray path of training, evaluation and rendering (camera models in ``cameras.py``).
 
 ``world_from_cam`` is a camera-to-world [4, 4] with **OpenGL camera axes** (nerfstudio's ``camera_to_world``);
 it is turned into OpenCV axes with ``convert_camera_axes`` (the project's one conversion) before the camera
@@ -15,8 +16,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ..capture.dataset import convert_camera_axes
-from ..core.errors import ConfigError
+from .errors import ConfigError
+from .geometry import convert_camera_axes
 
 
 class RayBatch(NamedTuple):
