@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
+from ..core.version import __version__
+from .convert import dataset_from_reconstruction, write_sparse_ply
+from .images import import_images
 from .sfm import (
     CAMERA_MODELS,
     Mapper,
@@ -38,6 +41,8 @@ from .sfm import (
     reconstruction_poses,
     run_sfm,
 )
+from .transforms import write_json_atomic, write_transforms
+from .video import extract_sharpest_frames, is_video_file
 
 MIN_REGISTERED_FRACTION = 0.5
 """Below this fraction of registered frames the capture fails."""
@@ -161,8 +166,6 @@ def _swap_into_place(staging: Path, output: Path) -> None:
 
 
 def _capture(input_path: Path, options: CaptureOptions, staging: Path) -> dict[str, Any]:
-    from .video import is_video_file
-
     seconds: dict[str, float] = {}
     is_video = is_video_file(input_path)
     if not input_path.exists():
@@ -203,16 +206,12 @@ def _frames_into(input_path: Path, is_video: bool, options: CaptureOptions, imag
     """Decode/select video frames, or import photos, into ``images``; returns the report fields about frames."""
     start = time.perf_counter()
     if is_video:
-        from .video import extract_sharpest_frames
-
         got = extract_sharpest_frames(input_path, images, options.frames, options.max_size, options.progress)
         seconds["decode"] = got.seconds.get("count", 0.0) + got.seconds.get("decode", 0.0)
         seconds["select"] = got.seconds.get("select", 0.0)
         fields = {"frames_decoded": got.frames_decoded, "source_frame_indices": list(got.source_indices)}
         fields.update(video_rotation_deg=got.rotation_deg, video_fps=got.fps, import_warnings=[])
     else:
-        from .images import import_images
-
         got = import_images(input_path, images, options.max_size, options.progress)
         seconds["decode"], seconds["select"] = time.perf_counter() - start, 0.0
         fields = {"frames_decoded": len(got.image_paths), "source_names": dict(_invert(got.name_map))}
@@ -268,7 +267,7 @@ def flip_warnings(poses: dict[str, np.ndarray]) -> list[str]:
 
 def _convert_colmap(options: CaptureOptions, staging: Path) -> dict[str, Any]:
     """Convert an existing COLMAP model (no SfM): copy model and images into the dataset, write the rest."""
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     model_dir, image_dir = Path(options.colmap_model), Path(options.colmap_images)
     if not model_dir.is_dir():
@@ -311,13 +310,10 @@ def _copy_images(names: list[str], image_dir: Path, dest: Path) -> None:
 
 def _write_dataset(rec, staging: Path) -> dict[str, Any]:
     """transforms.json + sparse_pc.ply for ``rec`` (images already in ``staging/images``); returns report fields."""
-    from .convert import dataset_from_reconstruction, write_sparse_ply
-
     dataset = dataset_from_reconstruction(rec, staging / "images", staging, apply_nerfstudio_world=True)
     ply_path = staging / "sparse_pc.ply"
     write_sparse_ply(rec, ply_path, dataset.applied_transform)
     dataset.ply_path = ply_path
-    from .transforms import write_transforms
 
     write_transforms(dataset, staging / "transforms.json")
     return {
@@ -340,8 +336,6 @@ def _camera_json(camera) -> dict[str, Any]:
 
 
 def _report_base(input_path: Path, kind: str, options: CaptureOptions, counts, seconds, warnings) -> dict:
-    from ..core.version import __version__
-
     counts = dict(counts)
     return {
         "nerfstage_version": __version__,
@@ -363,7 +357,5 @@ def _options_json(options: CaptureOptions) -> dict[str, Any]:
 
 
 def _write_report(report: dict[str, Any], staging: Path) -> None:
-    from .transforms import write_json_atomic
-
     report["seconds"]["total"] = round(sum(v for k, v in report["seconds"].items() if k != "total"), 3)
     write_json_atomic(report, staging / "capture_report.json")

@@ -58,6 +58,7 @@ from .sfm_loops import match_pairs, retriangulate, select_loop_pairs, viewing_ge
 
 if TYPE_CHECKING:
     import pycolmap
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 Matcher = Literal["auto", "sequential", "exhaustive"]
 Mapper = Literal["incremental", "global"]
@@ -135,7 +136,7 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
 
     ``work_dir`` gets ``database.db`` and ``sparse/0``. Raises ReconstructionError when no model can be built.
     """
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     _check_options(options)
     image_dir, work_dir = Path(image_dir), Path(work_dir)
@@ -203,7 +204,7 @@ def _extract(database: Path, image_dir: Path, options: SfmOptions) -> None:
 
 
 def _extract_once(database: Path, image_dir: Path, options: SfmOptions, first_octave: int | None) -> None:
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = options.camera_model
@@ -224,7 +225,7 @@ def _extract_once(database: Path, image_dir: Path, options: SfmOptions, first_oc
 
 def _match_kwargs(options: SfmOptions) -> dict:
     """Matching and two-view verification options shared by every matcher call."""
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = options.num_threads
@@ -236,7 +237,7 @@ def _match_kwargs(options: SfmOptions) -> dict:
 
 
 def _match(database: Path, options: SfmOptions) -> None:
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     kwargs = _match_kwargs(options)
     if options.matcher == "exhaustive":
@@ -251,7 +252,7 @@ def _match(database: Path, options: SfmOptions) -> None:
 
 
 def _map(database: Path, image_dir: Path, out_dir: Path, options: SfmOptions, advance) -> dict:
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
@@ -271,7 +272,7 @@ def _map(database: Path, image_dir: Path, out_dir: Path, options: SfmOptions, ad
 
 
 def _incremental_options(options: SfmOptions) -> pycolmap.IncrementalPipelineOptions:
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     pipeline = pycolmap.IncrementalPipelineOptions()
     pipeline.num_threads = options.num_threads
@@ -288,7 +289,7 @@ def _incremental_options(options: SfmOptions) -> pycolmap.IncrementalPipelineOpt
 
 
 def _global_options(options: SfmOptions) -> pycolmap.GlobalPipelineOptions:
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     pipeline = pycolmap.GlobalPipelineOptions()
     pipeline.num_threads = options.num_threads
@@ -333,7 +334,7 @@ def _refine(reconstruction: pycolmap.Reconstruction, options: SfmOptions) -> pyc
     """Final global bundle adjustment on the precise observations only: drop observations whose reprojection
     error exceeds max(REFINE_MIN_PX, REFINE_MEAN_FACTOR x mean error), then bundle-adjust to convergence (tight
     tolerances). Returns the input unchanged when that would leave an image with too few points."""
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     refined = pycolmap.Reconstruction(reconstruction)
     threshold = max(REFINE_MIN_PX, REFINE_MEAN_FACTOR * refined.compute_mean_reprojection_error())
@@ -367,7 +368,7 @@ def _write_model(
 def _quiet_colmap(progress: bool) -> Iterator[None]:
     """Keep COLMAP's own log to errors while our progress display runs (its warnings are mostly chatter such as
     "discarding reconstruction due to insufficient size"; the capture report states what matters)."""
-    import pycolmap
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     before = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = max(before, 2)
@@ -383,9 +384,6 @@ class _Steps:
     def __init__(self, enabled: bool):
         self._progress = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-            from rich.progress import TimeElapsedColumn
-
             columns = (SpinnerColumn(), TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn())
             self._progress = Progress(*columns, TimeElapsedColumn())
 

@@ -21,11 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from ..core.cameras import camera_from_intrinsics
 from ..core.errors import ConfigError
-from ..nerf.run import LoadedRun
 from ..nerf.config import MAX_RAYS_PER_CHUNK
-from .gltf import check_mesh_path, dataset_from_normalized
+from ..nerf.run import LoadedRun
+from ..render.image import ImageOptions, render_image
+from .density_grid import GridOptions, check_box, crop_box_from_cameras
+from .gltf import check_mesh_path, dataset_from_normalized, write_mesh
+from .mesh import MeshOptions, extract_mesh, field_callables
+from .pointcloud import DepthView, PointCloudOptions, point_cloud_from_views, write_point_cloud
+from .texture import TextureOptions, bake_texture
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,6 @@ class ExportResult:
 
 def normalized_box(run: LoadedRun, bbox) -> tuple[np.ndarray, np.ndarray]:
     """[3] min / max corners in the normalised frame of a dataset-frame ``bbox`` (see the module docstring)."""
-    from .density_grid import check_box, crop_box_from_cameras
-
     aabb = run.model.field.aabb.detach().cpu().numpy().astype(np.float64)  # [2, 3]
     if bbox is None:
         if not run.has_cameras:
@@ -114,10 +119,6 @@ def normalized_box(run: LoadedRun, bbox) -> tuple[np.ndarray, np.ndarray]:
 
 def export_mesh(run: LoadedRun, output: Path, options: MeshExportOptions | None = None) -> ExportResult:
     """Extract the LoadedRun's surface in the crop box and write it (.glb Y-up, .obj, .ply) in the dataset frame."""
-    from .density_grid import GridOptions
-    from .gltf import write_mesh
-    from .mesh import MeshOptions, extract_mesh, field_callables
-
     options = options or MeshExportOptions()
     check_mesh_path(output, options.overwrite)  # bad extension / existing file: refused before any work
     start = time.perf_counter()
@@ -131,8 +132,6 @@ def export_mesh(run: LoadedRun, output: Path, options: MeshExportOptions | None 
     result = extract_mesh(density_fn, lo, hi, None if options.texture else color_fn, grid, mesh_options)
     mesh = result.mesh
     if options.texture:
-        from .texture import TextureOptions, bake_texture
-
         mesh = bake_texture(mesh, color_fn, TextureOptions(int(options.texture_resolution), device=device))
     mesh.apply_transform(dataset_from_normalized(run.scene.transform, run.scene.scale))
     files = write_mesh(mesh, output, overwrite=options.overwrite)
@@ -143,28 +142,18 @@ def export_mesh(run: LoadedRun, output: Path, options: MeshExportOptions | None 
 
 def _depth_views(run: LoadedRun, options: PointCloudExportOptions) -> list:
     """Rendered rgb / ray depth / opacity of the chosen training views (normalised frame)."""
-    from tqdm.auto import tqdm
-
-    from ..core.cameras import FisheyeCamera, PerspectiveCamera
-    from ..render.image import ImageOptions, render_image
-    from .pointcloud import DepthView
-
     train = (run.train_indices or list(range(len(run.world_from_cams))))[:: int(options.view_stride)]
     image_options = ImageOptions(int(options.max_rays_per_chunk), depth_mode="ray")
     views = []
     for index in tqdm(train, desc="views", unit="view", disable=not options.progress, dynamic_ncols=True):
         intrinsics = run.intrinsics[index].scaled(1.0 / int(options.downscale))
-        fisheye = intrinsics.model == "OPENCV_FISHEYE"
-        camera = (FisheyeCamera if fisheye else PerspectiveCamera).from_intrinsics(intrinsics)
-        images = render_image(run.model, camera, run.world_from_cams[index], ("rgb", "depth", "alpha"), image_options)
+        images = render_image(run.model, camera_from_intrinsics(intrinsics), run.world_from_cams[index], ("rgb", "depth", "alpha"), image_options)
         views.append(DepthView(images["rgb"], images["depth"], run.world_from_cams[index], intrinsics, images["alpha"]))
     return views
 
 
 def export_point_cloud(run: LoadedRun, output: Path, options: PointCloudExportOptions | None = None) -> ExportResult:
     """Coloured points from the rendered depth of the run's training views, written as PLY in the dataset frame."""
-    from .pointcloud import PointCloudOptions, point_cloud_from_views, write_point_cloud
-
     options = options or PointCloudExportOptions()
     if check_mesh_path(output, options.overwrite) != ".ply":
         raise ConfigError(f"{output}: point clouds are written as .ply; got '{Path(output).suffix}'")

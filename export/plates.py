@@ -23,9 +23,14 @@ from typing import Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..core.cameras import PerspectiveCamera
 from ..core.errors import ConfigError, InputError
-from ..nerf.run import LoadedRun
 from ..nerf.config import MAX_RAYS_PER_CHUNK
+from ..nerf.run import LoadedRun
+from ..render.image import ImageOptions, render_image
+from ..render.pipeline import encode_rgb
+from ..render.writers import is_valid_frame, write_png
+from .panorama import write_rgba_exr
 from .track import TrackedFrame, read_track, to_normalized
 
 PlateFormat = Literal["exr", "png"]
@@ -90,12 +95,6 @@ def _make_folder(directory: Path) -> None:
 
 def render_plate(run: LoadedRun, frame: TrackedFrame, path: Path, options: PlateOptions) -> Path:
     """Render one tracked frame (pose in the normalised frame) and write it to ``path`` atomically."""
-    from ..core.cameras import PerspectiveCamera
-    from ..render.image import ImageOptions, render_image
-    from ..render.pipeline import encode_rgb
-    from ..render.writers import write_png
-    from .panorama import write_rgba_exr
-
     camera = PerspectiveCamera.from_intrinsics(frame.intrinsics())
     exr = options.format == "exr"
     image_options = ImageOptions(int(options.max_rays_per_chunk), (0.0, 0.0, 0.0) if exr else (1.0, 1.0, 1.0))
@@ -110,8 +109,6 @@ def render_plate(run: LoadedRun, frame: TrackedFrame, path: Path, options: Plate
 def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: PlateOptions | None = None) -> PlatesResult:
     """One background plate per row of ``track_file`` from the LoadedRun ``run`` into ``out_dir`` (see the module
     docstring); plates already there and valid are kept unless ``options.overwrite``."""
-    from ..render.writers import is_valid_frame
-
     options = options or PlateOptions()
     _check(options)
     frames = read_track(track_file, options.overscan_percent)  # InputError before anything is written

@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
+import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-from ..core.geometry import Intrinsics, convert_camera_axes
+from ..core.cameras import camera_from_intrinsics
 from ..core.errors import ConfigError, InputError
+from ..core.geometry import Intrinsics, convert_camera_axes
+from ..core.rays import pixel_centers
 from .gltf import check_mesh_path, write_files_atomic
 
 
@@ -68,19 +70,11 @@ class PointCloudOptions:
 
 
 def pixel_rays(intrinsics: Intrinsics) -> np.ndarray:
-    """[H*W, 3] camera-space (OpenCV axes) directions with unit z through every pixel centre, row by row."""
-    u, v = np.meshgrid(np.arange(intrinsics.width) + 0.5, np.arange(intrinsics.height) + 0.5)
-    pixels = np.stack([u.ravel(), v.ravel()], axis=-1).astype(np.float64)  # [p, 2]
-    coeffs = (intrinsics.k1, intrinsics.k2, intrinsics.k3, intrinsics.k4, intrinsics.p1, intrinsics.p2)
-    if intrinsics.model == "PINHOLE" or not any(coeffs):
-        xy = (pixels - [intrinsics.cx, intrinsics.cy]) / [intrinsics.fx, intrinsics.fy]
-    elif intrinsics.model == "OPENCV_FISHEYE":
-        dist = np.array([intrinsics.k1, intrinsics.k2, intrinsics.k3, intrinsics.k4])
-        xy = cv2.fisheye.undistortPoints(pixels[:, None], intrinsics.matrix(), dist)[:, 0]
-    else:
-        dist = np.array([intrinsics.k1, intrinsics.k2, intrinsics.p1, intrinsics.p2, intrinsics.k3])
-        xy = cv2.undistortPoints(pixels[:, None], intrinsics.matrix(), dist)[:, 0]
-    return np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
+    """[H*W, 3] float64 camera-space (OpenCV axes) directions with unit z through every pixel centre, row by row:
+    the rays of the foundation's camera model (``core.cameras``), as training and rendering use."""
+    camera = camera_from_intrinsics(intrinsics)
+    directions, _ = camera.unproject(pixel_centers(camera, None, torch.float64))  # [H*W, 3] unit
+    return (directions / directions[:, 2:]).numpy()
 
 
 def _rgb_float(rgb: np.ndarray) -> np.ndarray:

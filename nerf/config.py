@@ -157,7 +157,7 @@ def preset_config(name: str, device_kind: str) -> TrainConfig:
 
 def build_config(preset: str = DEFAULT_PRESET, device: str = "auto", **overrides: Any) -> TrainConfig:
     """The preset for the device ``device`` resolves to, with top-level field ``overrides`` (e.g. steps, seed)."""
-    import torch
+    import torch  # heavy: torch (this module is read by the CLI at start-up, for option defaults)
 
     kind = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
     base = config_to_dict(preset_config(preset, kind))

@@ -32,8 +32,11 @@ from typing import Any
 
 from ..capture.pipeline import CaptureOptions
 from ..core.errors import ConfigError, InputError
-from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, Preset, check_preset, stage_overrides
+from ..nerf.config import MAX_RAYS_PER_CHUNK
+from . import chain_stages as stages
+from .chain_stages import synthetic_stage
+from .report import write_report
 
 
 @dataclass
@@ -125,8 +128,6 @@ def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFo
     """``run_chain`` on the built-in synthetic capture (written to WORKDIR/synthetic/), plus the capture's pose
     error against the true poses (summary stage ``capture``: ``mean_rotation_error_deg`` and
     ``mean_centre_error_fraction``). Without ``options`` it runs the ``DEMO_PRESET`` (as ``nerfstage demo``)."""
-    from .chain_stages import synthetic_stage
-
     options, footage = options or chain_options(DEMO_PRESET), footage or DemoFootage()
     workdir = _prepare_workdir(workdir)
     summary = _new_summary(workdir, None, options)
@@ -151,9 +152,6 @@ def _new_summary(workdir: Path, input_path: Path | None, options: ChainOptions) 
 
 def _run_stages(workdir: Path, input_path: Path, options: ChainOptions, summary: dict, on_train_step,
                 demo=None, rebuilt: bool = False) -> dict[str, Any]:
-    from . import chain_stages as stages
-    from .report import write_report
-
     start = time.perf_counter()
     redo = stages.capture_stage(input_path, workdir / "dataset", options, summary, options.overwrite or rebuilt, demo)
     redo = stages.train_stage(workdir / "dataset", workdir / "run", options, summary, redo, on_train_step)

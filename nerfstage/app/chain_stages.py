@@ -15,10 +15,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..capture.loader import load_dataset
+from ..capture.pipeline import CaptureOptions, run_capture
+from ..capture.sfm import pose_errors, trajectory_size
+from ..capture.synthetic import SyntheticOptions, load_ground_truth, write_synthetic_video
 from ..core.errors import NerfstageError
-from ..export.panorama import latlong_size
+from ..export.from_run import MeshExportOptions, export_mesh
+from ..export.panorama import PanoramaOptions, export_panorama, latlong_size
 from ..nerf.checkpoint import checkpoint_step, latest_checkpoint
+from ..nerf.config import TrainConfig, build_config, config_from_dict, config_to_dict
 from ..nerf.run import LoadedRun, finished_metrics, load_run
+from ..nerf.trainer import train
+from ..render.pipeline import RenderOptions, render_path
+from ..render.plan import ShotOptions
 from .chain_checks import exr_size, glb_faces, video_info
 
 STAMPS = ".chain"
@@ -69,8 +78,6 @@ def _load(run_dir: Path, options) -> LoadedRun:
 
 def synthetic_stage(folder: Path, options, footage, summary: dict) -> Any:
     """Write (or keep) the demo's synthetic video and its true poses; returns the SyntheticCapture."""
-    from ..capture.synthetic import SyntheticOptions, write_synthetic_video
-
     synthetic = SyntheticOptions(num_frames=options.frames, width=footage.width, height=footage.height,
                                  seed=options.seed)
     start = time.perf_counter()
@@ -84,8 +91,6 @@ def synthetic_stage(folder: Path, options, footage, summary: dict) -> Any:
 
 
 def _valid_footage(folder: Path, synthetic) -> Any:
-    from ..capture.synthetic import load_ground_truth
-
     try:
         truth = load_ground_truth(folder / "ground_truth.json")
     except Exception:  # noqa: BLE001 - anything unreadable means "build it again"
@@ -99,8 +104,6 @@ def _valid_footage(folder: Path, synthetic) -> Any:
 
 def capture_stage(input_path: Path, dataset_dir: Path, options, summary: dict, redo: bool, truth=None) -> bool:
     """Footage -> posed dataset (``nerfstage.capture.pipeline.run_capture``)."""
-    from ..capture.pipeline import CaptureOptions, run_capture
-
     start = time.perf_counter()
     request = {"input": str(Path(input_path).resolve()), "frames": options.frames, "max_size": options.max_size,
                "seed": options.seed}
@@ -123,8 +126,6 @@ def capture_stage(input_path: Path, dataset_dir: Path, options, summary: dict, r
 
 
 def _valid_dataset(dataset_dir: Path) -> bool:
-    from ..capture.loader import load_dataset
-
     if not (dataset_dir / "capture_report.json").is_file() or not (dataset_dir / "transforms.json").is_file():
         return False
     try:
@@ -135,9 +136,6 @@ def _valid_dataset(dataset_dir: Path) -> bool:
 
 def pose_figures(truth, dataset_dir: Path, report: dict) -> dict[str, Any]:
     """Pose error of the captured cameras against the true ones, after a similarity alignment."""
-    from ..capture.loader import load_dataset
-    from ..capture.sfm import pose_errors, trajectory_size
-
     dataset = load_dataset(dataset_dir)
     indices = report["source_frame_indices"]  # video frame index of frame_00001.jpg, frame_00002.jpg, ...
     rows = [indices[int(f.image_path.stem.split("_")[-1]) - 1] for f in dataset.frames]
@@ -151,8 +149,6 @@ def pose_figures(truth, dataset_dir: Path, report: dict) -> dict[str, Any]:
 
 def train_request(options) -> dict[str, Any]:
     """The TrainConfig the chain asks for, as plain JSON (preset + overrides, seed, device)."""
-    from ..nerf.config import build_config, config_to_dict
-
     base = config_to_dict(build_config(options.train_preset, device=options.device, seed=options.seed))
     return _merge(base, options.train_overrides)
 
@@ -184,9 +180,6 @@ def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: 
 
 def _train(dataset_dir: Path, run_dir: Path, request: dict, same: bool, progress: bool, on_step):
     """Train (resuming when the same request left a run behind); (step resumed from, metrics)."""
-    from ..nerf.config import TrainConfig, config_from_dict
-    from ..nerf.trainer import train
-
     resume = same and (run_dir / "config.json").is_file()
     latest = latest_checkpoint(run_dir) if resume else None
     resumed_from = checkpoint_step(latest) if latest is not None else 0
@@ -227,9 +220,6 @@ def _valid_video(path: Path, options) -> dict[str, Any] | None:
 
 def _render_video(run: LoadedRun, path: Path, name: str, options, resume: bool) -> int:
     """Render one MP4 of the chain; returns the frames rendered now (fewer when resuming)."""
-    from ..render.pipeline import RenderOptions, render_path
-    from ..render.plan import ShotOptions
-
     shot = ShotOptions(path="orbit" if name == "orbit" else "dolly-zoom", width=options.video_width,
                        height=options.video_height, fps=options.video_fps, seconds=options.video_seconds)
     render = RenderOptions(max_rays_per_chunk=options.max_rays_per_chunk, resume=resume, overwrite=True,
@@ -242,8 +232,6 @@ def _render_video(run: LoadedRun, path: Path, name: str, options, resume: bool) 
 def mesh_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bool) -> bool:
     """Trained run -> coloured GLB mesh in the dataset frame (``nerfstage.export.from_run.export_mesh``: the part of
     the scene box half the training cameras see)."""
-    from ..export.from_run import MeshExportOptions, export_mesh
-
     start = time.perf_counter()
     request = {"resolution": options.mesh_resolution, "max_faces": options.mesh_max_faces}
     path = export_dir / MESH_NAME
@@ -297,8 +285,6 @@ def _valid_panorama(plate: Path, faces: list[Path], options) -> dict[str, Any] |
 
 
 def _export_panorama(run: LoadedRun, output: Path, layout: str, options) -> None:
-    from ..export.panorama import PanoramaOptions, export_panorama
-
     size = {"width": options.plate_width} if layout == "latlong" else {
         "width": 4 * options.cubemap_face, "face_size": options.cubemap_face, "cubemap_layout": "six"}
     export_panorama(run, output, PanoramaOptions(layout=layout, max_rays_per_chunk=options.max_rays_per_chunk,

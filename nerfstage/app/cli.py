@@ -6,6 +6,7 @@ Nothing heavy is imported at module level, so ``nerfstage --help`` never imports
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.errors import ConfigError, DatasetError, NerfstageError
+from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, PRESET_NAMES
+from ..core.version import __version__
 from .cli_common import (
     Device,
     Quiet,
@@ -26,8 +30,6 @@ from .cli_common import (
     lowered,
     new_app,
 )
-from ..core.errors import NerfstageError
-from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, PRESET_NAMES
 
 PRESETS_HELP = " | ".join(PRESET_NAMES)
 app = new_app("nerfstage", "Phone video -> radiance field -> fly-throughs, meshes and LED-wall plates.")
@@ -35,8 +37,6 @@ app = new_app("nerfstage", "Phone video -> radiance field -> fly-throughs, meshe
 
 def _print_version(value: bool) -> None:
     if value:
-        from ..core.version import __version__
-
         print(f"nerfstage {__version__}")
         raise typer.Exit()
 
@@ -84,7 +84,10 @@ def capture(
     quiet: Quiet = False,
 ) -> None:
     """Phone video, photo folder or COLMAP model -> posed dataset (nerfstudio transforms.json)."""
-    from nerfstage.capture.pipeline import CaptureOptions, run_capture
+    from nerfstage.capture.pipeline import (  # heavy: torch (not at CLI start-up)
+        CaptureOptions,
+        run_capture,
+    )
 
     if colmap is not None and images is None and input is not None:
         input, images = None, input
@@ -122,7 +125,9 @@ def train(
         Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")
     ] = None,
     device: Device = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUTPUT from its newest checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in OUTPUT from its newest checkpoint.")
+    ] = False,
     eval_every: Annotated[
         Optional[int], typer.Option("--eval-every", help="Log a held-out view's PSNR every N steps (0 = off).")
     ] = None,
@@ -139,12 +144,8 @@ def train(
         "--viewer", help="Watch training live at http://127.0.0.1:7007; stays open afterwards until Ctrl+C.")] = False,
 ) -> None:
     """Train a hash-grid radiance field on DATASET into the run folder OUTPUT (RUN/metrics.json at the end)."""
-    from nerfstage.app.cli_view import keep_training_viewer_open, training_viewer
-    import dataclasses
-
-    from nerfstage.core.errors import ConfigError, DatasetError
-    from nerfstage.nerf.config import build_config
-    from nerfstage.nerf.trainer import train as run_training
+    from nerfstage.nerf.config import build_config  # heavy: torch (not at CLI start-up)
+    from nerfstage.nerf.trainer import train as run_training  # heavy: torch (not at CLI start-up)
 
     callback = training_viewer() if viewer else None
     given = {"steps": steps, "time_budget_s": time_budget, "eval_every": eval_every, "seed": seed,
@@ -152,7 +153,8 @@ def train(
     overrides = {k: v for k, v in given.items() if v is not None} | {"device": device}
     if resume:
         if scene_centre is not None:
-            raise ConfigError("--scene-centre cannot change when resuming: the run keeps its dataparser_transforms.json")
+            raise ConfigError("--scene-centre cannot change when resuming: the run keeps its "
+                              "dataparser_transforms.json")
         metrics = run_training(dataset, output, resume=True, resume_overrides=overrides, progress=not quiet,
                                callback=callback)
     else:
@@ -180,7 +182,7 @@ def eval_(
     quiet: Quiet = False,
 ) -> None:
     """Re-compute RUN/metrics.json (held-out PSNR / SSIM) from the run's newest checkpoint."""
-    from nerfstage.nerf.evaluate import evaluate_run
+    from nerfstage.nerf.evaluate import evaluate_run  # heavy: torch (not at CLI start-up)
 
     metrics = evaluate_run(run, save_images=save_images, device=device, progress=not quiet)
     print(f"{metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on "
@@ -200,7 +202,11 @@ def run_(
 ) -> None:
     """The whole chain: capture -> train -> orbit and dolly-zoom MP4s -> GLB mesh, EXR plate and cubemap, with
     summary.json and report.html. Valid outputs of an earlier run are kept, so an interrupted run continues."""
-    from nerfstage.app.chain import chain_options, run_chain, summary_lines
+    from nerfstage.app.chain import (  # heavy: torch (not at CLI start-up)
+        chain_options,
+        run_chain,
+        summary_lines,
+    )
 
     options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
     print("\n".join(summary_lines(run_chain(input, output, options))))
@@ -219,7 +225,11 @@ def demo(
     quiet: Quiet = False,
 ) -> None:
     """`nerfstage run` on the built-in synthetic capture, plus the capture's pose error against the truth."""
-    from nerfstage.app.chain import chain_options, run_demo, summary_lines
+    from nerfstage.app.chain import (  # heavy: torch (not at CLI start-up)
+        chain_options,
+        run_demo,
+        summary_lines,
+    )
 
     options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
     print("\n".join(summary_lines(run_demo(output, options))))
@@ -227,7 +237,6 @@ def demo(
 
 def _triple(text: Optional[str], name: str) -> Optional[tuple[float, float, float]]:
     """"x,y,z" -> (x, y, z); ConfigError naming the option otherwise."""
-    from ..core.errors import ConfigError
 
     if text is None:
         return None
@@ -291,10 +300,10 @@ def render(
     quiet: Quiet = False,
 ) -> None:
     """Fly a virtual camera through a trained run: MP4, PNG/EXR/NPY frames, 360 plates, camera_path.json."""
-    from nerfstage.core.errors import ConfigError
-    from nerfstage.nerf.run import load_run
-    from nerfstage.render.pipeline import RenderOptions, check_options, render_path, save_path as write_path
-    from nerfstage.render.plan import ShotOptions
+    from nerfstage.nerf.run import load_run  # heavy: torch (not at CLI start-up)
+    from nerfstage.render.pipeline import RenderOptions, check_options, render_path  # heavy: torch (not at start-up)
+    from nerfstage.render.pipeline import save_path as write_path  # heavy: torch (not at CLI start-up)
+    from nerfstage.render.plan import ShotOptions  # heavy: torch (not at CLI start-up)
 
     if output_file is None and save_path is None:
         raise ConfigError("nothing to do: give -o OUT.mp4 / -o FOLDER and/or --save-path FILE.json")
@@ -305,7 +314,8 @@ def render(
         cubemap_layout=cubemap_layout,
     ))
     options = RenderOptions(
-        **given(output=what, frame_format=frame_format, lens_samples=lens_samples, max_rays_per_chunk=max_rays_per_chunk),
+        **given(output=what, frame_format=frame_format, lens_samples=lens_samples,
+                max_rays_per_chunk=max_rays_per_chunk),
         half=half, resume=resume, overwrite=overwrite, progress=not quiet,
     )
     if output_file is not None:
@@ -323,7 +333,8 @@ def render(
     )
 
 
-from .cli_view import ViewCommand, view  # noqa: E402  (typer only: the viewer is imported when the command runs)
+# typer only: the viewer itself is imported when a command runs
+from .cli_view import ViewCommand, keep_training_viewer_open, training_viewer, view  # noqa: E402
 
 app.command(cls=ViewCommand)(view)
 

@@ -8,11 +8,13 @@ files it wrote.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..core.errors import ConfigError
 from .cli_common import Device, Overwrite, Quiet, RunArg, fills, given, lowered, new_app
 
 export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.")
@@ -20,10 +22,6 @@ export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-cam
 
 def _numbers(text: Optional[str], count: int, name: str, example: str) -> Optional[tuple[float, ...]]:
     """"a,b,c" -> (a, b, c) with exactly ``count`` finite numbers; ConfigError naming the option otherwise."""
-    import math
-
-    from ..core.errors import ConfigError
-
     if text is None:
         return None
     try:
@@ -36,7 +34,7 @@ def _numbers(text: Optional[str], count: int, name: str, example: str) -> Option
 
 
 def _load(run: Path, device: str):
-    from nerfstage.nerf.run import load_run
+    from nerfstage.nerf.run import load_run  # heavy: torch (not at CLI start-up)
 
     return load_run(run, device=device)
 
@@ -65,8 +63,11 @@ def mesh(
     quiet: Quiet = False,
 ) -> None:
     """Surface mesh of the field (marching cubes, floaters removed, vertex colours or a baked texture)."""
-    from nerfstage.export.from_run import MeshExportOptions, export_mesh
-    from nerfstage.export.gltf import check_mesh_path
+    from nerfstage.export.from_run import (  # heavy: torch (not at CLI start-up)
+        MeshExportOptions,
+        export_mesh,
+    )
+    from nerfstage.export.gltf import check_mesh_path  # heavy: torch (not at CLI start-up)
 
     box = _numbers(bbox, 6, "--bbox", "-1,-1,0,1,1,2")
     check_mesh_path(output, overwrite)
@@ -101,7 +102,10 @@ def pointcloud(
     quiet: Quiet = False,
 ) -> None:
     """Coloured point cloud from the rendered depth of the training views."""
-    from nerfstage.export.from_run import PointCloudExportOptions, export_point_cloud
+    from nerfstage.export.from_run import (  # heavy: torch (not at CLI start-up)
+        PointCloudExportOptions,
+        export_point_cloud,
+    )
 
     options = PointCloudExportOptions(**given(num_points=num_points, neighbors=neighbors, std_ratio=std_ratio,
                                               min_accumulation=min_opacity, view_stride=view_stride,
@@ -151,7 +155,10 @@ def panorama(
     quiet: Quiet = False,
 ) -> None:
     """360 plate for an LED wall: latlong up to 16384x8192 rendered in tiles, or cubemap faces."""
-    from nerfstage.export.panorama import PanoramaOptions, export_panorama
+    from nerfstage.export.panorama import (  # heavy: torch (not at CLI start-up)
+        PanoramaOptions,
+        export_panorama,
+    )
 
     options = PanoramaOptions(
         **given(width=width, height=height, layout=lowered(layout), cubemap_layout=lowered(cubemap_layout),
@@ -182,8 +189,11 @@ def plates(
     quiet: Quiet = False,
 ) -> None:
     """One background plate per tracked frame (pose, fov, sensor from the track file); resumes by default."""
-    from nerfstage.export.plates import PlateOptions, export_plates
-    from nerfstage.export.track import read_track
+    from nerfstage.export.plates import (  # heavy: torch (not at CLI start-up)
+        PlateOptions,
+        export_plates,
+    )
+    from nerfstage.export.track import read_track  # heavy: torch (not at CLI start-up)
 
     options = PlateOptions(**given(overscan_percent=overscan, format=lowered(plate_format),
                                    half=False if full_float else None),

@@ -53,7 +53,10 @@ def view(
     device: Device = "auto",
 ) -> None:
     """Web viewer of a trained run: look around, lay out keyframed camera paths, render them (Ctrl-C stops)."""
-    from nerfstage.app.viewer.server import ViewerOptions, serve_run
+    from nerfstage.app.viewer.server import (  # heavy: torch (not at CLI start-up)
+        ViewerOptions,
+        serve_run,
+    )
 
     options = ViewerOptions(**given(host=host, port=port, max_height=max_height, camera_path=camera_path, video=video))
     warn_if_open(options.host)
@@ -75,7 +78,10 @@ def serve_until_interrupted(viewer, stop) -> None:
 def training_viewer():
     """The ``callback`` of ``nerfstage train --viewer``: a live viewer (``ViewerOptions``' host and port) started
     at the first training step, rendering smaller images than ``view`` (training shares the cores)."""
-    from nerfstage.app.viewer.server import TrainingViewer, ViewerOptions
+    from nerfstage.app.viewer.server import (  # heavy: torch (not at CLI start-up)
+        TrainingViewer,
+        ViewerOptions,
+    )
 
     options = ViewerOptions(start_height=48, max_height=192)
     warn_if_open(options.host)
