@@ -147,7 +147,8 @@ def _depth_views(run: LoadedRun, options: PointCloudExportOptions) -> list:
     views = []
     for index in tqdm(train, desc="views", unit="view", disable=not options.progress, dynamic_ncols=True):
         intrinsics = run.intrinsics[index].scaled(1.0 / int(options.downscale))
-        images = render_image(run.model, camera_from_intrinsics(intrinsics), run.world_from_cams[index], ("rgb", "depth", "alpha"), image_options)
+        images = render_image(run.model, camera_from_intrinsics(intrinsics), run.world_from_cams[index],
+                              ("rgb", "depth", "alpha"), image_options)
         views.append(DepthView(images["rgb"], images["depth"], run.world_from_cams[index], intrinsics, images["alpha"]))
     return views
 

@@ -19,6 +19,7 @@ from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, PRESET_NAMES
 from ..core.version import __version__
 from .cli_common import (
     Device,
+    MaxRaysPerChunk,
     Quiet,
     RedoStages,
     RunArg,
@@ -274,9 +275,7 @@ def render(
         Optional[str], typer.Option("--format", help="Frames in a folder: png | exr | npy.")
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="EXR frames as half floats.")] = False,
-    max_rays_per_chunk: Annotated[
-        Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
-    ] = None,
+    max_rays_per_chunk: MaxRaysPerChunk = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip frames already written and valid.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     device: Device = "auto",

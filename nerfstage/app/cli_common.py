@@ -140,4 +140,7 @@ Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 Seed = Annotated[Optional[int], typer.Option(help="Seed of every random step.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+MaxRaysPerChunk = Annotated[
+    Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
+]
 RedoStages = Annotated[bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")]

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import ConfigError
-from .cli_common import Device, Overwrite, Quiet, RunArg, fills, given, lowered, new_app
+from .cli_common import Device, MaxRaysPerChunk, Overwrite, Quiet, RunArg, fills, given, lowered, new_app
 
 export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.")
 
@@ -147,9 +147,7 @@ def panorama(
     mipmap: Annotated[
         Optional[bool], typer.Option("--mipmap/--no-mipmap", help="EXR with the full mip chain (tiled, box-filtered).")
     ] = None,
-    max_rays_per_chunk: Annotated[
-        Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
-    ] = None,
+    max_rays_per_chunk: MaxRaysPerChunk = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
     quiet: Quiet = False,

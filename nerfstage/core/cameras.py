@@ -76,21 +76,27 @@ class CentralCamera:
 
 
 @dataclass(frozen=True)
-class PerspectiveCamera(CentralCamera):
-    """Pinhole camera with OpenCV radial-tangential distortion (k1 k2 p1 p2 k3) and optional thin lens."""
+class PixelCamera(CentralCamera):
+    """The pixel grid and the linear part of a central camera's intrinsics (shared by the lens models below)."""
 
     width: int
     """Image width, pixels."""
     height: int
     """Image height, pixels."""
     fx: float
-    """Focal length along x, pixels."""
+    """Focal length along x, pixels (pixels per radian for a fisheye)."""
     fy: float
-    """Focal length along y, pixels."""
+    """Focal length along y, pixels (pixels per radian for a fisheye)."""
     cx: float
     """Principal point x, pixels."""
     cy: float
     """Principal point y, pixels."""
+
+
+@dataclass(frozen=True)
+class PerspectiveCamera(PixelCamera):
+    """Pinhole camera with OpenCV radial-tangential distortion (k1 k2 p1 p2 k3) and optional thin lens."""
+
     k1: float = 0.0
     """Radial distortion k1."""
     k2: float = 0.0
@@ -193,21 +199,9 @@ class PerspectiveCamera(CentralCamera):
 
 
 @dataclass(frozen=True)
-class FisheyeCamera(CentralCamera):
+class FisheyeCamera(PixelCamera):
     """Equidistant fisheye (r = f * theta) with OpenCV fisheye distortion k1..k4 (theta_d polynomial)."""
 
-    width: int
-    """Image width, pixels."""
-    height: int
-    """Image height, pixels."""
-    fx: float
-    """Focal length along x, pixels per radian."""
-    fy: float
-    """Focal length along y, pixels per radian."""
-    cx: float
-    """Principal point x, pixels."""
-    cy: float
-    """Principal point y, pixels."""
     k1: float = 0.0
     """Fisheye distortion k1."""
     k2: float = 0.0
