@@ -35,7 +35,6 @@ from ..core.errors import ConfigError, InputError
 from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, Preset, check_preset, stage_overrides
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from . import chain_stages as stages
-from .chain_stages import synthetic_stage
 from .report import write_report
 
 
@@ -132,7 +131,7 @@ def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFo
     workdir = _prepare_workdir(workdir)
     summary = _new_summary(workdir, None, options)
     summary["demo"] = asdict(footage)
-    truth = synthetic_stage(workdir / "synthetic", options, footage, summary)
+    truth = stages.synthetic_stage(workdir / "synthetic", options, footage, summary)
     rebuilt = not summary["stages"]["synthetic"]["skipped"]
     return _run_stages(workdir, Path(truth.video_path), options, summary, on_train_step, truth, rebuilt)
 
