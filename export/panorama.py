@@ -232,7 +232,7 @@ def panorama_pose(run: LoadedRun, options: PanoramaOptions) -> np.ndarray:  # [4
         count = len(run.world_from_cams)
         if not 0 <= int(options.camera_index) < count:
             raise ConfigError(f"camera_index={options.camera_index}: the run has {count} cameras "
-                              f"(0..{count - 1}); is its dataset still at {run.dataset_path}?")
+                              f"(0..{count - 1}); is its dataset still at {run.dataset_path}?", field="camera_index")
         base = np.asarray(run.world_from_cams[int(options.camera_index)], dtype=np.float64)
         pose[:3, :3] = base[:3, :3] @ WORLD_FROM_CAM_REST.T @ head
         pose[:3, 3] = base[:3, 3]
@@ -396,7 +396,7 @@ def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | Non
     camera = panorama_camera(options)
     check_memory(camera.width, camera.height, options)
     if int(options.max_rays_per_chunk) < 1:
-        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays")
+        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays", field="max_rays_per_chunk")
     files = output_files(output, options)
     for file in files:
         prepare_output(file, options.overwrite)  # refuse existing files before any work

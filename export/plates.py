@@ -81,7 +81,7 @@ def _check(options: PlateOptions) -> None:
     if options.format not in ("exr", "png"):
         raise ConfigError(f"plate format {options.format!r}: expected exr or png")
     if int(options.max_rays_per_chunk) < 1:
-        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays")
+        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays", field="max_rays_per_chunk")
 
 
 def _make_folder(directory: Path) -> None:

@@ -53,11 +53,11 @@ class ImageOptions:
     """Depth multiplier (``1 / dataparser scale`` gives depth in dataset units, e.g. metres)."""
 
     def __post_init__(self):
-        if int(self.max_rays_per_chunk) < 1 or int(self.lens_samples) < 1:
-            raise ConfigError(f"max_rays_per_chunk={self.max_rays_per_chunk}, lens_samples={self.lens_samples}: "
-                              "expected positive numbers")
+        for name in ("max_rays_per_chunk", "lens_samples"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: expected a positive number", field=name)
         if self.depth_mode not in ("auto", "z", "ray"):
-            raise ConfigError(f"depth_mode={self.depth_mode!r}: expected auto, z or ray")
+            raise ConfigError(f"depth_mode={self.depth_mode!r}: expected auto, z or ray", field="depth_mode")
 
 
 def uses_z_depth(camera, mode: DepthMode) -> bool:

@@ -95,3 +95,14 @@ def test_help_shows_the_dataclass_defaults():
                               check=True, env={"COLUMNS": "200", "PATH": ""})
         for text in shown:
             assert text in proc.stdout, (args, text, proc.stdout)
+
+
+def test_render_and_export_budget_errors_name_the_flag(capsys, tiny_run, tmp_path):
+    """ImageOptions / PanoramaOptions name ``max_rays_per_chunk`` and ``camera_index``; the commands print flags."""
+    line = _error_line(capsys, "render", tiny_run.run_dir, "-o", tmp_path / "a.mp4", "--max-rays-per-chunk", "0",
+                       "--device", "cpu", "--quiet")
+    assert line == "--max-rays-per-chunk 0: expected a positive number"
+    line = _error_line(capsys, "export", "panorama", tiny_run.run_dir, "-o", tmp_path / "p.png", "--width", "64",
+                       "--camera-index", "999", "--device", "cpu", "--quiet")
+    assert line.startswith("--camera-index 999: the run has 24 cameras (0..23)")
+    assert not any(tmp_path.iterdir())
