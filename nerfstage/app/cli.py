@@ -7,6 +7,7 @@ Nothing heavy is imported at module level, so ``nerfstage --help`` never imports
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import sys
 from pathlib import Path
@@ -55,6 +56,20 @@ def _fail(err: NerfstageError) -> None:
     """The one place that prints an error: one line, a field named as the flag that sets it, exit code."""
     print(f"nerfstage: error: {flag_message(err)}", file=sys.stderr)
     raise SystemExit(err.exit_code)
+
+
+USER_PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                              errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.EXDEV})
+"""Operating-system errors caused by the paths the user gave or the disk they point to: exit code 2."""
+
+
+def _fail_os(err: OSError) -> None:
+    """An operating-system error that escaped the library: one line naming the path(s) and the cause."""
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    cause = err.strerror or type(err).__name__
+    where = " -> ".join(paths)
+    print(f"nerfstage: error: {where}: {cause}" if where else f"nerfstage: error: {cause}", file=sys.stderr)
+    raise SystemExit(2 if err.errno in USER_PATH_ERRNOS else 1)
 
 
 @app.command(cls=fills("nerfstage.capture.pipeline:CaptureOptions", colmap="colmap_model", images="colmap_images"))
@@ -353,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
             app(args=argv, standalone_mode=True)
         except NerfstageError as err:
             _fail(err)
+        except OSError as err:
+            _fail_os(err)
         except KeyboardInterrupt:
             print("nerfstage: interrupted", file=sys.stderr)
             raise SystemExit(130)

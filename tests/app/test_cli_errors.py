@@ -106,3 +106,27 @@ def test_render_and_export_budget_errors_name_the_flag(capsys, tiny_run, tmp_pat
                        "--camera-index", "999", "--device", "cpu", "--quiet")
     assert line.startswith("--camera-index 999: the run has 24 cameras (0..23)")
     assert not any(tmp_path.iterdir())
+
+
+def test_operating_system_errors_are_one_line_naming_the_path(capsys, tiny_run, tmp_path, monkeypatch):
+    """An OSError the library did not turn into one of ours still ends as one line naming the path: exit 2 when
+    the user's path is at fault (a file where a folder is expected), 1 for anything else (an I/O error)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    line = _error_line(capsys, "export", "mesh", tiny_run.run_dir, "-o", blocker / "mesh.glb", "--resolution", "16",
+                       "--device", "cpu", "--quiet")
+    assert str(blocker) in line and "Traceback" not in line
+    assert blocker.read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [blocker]
+
+    import errno
+
+    from nerfstage.capture import pipeline
+
+    def broken_disk(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", str(tmp_path / "images" / "x.jpg"))
+
+    monkeypatch.setattr(pipeline, "run_capture", broken_disk)
+    with pytest.raises(SystemExit) as exit_:
+        main(["capture", str(tmp_path), "-o", str(tmp_path / "ds"), "--quiet"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == f"nerfstage: error: {tmp_path / 'images' / 'x.jpg'}: Input/output error\n"
