@@ -57,7 +57,9 @@ six are written: an error leaves nothing under the final names.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,10 +275,27 @@ def _open_scratch(path: Path, fmt: str, width: int, height: int, half: bool) -> 
     else:
         shape, dtype = (height, width, 3), np.uint8
     try:
-        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        scratch = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        reserve_space(path)
     except OSError as exc:
+        Path(path).unlink(missing_ok=True)
         raise InputError(f"{path}: cannot create the panorama's scratch file ({exc.strerror or exc}); "
                          "check the output folder is writable and has room") from exc
+    return scratch
+
+
+def reserve_space(path: Path) -> None:
+    """Allocate every block of the (sparse) file at ``path`` now, so a full disk is an ``OSError`` (ENOSPC) here
+    and not a SIGBUS when a memory-mapped page is first written. Filesystems without ``posix_fallocate``
+    support (EOPNOTSUPP / EINVAL) are left as they are."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
 
 
 def _store_tile(scratch: np.ndarray, tile: np.ndarray, box: tuple[int, int, int, int], fmt: str) -> None:

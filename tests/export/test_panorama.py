@@ -181,3 +181,33 @@ def test_a_failing_cube_face_leaves_none_of_the_six_files(loaded, tmp_path, monk
     with pytest.raises(InputError, match="cannot write"):
         export_panorama(loaded, tmp_path / "cube.exr", quiet(width=32, layout="cubemap"))
     assert len(calls) == 4 and list(tmp_path.iterdir()) == []  # three faces were written, none was kept
+
+
+def test_a_full_disk_is_refused_before_rendering_and_leaves_nothing(tiny_run, tmp_path, monkeypatch):
+    """The scratch image's blocks are reserved up front (a sparse memmap would die of SIGBUS on a full disk):
+    ENOSPC there is one clean InputError, before any tile renders, with no scratch file and no output left."""
+    import errno
+    import os
+
+    from nerfstage.core.errors import InputError
+    from nerfstage.export import panorama
+    from nerfstage.nerf.run import load_run
+
+    run = load_run(tiny_run.run_dir, device="cpu")
+    reserved = []
+
+    def full_disk(fd, offset, length):
+        reserved.append(length)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def no_tile(*args, **kwargs):
+        raise AssertionError("rendered a tile although the disk is full")
+
+    monkeypatch.setattr(os, "posix_fallocate", full_disk)
+    monkeypatch.setattr(panorama, "render_tile", no_tile)
+    out = tmp_path / "plates"
+    out.mkdir()
+    with pytest.raises(InputError, match="No space left on device"):
+        panorama.export_panorama(run, out / "plate.exr", panorama.PanoramaOptions(width=64, progress=False))
+    assert reserved and reserved[0] >= 4 * 64 * 32 * 2  # the whole half-float RGBA image was asked for
+    assert list(out.iterdir()) == []
