@@ -74,7 +74,7 @@ from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
 from ..render.cubemap import CubemapCamera
 from ..render.equirect import EquirectangularCamera
-from ..render.image import ImageOptions, render_pixels
+from ..render.image import DEFAULT_MEMORY_BUDGET, ImageOptions, check_memory_budget, render_pixels
 from ..render.pipeline import encode_rgb
 from ..render.writers import REC709_CHROMATICITIES, atomic_output, commit_output, prepare_output, write_png
 from .track import WORLD_FROM_CAM_REST, euler_rotation
@@ -122,7 +122,7 @@ class PanoramaOptions:
     """Roll clockwise (seen from behind) by this many degrees."""
     tile_size: int = 1024
     """Tile side in pixels; 0 renders the whole image at once (subject to ``memory_budget_bytes``)."""
-    memory_budget_bytes: int = 4 << 30
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
     """RAM the panorama's buffers may take (rule in ``estimate_memory``); larger requests are refused."""
     half: bool = True
     """EXR as half floats (float32 otherwise)."""
@@ -212,14 +212,10 @@ def estimate_memory(width: int, height: int, options: PanoramaOptions) -> int:
 
 def check_memory(width: int, height: int, options: PanoramaOptions) -> int:
     """``estimate_memory``; ConfigError when it is over ``memory_budget_bytes``."""
-    need = estimate_memory(width, height, options)
-    if need > options.memory_budget_bytes:
-        hint = "render in tiles (tile_size / --tile-size 1024)" if options.tile_size <= 0 or \
-            options.tile_size > 4096 else "choose a smaller resolution or a larger memory budget"
-        raise ConfigError(f"panorama {width}x{height} with tile_size={options.tile_size} needs about "
-                          f"{need / 2**30:.2f} GiB, over the {options.memory_budget_bytes / 2**30:.2f} GiB "
-                          f"memory budget; {hint}")
-    return need
+    hint = "render in tiles (tile_size / --tile-size 1024)" if options.tile_size <= 0 or \
+        options.tile_size > 4096 else "choose a smaller resolution or a larger memory budget"
+    return check_memory_budget(f"panorama {width}x{height} with tile_size={options.tile_size}",
+                               estimate_memory(width, height, options), options.memory_budget_bytes, hint)
 
 
 def panorama_pose(run: LoadedRun, options: PanoramaOptions) -> np.ndarray:  # [4, 4] normalised frame, OpenGL axes
@@ -415,7 +411,8 @@ def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | Non
     camera = panorama_camera(options)
     check_memory(camera.width, camera.height, options)
     if int(options.max_rays_per_chunk) < 1:
-        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays", field="max_rays_per_chunk")
+        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays",
+                          field="max_rays_per_chunk")
     files = output_files(output, options)
     for file in files:
         prepare_output(file, options.overwrite)  # refuse existing files before any work

@@ -27,13 +27,16 @@ from ..core.cameras import PerspectiveCamera
 from ..core.errors import ConfigError, InputError
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
-from ..render.image import ImageOptions, render_image
+from ..render.image import DEFAULT_MEMORY_BUDGET, ImageOptions, check_memory_budget, render_image
 from ..render.pipeline import encode_rgb
 from ..render.writers import is_valid_frame, write_png
 from .panorama import write_rgba_exr
 from .track import TrackedFrame, read_track, to_normalized
 
 PlateFormat = Literal["exr", "png"]
+PLATE_BYTES_PER_PIXEL = 80
+"""RAM per pixel of one plate: the frame buffers of ``render_image`` (rgb, alpha, depth, valid) plus the encoded
+RGBA planes (float32 before the cast) and slack."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class PlateOptions:
     """EXR plates as half floats (float32 otherwise)."""
     max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays sent to the model at once (bounds the model's working memory)."""
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
+    """RAM one plate's buffers may take (``PLATE_BYTES_PER_PIXEL``); larger plates are refused before any work."""
     overwrite: bool = False
     """Re-render plates that are already in the folder (otherwise valid ones are kept: resume)."""
     progress: bool = True
@@ -81,7 +86,8 @@ def _check(options: PlateOptions) -> None:
     if options.format not in ("exr", "png"):
         raise ConfigError(f"plate format {options.format!r}: expected exr or png")
     if int(options.max_rays_per_chunk) < 1:
-        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays", field="max_rays_per_chunk")
+        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays",
+                          field="max_rays_per_chunk")
 
 
 def _make_folder(directory: Path) -> None:
@@ -113,6 +119,10 @@ def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: Plat
     _check(options)
     frames = read_track(track_file, options.overscan_percent)  # InputError before anything is written
     frames = to_normalized(frames, run.scene.transform, run.scene.scale)
+    largest = max(frames, key=lambda f: f.width * f.height)
+    check_memory_budget(f"plate {largest.frame} ({largest.width}x{largest.height})",
+                        largest.width * largest.height * PLATE_BYTES_PER_PIXEL, options.memory_budget_bytes,
+                        "choose a smaller plate size in the track or a larger memory budget")
     directory = Path(out_dir)
     _make_folder(directory)
     start, files, rendered = time.perf_counter(), [], 0

@@ -66,7 +66,8 @@ def render_rays_chunked(
     models). Returns "rgb" [n, 3], "depth" [n] (along the ray), "accumulation" [n] as float32 on the rays' device,
     and "num_samples" (int). Evaluation semantics: no jitter, mean appearance embedding."""
     if int(max_rays_per_chunk) < 1:
-        raise ConfigError(f"max_rays_per_chunk={max_rays_per_chunk}: expected a positive number of rays", field="max_rays_per_chunk")
+        raise ConfigError(f"max_rays_per_chunk={max_rays_per_chunk}: expected a positive number of rays",
+                          field="max_rays_per_chunk")
     n, home, device = len(origins), origins.device, model_device(model)
     out = {"rgb": torch.empty(n, 3, device=home), "depth": torch.empty(n, device=home),
            "accumulation": torch.empty(n, device=home)}

@@ -33,6 +33,17 @@ from ..nerf.chunked import model_device, render_rays_chunked
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 
 OUTPUTS: tuple[str, ...] = ("rgb", "depth", "alpha", "normal")
+DEFAULT_MEMORY_BUDGET = 4 << 30
+"""Default RAM budget of the buffers a command allocates by image size (frames, panoramas, plates): 4 GiB."""
+
+
+def check_memory_budget(what: str, need: int, budget: int, hint: str) -> int:
+    """``need`` bytes, or ConfigError (field ``memory_budget_bytes``) saying ``what`` needs more than ``budget``
+    and how to fit (``hint``): the one check every command that allocates by size runs before any work."""
+    if need > budget:
+        raise ConfigError(f"{what} needs about {need / 2**30:.2f} GiB, over the {budget / 2**30:.2f} GiB memory "
+                          f"budget; {hint}", field="memory_budget_bytes")
+    return need
 DepthMode = Literal["auto", "z", "ray"]
 
 

@@ -39,7 +39,7 @@ from ..core.errors import ConfigError, InputError
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
 from .cubemap import FACE_SUFFIXES
-from .image import OUTPUTS, ImageOptions, render_image
+from .image import DEFAULT_MEMORY_BUDGET, OUTPUTS, ImageOptions, check_memory_budget, render_image
 from .paths import write_camera_path
 from .plan import ShotOptions, build_path, frame_camera, reference_distance
 from .writers import FrameSequenceWriter, VideoWriter, prepare_output, srgb_to_linear, write_exr
@@ -60,7 +60,9 @@ class RenderOptions:
     half: bool = False
     """EXR frames as half floats."""
     max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
-    """Rays sent to the model at once (the memory budget)."""
+    """Rays sent to the model at once (the model's memory budget)."""
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
+    """RAM the frame buffers may take (``FRAME_BYTES_PER_PIXEL`` rule); a larger frame is refused before any work."""
     lens_samples: int = 1
     """Thin-lens samples per pixel (depth of field; more = smoother bokeh)."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -131,6 +133,19 @@ def is_video(output: Path) -> bool:
     return Path(output).suffix.lower() == ".mp4"
 
 
+FRAME_BYTES_PER_PIXEL = {"rgb": 64, "alpha": 64, "depth": 64, "normal": 224}
+"""RAM per pixel of one frame by ``output``: render_pixels' rgb/alpha/depth/valid buffers (21 B), the frame-shaped
+copies (z-depth factors, encoded image) and slack; normals add float64 surface points and their differences."""
+
+
+def check_frame_memory(width: int, height: int, options: RenderOptions) -> int:
+    """Bytes one ``width`` x ``height`` frame needs; ConfigError over ``options.memory_budget_bytes``."""
+    need = width * height * FRAME_BYTES_PER_PIXEL.get(options.output, FRAME_BYTES_PER_PIXEL["normal"])
+    return check_memory_budget(f"a {width}x{height} frame", need, options.memory_budget_bytes,
+                               "choose a smaller resolution or a larger memory budget (panoramas above 8K: "
+                               "`nerfstage export panorama` renders in tiles)")
+
+
 def check_options(output: Path, options: RenderOptions) -> None:
     """ConfigError for option combinations that cannot work."""
     if options.output not in OUTPUTS:
@@ -182,6 +197,8 @@ def render_path(run: LoadedRun, output: Path, shot: ShotOptions | None = None, o
     if path is None:
         path = build_path(shot, run.world_from_cams[run.train_indices] if run.has_cameras else run.world_from_cams,
                           [run.intrinsics[i] for i in run.train_indices])
+    first = frame_camera(path, 0, shot, 1.0)
+    check_frame_memory(first.width, first.height, options)
     depth_range = default_depth_range(run, path, options)
     bar = tqdm(total=len(path), desc="render", unit="frame", disable=not options.progress, dynamic_ncols=True)
     renderer = _Renderer(run, path, shot, options, bar)

@@ -19,8 +19,10 @@ from ..core.errors import ConfigError, DatasetError, NerfstageError
 from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, PRESET_NAMES
 from ..core.version import __version__
 from .cli_common import (
+    MEMORY_GB,
     Device,
     MaxRaysPerChunk,
+    MemoryGb,
     Quiet,
     RedoStages,
     RunArg,
@@ -30,6 +32,7 @@ from .cli_common import (
     flag_message,
     given,
     lowered,
+    memory_bytes,
     new_app,
 )
 
@@ -266,7 +269,7 @@ def _triple(text: Optional[str], name: str) -> Optional[tuple[float, float, floa
 
 
 @app.command(cls=fills("nerfstage.render.pipeline:RenderOptions", "nerfstage.render.plan:ShotOptions",
-                      what="output", orbit_height="height_above"))
+                      what="output", orbit_height="height_above", memory_gb=MEMORY_GB))
 def render(
     run: RunArg,
     output_file: Annotated[
@@ -291,6 +294,7 @@ def render(
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="EXR frames as half floats.")] = False,
     max_rays_per_chunk: MaxRaysPerChunk = None,
+    memory_gb: MemoryGb = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip frames already written and valid.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     device: Device = "auto",
@@ -329,7 +333,7 @@ def render(
     ))
     options = RenderOptions(
         **given(output=what, frame_format=frame_format, lens_samples=lens_samples,
-                max_rays_per_chunk=max_rays_per_chunk),
+                max_rays_per_chunk=max_rays_per_chunk, memory_budget_bytes=memory_bytes(memory_gb)),
         half=half, resume=resume, overwrite=overwrite, progress=not quiet,
     )
     if output_file is not None:

@@ -140,6 +140,16 @@ Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 Seed = Annotated[Optional[int], typer.Option(help="Seed of every random step.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+MemoryGb = Annotated[Optional[float], typer.Option("--memory-gb", help="Memory budget of the buffers, GiB.")]
+MEMORY_GB = ("memory_budget_bytes", lambda size: size / 2**30)
+"""``renamed`` entry of ``fills`` for ``--memory-gb`` (the dataclass field holds bytes)."""
+
+
+def memory_bytes(memory_gb: Optional[float]) -> Optional[int]:
+    """``--memory-gb`` as the dataclass's ``memory_budget_bytes`` (None: not given)."""
+    return None if memory_gb is None else int(memory_gb * 2**30)
+
+
 MaxRaysPerChunk = Annotated[
     Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
 ]

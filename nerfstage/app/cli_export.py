@@ -15,7 +15,20 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import ConfigError
-from .cli_common import Device, MaxRaysPerChunk, Overwrite, Quiet, RunArg, fills, given, lowered, new_app
+from .cli_common import (
+    MEMORY_GB,
+    Device,
+    MaxRaysPerChunk,
+    MemoryGb,
+    Overwrite,
+    Quiet,
+    RunArg,
+    fills,
+    given,
+    lowered,
+    memory_bytes,
+    new_app,
+)
 
 export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.")
 
@@ -116,8 +129,7 @@ def pointcloud(
           f"{result.seconds:.1f} s -> {_files(result.files)}")
 
 
-@export_app.command(cls=fills("nerfstage.export.panorama:PanoramaOptions",
-                             memory_gb=("memory_budget_bytes", lambda size: size / 2**30)))
+@export_app.command(cls=fills("nerfstage.export.panorama:PanoramaOptions", memory_gb=MEMORY_GB))
 def panorama(
     run: RunArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="plate.exr (scene-linear half) | plate.png (sRGB).")],
@@ -140,9 +152,7 @@ def panorama(
     pitch: Annotated[Optional[float], typer.Option(help="Tilt up, degrees.")] = None,
     roll: Annotated[Optional[float], typer.Option(help="Roll clockwise, degrees.")] = None,
     tile_size: Annotated[Optional[int], typer.Option("--tile-size", help="Tile side, pixels (0 = no tiling).")] = None,
-    memory_gb: Annotated[
-        Optional[float], typer.Option("--memory-gb", help="Memory budget of the buffers, GiB.")
-    ] = None,
+    memory_gb: MemoryGb = None,
     full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
     mipmap: Annotated[
         Optional[bool], typer.Option("--mipmap/--no-mipmap", help="EXR with the full mip chain (tiled, box-filtered).")
@@ -162,7 +172,7 @@ def panorama(
         **given(width=width, height=height, layout=lowered(layout), cubemap_layout=lowered(cubemap_layout),
                 face_size=face_size, position=_numbers(position, 3, "--position", "0,0,1.5"),
                 camera_index=camera_index, yaw=yaw, pitch=pitch, roll=roll, tile_size=tile_size,
-                memory_budget_bytes=None if memory_gb is None else int(memory_gb * 2**30),
+                memory_budget_bytes=memory_bytes(memory_gb),
                 half=False if full_float else None, mipmap=mipmap, max_rays_per_chunk=max_rays_per_chunk),
         overwrite=overwrite, progress=not quiet,
     )
@@ -172,7 +182,7 @@ def panorama(
 
 
 @export_app.command(cls=fills("nerfstage.export.plates:PlateOptions", overscan="overscan_percent",
-                             plate_format="format"))
+                             plate_format="format", memory_gb=MEMORY_GB))
 def plates(
     run: RunArg,
     track: Annotated[Path, typer.Option("--track", help="Tracked camera file (.csv or .json, see docs).")],
@@ -182,19 +192,17 @@ def plates(
         Optional[str], typer.Option("--format", help="exr (scene-linear half) | png (sRGB).")
     ] = None,
     full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
+    memory_gb: MemoryGb = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-render plates already there.")] = False,
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
     """One background plate per tracked frame (pose, fov, sensor from the track file); resumes by default."""
-    from nerfstage.export.plates import (  # heavy: torch (not at CLI start-up)
-        PlateOptions,
-        export_plates,
-    )
+    from nerfstage.export.plates import PlateOptions, export_plates  # heavy: torch (not at CLI start-up)
     from nerfstage.export.track import read_track  # heavy: torch (not at CLI start-up)
 
     options = PlateOptions(**given(overscan_percent=overscan, format=lowered(plate_format),
-                                   half=False if full_float else None),
+                                   half=False if full_float else None, memory_budget_bytes=memory_bytes(memory_gb)),
                            overwrite=overwrite, progress=not quiet)
     read_track(track, options.overscan_percent)  # a malformed track file fails before the run is loaded
     result = export_plates(_load(run, device), track, output, options)

@@ -130,3 +130,28 @@ def test_operating_system_errors_are_one_line_naming_the_path(capsys, tiny_run, 
         main(["capture", str(tmp_path), "-o", str(tmp_path / "ds"), "--quiet"])
     assert exit_.value.code == 1
     assert capsys.readouterr().err == f"nerfstage: error: {tmp_path / 'images' / 'x.jpg'}: Input/output error\n"
+
+
+def test_a_frame_that_cannot_fit_memory_is_refused_before_any_work(capsys, tiny_run, tmp_path):
+    """render checks its frame buffers against --memory-gb as export panorama does, with the same message."""
+    out = tmp_path / "frames"
+    line = _error_line(capsys, "render", tiny_run.run_dir, "-o", out, "--width", "100000", "--height", "100000",
+                       "--device", "cpu", "--quiet")
+    assert line.startswith("--memory-gb: a 100000x100000 frame needs about 596.05 GiB, over the 4.00 GiB memory "
+                           "budget; choose a smaller resolution")
+    assert list(tmp_path.iterdir()) == []  # no frames folder, no frame cache
+    line = _error_line(capsys, "export", "panorama", tiny_run.run_dir, "-o", tmp_path / "p.exr", "--width", "16384",
+                       "--memory-gb", "0.5", "--device", "cpu", "--quiet")
+    assert line.startswith("--memory-gb: panorama 16384x8192 with tile_size=1024 needs about 3.09 GiB, over the "
+                           "0.50 GiB memory budget")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tracked_plates_too_large_for_memory_are_refused_before_any_work(capsys, tiny_run, tmp_path):
+    track = tmp_path / "track.csv"
+    track.write_text("frame,x,y,z,qw,qx,qy,qz,focal_mm,sensor_width_mm,sensor_height_mm,width,height\n"
+                     "1,0,0,0,1,0,0,0,35,36,24,200000,100000\n")
+    line = _error_line(capsys, "export", "plates", tiny_run.run_dir, "--track", track, "-o", tmp_path / "plates",
+                       "--device", "cpu", "--quiet")
+    assert line.startswith("--memory-gb: plate 1 (200000x100000) needs about 1490.12 GiB, over the 4.00 GiB")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["track.csv"]
