@@ -8,13 +8,17 @@ with a centred pinhole camera.
 Files: ``DIR/plate_NNNNN.exr`` numbered by the track's ``frame`` column (frame 1001 -> ``plate_01001.exr``), EXR
 by default: scene-linear RGBA half float, colour over black (premultiplied), tiled, with Rec.709
 ``chromaticities`` and ``colorSpace = lin_rec709`` in the header (as ``panorama.py``); or ``png``: 8-bit sRGB RGB
-over white. Each plate is written to a temp name and renamed when complete. Resumable: plates already in ``DIR``
-that read back whole at the right size are skipped (``overwrite`` re-renders them), so an interrupted export
-continues where it stopped. A malformed track file is refused before anything is created.
+over white. Each plate is written to a temp name and renamed when complete. Resumable: plates this tool wrote
+(listed in ``DIR/nerfstage_plates.json``) that read back whole at the right size are skipped
+(``overwrite`` re-renders them), so an interrupted export continues where it stopped. A file under a plate's name
+that this tool did not write is never replaced without ``overwrite``: the export is refused, naming it, before
+any plate renders. A malformed track file is refused before anything is created.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.cameras import PerspectiveCamera
-from ..core.errors import ConfigError, InputError
+from ..core.errors import ConfigError, InputError, OutputExistsError
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
 from ..render.image import DEFAULT_MEMORY_BUDGET, ImageOptions, check_memory_budget, render_image
@@ -90,6 +94,30 @@ def _check(options: PlateOptions) -> None:
                           field="max_rays_per_chunk")
 
 
+MANIFEST = "nerfstage_plates.json"
+"""The plates this tool wrote into a folder (``{"written": [file names]}``): what resume may keep or replace."""
+
+
+def _read_manifest(directory: Path) -> set[str]:
+    try:
+        return {str(name) for name in json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["written"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _record(directory: Path, manifest: set[str], path: Path) -> None:
+    """Add ``path`` (just written) to the folder's manifest, atomically."""
+    manifest.add(path.name)
+    tmp = directory / f".{MANIFEST}.partial"
+    tmp.write_text(json.dumps({"written": sorted(manifest)}, indent=1), encoding="utf-8")
+    os.replace(tmp, directory / MANIFEST)
+
+
+def _foreign(paths: list[Path], manifest: set[str]) -> list[Path]:
+    """The existing ``paths`` this tool did not write (not in the folder's manifest)."""
+    return [p for p in paths if p.name not in manifest and (p.exists() or p.is_symlink())]
+
+
 def _make_folder(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise InputError(f"{directory}: exists and is not a folder; give a folder for the plates")
@@ -124,13 +152,20 @@ def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: Plat
                         largest.width * largest.height * PLATE_BYTES_PER_PIXEL, options.memory_budget_bytes,
                         "choose a smaller plate size in the track or a larger memory budget")
     directory = Path(out_dir)
+    paths = [plate_path(directory, frame.frame, options.format) for frame in frames]
+    manifest = _read_manifest(directory)
+    foreign = [] if options.overwrite else _foreign(paths, manifest)
+    if foreign:
+        raise OutputExistsError(f"{foreign[0]}: exists and was not written by `nerfstage export plates` "
+                                f"({len(foreign)} such file(s)); pass --overwrite to replace them")
     _make_folder(directory)
-    start, files, rendered = time.perf_counter(), [], 0
-    for frame in tqdm(frames, desc="plates", unit="plate", disable=not options.progress, dynamic_ncols=True):
-        path = plate_path(directory, frame.frame, options.format)
-        files.append(path)
-        if not options.overwrite and is_valid_frame(path, frame.width, frame.height):
+    start, rendered = time.perf_counter(), 0
+    for frame, path in tqdm(list(zip(frames, paths)), desc="plates", unit="plate", disable=not options.progress,
+                            dynamic_ncols=True):
+        if not options.overwrite and path.name in manifest and is_valid_frame(path, frame.width, frame.height):
             continue
         render_plate(run, frame, path, options)
+        _record(directory, manifest, path)
         rendered += 1
+    files = paths
     return PlatesResult(directory, files, rendered, len(frames) - rendered, time.perf_counter() - start, frames)

@@ -55,7 +55,8 @@ def test_panorama_and_plates_write_and_report(tiny_run, tmp_path, capsys):
     assert cli("export", "plates", run, "--track", track, "-o", tmp_path / "plates", "--overscan", "20",
                "--format", "png", "-q") == 0
     assert "2 plates" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "plates").iterdir()) == ["plate_00007.png", "plate_00008.png"]
+    assert sorted(p.name for p in (tmp_path / "plates").iterdir()) == ["nerfstage_plates.json", "plate_00007.png",
+                                                                       "plate_00008.png"]
 
 
 @pytest.mark.parametrize(

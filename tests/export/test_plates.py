@@ -92,3 +92,37 @@ def test_malformed_track_creates_nothing(loaded, tmp_path):
     with pytest.raises(InputError, match="fov_y_deg"):
         export_plates(loaded, bad, tmp_path / "plates", PlateOptions(progress=False))
     assert not (tmp_path / "plates").exists()
+
+
+def test_a_file_this_tool_did_not_write_is_never_replaced_without_overwrite(tiny_run, tmp_path):
+    """Resume keeps and replaces only plates listed in DIR/nerfstage_plates.json; a user's file under a plate's
+    name stops the export (before any plate renders) until --overwrite is given."""
+    from nerfstage.core.errors import OutputExistsError
+    from nerfstage.export.plates import MANIFEST, PlateOptions, export_plates
+    from nerfstage.nerf.run import load_run
+
+    run = load_run(tiny_run.run_dir, device="cpu")
+    track = tmp_path / "track.csv"
+    track.write_text("frame,x,y,z,qw,qx,qy,qz,focal_mm,sensor_width_mm,sensor_height_mm,width,height\n"
+                     "1,0,-2,0.5,0.7071068,0.7071068,0,0,35,36,24,24,16\n"
+                     "2,0.1,-2,0.5,0.7071068,0.7071068,0,0,35,36,24,24,16\n")
+    out = tmp_path / "plates"
+    out.mkdir()
+    mine = out / "plate_00002.png"
+    mine.write_bytes(b"my own picture, not a plate")
+    options = PlateOptions(format="png", progress=False)
+    with pytest.raises(OutputExistsError, match="plate_00002.png: exists and was not written by"):
+        export_plates(run, track, out, options)
+    assert mine.read_bytes() == b"my own picture, not a plate" and sorted(p.name for p in out.iterdir()) == [mine.name]
+    mine.unlink()
+    first = export_plates(run, track, out, options)
+    assert first.rendered == 2 and (out / MANIFEST).is_file()
+    again = export_plates(run, track, out, options)  # resume: both plates are ours and valid
+    assert again.rendered == 0 and again.skipped == 2
+    (out / "plate_00001.png").write_bytes(b"truncated")  # ours but broken: resume renders it again
+    assert export_plates(run, track, out, options).rendered == 1
+    (out / MANIFEST).unlink()  # nothing says these are ours any more
+    with pytest.raises(OutputExistsError, match="plate_00001.png"):
+        export_plates(run, track, out, options)
+    replaced = export_plates(run, track, out, PlateOptions(format="png", progress=False, overwrite=True))
+    assert replaced.rendered == 2 and (out / MANIFEST).is_file()
