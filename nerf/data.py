@@ -30,6 +30,8 @@ from ..core.geometry import Intrinsics, convert_camera_axes
 from ..core.rays import pixel_centers, pixel_chunks
 from .scene_centre import choose_centre, focus_scale
 
+ROTATION_TOLERANCE = 1e-4
+"""Largest |R R^T - I| entry accepted for a rotation read from a file."""
 BLENDER_AABB = 1.5
 """Half-size of the Blender (NeRF-synthetic) scene box, as nerfstudio's blender dataparser uses."""
 MIN_TABLE_Z = 1e-6
@@ -78,6 +80,14 @@ def read_dataparser_transforms(path: Path) -> SceneTransform:
         raise DatasetError(f"{path}: not a dataparser_transforms.json ({err}); expected transform 3x4 + scale")
     if transform.shape != (3, 4):
         raise DatasetError(f"{path}: transform has shape {transform.shape}; expected 3x4")
+    if not np.isfinite(transform).all() or not math.isfinite(scale) or scale <= 0.0:
+        raise DatasetError(f"{path}: transform / scale are not finite or the scale is not positive (scale={scale}); "
+                           "the run folder is damaged: train it again")
+    rotation = transform[:, :3]
+    error = float(np.abs(rotation @ rotation.T - np.eye(3)).max())
+    if error > ROTATION_TOLERANCE or np.linalg.det(rotation) < 0.0:
+        raise DatasetError(f"{path}: the transform's 3x3 part is not a rotation (|R R^T - I| = {error:.2g}, "
+                           f"det {np.linalg.det(rotation):.3g}); the run folder is damaged: train it again")
     return SceneTransform(transform, scale)
 
 

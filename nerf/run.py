@@ -125,6 +125,12 @@ def _require_files(run_dir: Path) -> Path:
 
 
 def _build_model(config: TrainConfig, data: dict, device: torch.device, path: Path) -> torch.nn.Module:
+    state = data.get("model") if isinstance(data.get("model"), dict) else {}
+    broken = [name for name, value in state.items()
+              if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise CheckpointError(f"{path}: {len(broken)} tensor(s) hold NaN or infinity (first: {broken[0]}); the "
+                              "checkpoint is damaged: resume from an earlier one or train again")
     try:
         scene = data["scene"]
         model = make_model(config, scene["aabb"], int(scene["num_images"]), device)

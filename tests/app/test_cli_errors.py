@@ -155,3 +155,32 @@ def test_tracked_plates_too_large_for_memory_are_refused_before_any_work(capsys,
                        "--device", "cpu", "--quiet")
     assert line.startswith("--memory-gb: plate 1 (200000x100000) needs about 1490.12 GiB, over the 4.00 GiB")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["track.csv"]
+
+
+def test_a_damaged_run_folder_is_one_line_not_garbage(capsys, tiny_run, tmp_path):
+    """NaN in dataparser_transforms.json or in the checkpoint's weights: every command refuses the run (exit 2,
+    one line naming the file) instead of rendering garbage or dying in linear algebra."""
+    import json
+    import shutil
+
+    import torch
+
+    from nerfstage.nerf.checkpoint import latest_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, run)
+    good = (run / "dataparser_transforms.json").read_text()
+    damaged = json.loads(good)
+    damaged["transform"][1][3] = float("nan")
+    (run / "dataparser_transforms.json").write_text(json.dumps(damaged))
+    line = _error_line(capsys, "render", run, "-o", tmp_path / "a.mp4", "--device", "cpu", "--quiet")
+    assert line.startswith(f"{run / 'dataparser_transforms.json'}: transform / scale are not finite")
+    (run / "dataparser_transforms.json").write_text(good)
+    checkpoint = latest_checkpoint(run)
+    data = torch.load(checkpoint, weights_only=True)
+    first = next(k for k, v in data["model"].items() if v.is_floating_point())
+    data["model"][first].view(-1)[0] = float("nan")
+    torch.save(data, checkpoint)
+    line = _error_line(capsys, "export", "mesh", run, "-o", tmp_path / "m.glb", "--device", "cpu", "--quiet")
+    assert line.startswith(f"{checkpoint}: 1 tensor(s) hold NaN or infinity")
+    assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "m.glb").exists()

@@ -271,3 +271,27 @@ def test_opengl_opencv_conversion_is_the_one_used(tmp_path):
     views = load_views(dataset, [0], scene)
     expected = convert_camera_axes(scene.apply(dataset.world_from_cams()))[0, :3]
     assert np.allclose(views.world_from_cams[0].numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["nan", "scale", "shear", "mirror"])
+def test_a_damaged_dataparser_transforms_is_refused(tmp_path, damage):
+    """A run's dataparser_transforms.json is validated like a dataset: finite, positive scale, a proper rotation
+    (a NaN there let `train --resume` finish at 4.8 dB with exit 0)."""
+    from nerfstage.core.errors import DatasetError
+    from nerfstage.nerf.data import read_dataparser_transforms
+
+    transform, scale = np.eye(4)[:3].tolist(), 0.5
+    if damage == "nan":
+        transform[0][3] = float("nan")
+    elif damage == "scale":
+        scale = 0.0
+    elif damage == "shear":
+        transform[0][1] = 0.2
+    else:
+        transform[2][2] = -1.0
+    path = tmp_path / "dataparser_transforms.json"
+    path.write_text(json.dumps({"transform": transform, "scale": scale}))
+    with pytest.raises(DatasetError, match="dataparser_transforms.json: .*damaged"):
+        read_dataparser_transforms(path)
+    path.write_text(json.dumps({"transform": np.eye(4)[:3].tolist(), "scale": 0.5}))
+    assert read_dataparser_transforms(path).scale == 0.5
