@@ -176,7 +176,7 @@ def test_loop_every_reaches_the_sfm_settings_and_zero_turns_the_pass_off():
     from nerfstage.capture.pipeline import CaptureOptions, sfm_options_for
     from nerfstage.capture.sfm import _loops_on
 
-    default = sfm_options_for(CaptureOptions(), is_video=True, num_images=60)
+    default = sfm_options_for(CaptureOptions(), is_video=True)
     assert default.loop_every == 6 and _loops_on(default)
-    off = sfm_options_for(CaptureOptions(loop_every=0), is_video=True, num_images=60)
+    off = sfm_options_for(CaptureOptions(loop_every=0), is_video=True)
     assert off.loop_every == 0 and not _loops_on(off)
