@@ -15,14 +15,15 @@ matching cannot connect across it (a room shot in bursts breaks between bursts, 
 registered 56 in name order). The set is a sequence when the score is at least ``SEQUENCE_MIN_SCORE`` and it
 has no break.
 
-Cost. Unordered sets are matched exhaustively when ``N (N - 1) / 2`` pairs times the per-pair cost measured on
-this machine (``COST_SAMPLE_PAIRS`` random pairs matched first; they stay in the database and are not matched
-again) fits ``SfmOptions.match_budget_s``; otherwise each image is matched with its ``k`` most similar images
+Cost. Unordered sets are matched exhaustively when ``N`` images times the per-image cost plus ``N (N - 1) / 2``
+pairs times the per-pair cost, both measured on this machine (``measure_match_cost``), fits
+``SfmOptions.match_budget_s``; otherwise each image is matched with its ``k`` most similar images
 (``k`` as large as the budget allows, at least ``RETRIEVAL_MIN_K``) plus its ``sequential_overlap`` next frames.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,8 +47,10 @@ LINK_FRACTION = 0.05
 """See LINK_MIN_K."""
 SEQUENCE_MIN_SCORE = 0.8
 """Least fraction of linked neighbours for a sequence (and no break)."""
-COST_SAMPLE_PAIRS = 16
-"""Random pairs matched to measure the per-pair matching cost."""
+COST_SAMPLE_PAIRS = 24
+"""Random pairs matched to measure the matching cost (``measure_match_cost``)."""
+COST_BLOCK_IMAGES = 8
+"""Images whose every pair is matched to measure the matching cost (``measure_match_cost``)."""
 RETRIEVAL_MIN_K = 10
 """Retrieval matches each image with at least this many most similar images, whatever the budget."""
 
@@ -80,12 +83,14 @@ class MatchPlan:
     """Why, in words."""
     analysis: OrderAnalysis | None = None
     """The sequence analysis (None when it was not needed)."""
+    seconds_per_image: float | None = None
+    """Measured matching cost of one image (features loaded, index built) on this machine (None: not measured)."""
     seconds_per_pair: float | None = None
     """Measured matching cost of one image pair on this machine (None when not measured)."""
     exhaustive_pairs: int = 0
     """Pairs exhaustive matching would match."""
     estimated_exhaustive_s: float | None = None
-    """``exhaustive_pairs * seconds_per_pair``."""
+    """``N * seconds_per_image + exhaustive_pairs * seconds_per_pair``."""
     retrieval_k: int = 0
     """Most similar images matched per image (retrieval only)."""
     num_pairs: int = 0
@@ -96,7 +101,7 @@ class MatchPlan:
     def to_json(self) -> dict:
         """Report form (floats rounded)."""
         out = asdict(self)
-        for key in ("seconds_per_pair", "estimated_exhaustive_s"):
+        for key in ("seconds_per_image", "seconds_per_pair", "estimated_exhaustive_s"):
             if out[key] is not None:
                 out[key] = round(out[key], 4)
         if out["analysis"]:
@@ -234,18 +239,49 @@ def retrieval_k(num_images: int, pair_budget: float) -> int:
     return int(min(num_images - 1, max(RETRIEVAL_MIN_K, pair_budget // max(num_images, 1))))
 
 
-def measure_pair_cost(
+def measure_match_cost(
     database: Path, names: list[str], work_dir: Path, match_kwargs: dict, seed: int
-) -> float:
-    """Seconds per pair of matching + verification, from COST_SAMPLE_PAIRS random pairs (left in the database)."""
+) -> tuple[float, float]:
+    """(seconds per image, seconds per pair) of matching + verification on this machine, now.
+
+    A matcher call pays once per image it touches (loading its features and building its search index) and
+    once per pair. Timed on random pairs alone (each image in about one pair) the per-pair figure came out 2.3x
+    (24 synthetic photos) to 2.6x (fox, 50 photos) what exhaustive matching then took per pair, since exhaustive
+    matching reuses each image for N - 1 pairs. So two samples are timed: COST_SAMPLE_PAIRS random pairs (many
+    images, a pair each) and every pair among COST_BLOCK_IMAGES random images (few images, many pairs each);
+    the two timings give both costs (24 synthetic photos: 17.2 s predicted, 16.6 s taken). The pairs stay in
+    the database and are not matched again.
+    """
     rng = np.random.default_rng(seed)
     n = len(names)
     first, second = np.triu_indices(n, 1)
     chosen = rng.choice(len(first), min(COST_SAMPLE_PAIRS, len(first)), replace=False)
-    pairs = [(names[first[c]], names[second[c]]) for c in chosen]
-    start = time.perf_counter()
-    match_pairs(database, pairs, work_dir / "cost_pairs.txt", match_kwargs)
-    return (time.perf_counter() - start) / len(pairs)
+    spread = [(names[first[c]], names[second[c]]) for c in chosen]
+    block_images = sorted(rng.choice(n, min(COST_BLOCK_IMAGES, n), replace=False))
+    block = [(names[i], names[j]) for i, j in itertools.combinations(block_images, 2)]
+    taken = set(spread)
+    block = [pair for pair in block if pair not in taken]  # (a, b) with a < b in both lists
+    timings = []
+    for pairs, label in ((spread, "cost_spread"), (block, "cost_block")):
+        start = time.perf_counter()
+        match_pairs(database, pairs, work_dir / f"{label}.txt", match_kwargs)
+        timings.append(time.perf_counter() - start)
+    return _solve_costs(timings[0], len(spread), len({x for p in spread for x in p}), timings[1], len(block),
+                        len(block_images))
+
+
+def _solve_costs(
+    t_spread: float, pairs_spread: int, images_spread: int, t_block: float, pairs_block: int, images_block: int
+) -> tuple[float, float]:
+    """(per image, per pair) from t = per_image * images + per_pair * pairs for both samples; when the samples
+    cannot separate them (too few pairs, or timing noise gives a negative cost) all of it is put on the pairs."""
+    det = images_spread * pairs_block - images_block * pairs_spread
+    if pairs_block and det:
+        per_pair = (t_block * images_spread - t_spread * images_block) / det
+        per_image = (t_spread - per_pair * pairs_spread) / images_spread
+        if per_pair > 0 and per_image >= 0:
+            return per_image, per_pair
+    return 0.0, (t_spread + t_block) / max(pairs_spread + pairs_block, 1)
 
 
 def plan_photo_matching(
@@ -278,15 +314,16 @@ def plan_photo_matching(
         return MatchPlan("sequential", f"consecutive photos overlap: {order}", analysis,
                          exhaustive_pairs=all_pairs, seconds=seconds), []
     start = time.perf_counter()
-    per_pair = measure_pair_cost(database, names, work_dir, match_kwargs, seed)
+    per_image, per_pair = measure_match_cost(database, names, work_dir, match_kwargs, seed)
     seconds["cost"] = time.perf_counter() - start
-    estimate = per_pair * all_pairs
-    costs = f"exhaustive {all_pairs} pairs x {per_pair * 1000:.1f} ms = {estimate:.0f} s, budget {budget_s:.0f} s"
-    plan = MatchPlan("exhaustive", "", analysis, per_pair, all_pairs, estimate, seconds=seconds)
+    estimate = per_image * n + per_pair * all_pairs
+    costs = (f"exhaustive {n} images x {per_image * 1000:.0f} ms + {all_pairs} pairs x {per_pair * 1000:.1f} ms "
+             f"= {estimate:.0f} s, budget {budget_s:.0f} s")
+    plan = MatchPlan("exhaustive", "", analysis, per_image, per_pair, all_pairs, estimate, seconds=seconds)
     if estimate <= budget_s:
         plan.reason, plan.num_pairs = f"not a sequence ({order}); {costs}: fits", all_pairs
         return plan, []
-    k = retrieval_k(n, budget_s / max(per_pair, 1e-9))
+    k = retrieval_k(n, max(budget_s - per_image * n, 0.0) / max(per_pair, 1e-9))
     index_pairs = retrieval_pairs(similarity, k, overlap)
     plan.matcher, plan.retrieval_k, plan.num_pairs = "retrieval", k, len(index_pairs)
     plan.reason = (f"not a sequence ({order}); {costs}: too long, so each photo with its {k} most similar "

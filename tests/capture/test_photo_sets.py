@@ -20,6 +20,7 @@ from nerfstage.capture.pipeline import CaptureOptions, run_capture
 from nerfstage.capture.sfm import SfmOptions, pose_errors, reconstruction_poses, run_sfm
 from nerfstage.capture.sfm_pairs import (
     RETRIEVAL_MIN_K,
+    _solve_costs,
     analyse_order,
     retrieval_k,
     retrieval_pairs,
@@ -90,6 +91,16 @@ def test_retrieval_pairs_are_the_most_similar_plus_the_next_frames():
     assert retrieval_k(100, pair_budget=5000) == 50
     assert retrieval_k(100, pair_budget=10) == RETRIEVAL_MIN_K
     assert retrieval_k(12, pair_budget=1e6) == 11
+
+
+def test_match_cost_separates_per_image_and_per_pair_costs():
+    """t = 0.05 s per image + 0.02 s per pair: 24 random pairs over 40 images, 28 pairs among 8 images."""
+    t_spread, t_block = 0.05 * 40 + 0.02 * 24, 0.05 * 8 + 0.02 * 28
+    per_image, per_pair = _solve_costs(t_spread, 24, 40, t_block, 28, 8)
+    assert (per_image, per_pair) == (pytest.approx(0.05), pytest.approx(0.02))
+    # timing noise that would make a cost negative: everything goes on the pairs
+    assert _solve_costs(1.0, 24, 40, 5.0, 28, 8) == (0.0, pytest.approx(6.0 / 52))
+    assert _solve_costs(1.0, 10, 20, 0.0, 0, 8) == (0.0, pytest.approx(0.1))  # no block pairs
 
 
 # ----------------------------------------------------------------------------------------------- ordering
