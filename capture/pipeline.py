@@ -42,6 +42,7 @@ from .sfm import (
     reconstruction_poses,
     run_sfm,
 )
+from .sfm_pairs import MatchPlan
 from .transforms import write_json_atomic, write_transforms
 from .video import extract_sharpest_frames, is_video_file
 
@@ -52,6 +53,10 @@ WARN_REGISTERED_FRACTION = 0.9
 FLIP_WARN_DEG = 120.0
 """After exhaustive matching, a turn above this between frames adjacent in name order is reported as a likely
 mirror-flipped pose (symmetric scenes: beer_video/images flips 3 times exhaustively, never sequentially)."""
+FLIP_CHECK_MIN_SCORE = 0.5
+"""The flip check compares cameras adjacent in name order, which says something only when most of them look
+alike: it runs when the sequence score (``sfm_pairs.analyse_order``) is at least this (beer_video/images in
+name order 0.94; shuffled copies of it, of fox and of the synthetic walk 0.04-0.22)."""
 
 
 @dataclass
@@ -187,8 +192,8 @@ def _capture(input_path: Path, options: CaptureOptions, staging: Path) -> dict[s
         (staging / "colmap" / "database.db").unlink(missing_ok=True)
     plan = sfm.plan
     warnings = frames.pop("import_warnings") + _registration_warnings(sfm, input_path, plan.matcher)
-    if plan.matcher == "exhaustive" and (plan.analysis is None or plan.analysis.is_sequence):
-        warnings += flip_warnings(reconstruction_poses(sfm.reconstruction))  # name order means something
+    if flip_check_applies(plan):
+        warnings += flip_warnings(reconstruction_poses(sfm.reconstruction))
     start = time.perf_counter()
     summary = _write_dataset(sfm.reconstruction, staging)
     seconds["write"] = time.perf_counter() - start
@@ -254,6 +259,14 @@ def _registration_warnings(sfm: SfmResult, input_path: Path, matcher: str) -> li
     if fraction < WARN_REGISTERED_FRACTION:
         return [f"only {registered} of {total} frames registered ({fraction:.0%}); the rest are left out; {advice}"]
     return []
+
+
+def flip_check_applies(plan: MatchPlan) -> bool:
+    """Whether ``flip_warnings`` means something after this matching: matching by appearance (exhaustive or
+    retrieval; sequential matching does not flip) of frames whose name order is not random (FLIP_CHECK_MIN_SCORE)."""
+    if plan.matcher == "sequential":
+        return False
+    return plan.analysis is None or plan.analysis.sequence_score >= FLIP_CHECK_MIN_SCORE
 
 
 def flip_warnings(poses: dict[str, np.ndarray]) -> list[str]:

@@ -19,6 +19,16 @@ Cost. Unordered sets are matched exhaustively when ``N`` images times the per-im
 pairs times the per-pair cost, both measured on this machine (``measure_match_cost``), fits
 ``SfmOptions.match_budget_s``; otherwise each image is matched with its ``k`` most similar images
 (``k`` as large as the budget allows, at least ``RETRIEVAL_MIN_K``) plus its ``sequential_overlap`` next frames.
+
+Measured (``benchmarks/capture_photos.py``, 2 shared cores, load average ~5; fox = 50 phone photos, 1080x1920).
+Global descriptors on 24 synthetic 320x240 frames, walk in order / shuffled sequence score: VLAD-32 on every
+descriptor 1.00 / 0.22 (VLAD on a 512-descriptor subset 0.74: too noisy), bag of 1024 words 0.96, of 256 words
+0.43, 16x12 grey thumbnails 1.00 / 0.22. Fox shuffled: VLAD score 0.12, 6 breaks (thumbnails 0.12); fox in name
+order: 0.88 with 2 breaks (thumbnails 0.78, 5 breaks; the 50 photos are a subset of 67 and leave gaps), so
+not taken as a sequence and matched exhaustively as before. Cost: fox exhaustive estimated 121 s, taken ~136 s.
+Fox shuffled with the analysis forced and a 30 s budget: retrieval (k = 10, 515 pairs + 137 loop pairs), match
+65 s against 150 s exhaustively, 50/50 registered either way, 0.586 vs 0.588 deg mean rotation error against
+the instant-ngp poses.
 """
 
 from __future__ import annotations
