@@ -120,7 +120,7 @@ class SfmOptions:
     sequence analysis is still reported)."""
     match_budget_s: float = MATCH_BUDGET_S
     """``matcher="auto"``: seconds exhaustive matching of an unordered photo set may take (estimated from the
-    per-pair cost measured on this machine); above it, retrieval pairs are matched."""
+    per-image and per-pair costs measured on this machine); above it, retrieval pairs are matched."""
     num_threads: int = -1
     """CPU threads for every step; -1 uses all cores."""
     seed: int = 0
