@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = convert_camera_axes(capture.world_from_cams[selection.source_indices])  # OpenCV, like COLMAP
     truth_by_name = {p.name: t for p, t in zip(selection.image_paths, truth)}
 
-    ours = sfm_options_for(CaptureOptions(), is_video=True, num_images=selection.frames_selected)
+    ours = sfm_options_for(CaptureOptions(), is_video=True)
     defaults = SfmOptions(camera_model=ours.camera_model, matcher="exhaustive", tuning="colmap", seed=ours.seed)
     a, time_a, rot_a = _run("a: pycolmap defaults", defaults, work / "images", work / "a", truth_by_name)
     b, time_b, rot_b = _run("b: nerfstage capture", ours, work / "images", work / "b", truth_by_name)

@@ -1,7 +1,8 @@
 """Photo-folder ingestion and the small image helpers the capture stage shares (orientation, resize, JPEG).
 
-A folder of photos becomes ``out_dir/frame_00001.jpg, frame_00002.jpg, ...``: the photos sorted naturally by
-file name (``IMG_2.jpg`` before ``IMG_10.jpg``), each turned upright from its EXIF orientation, shrunk so its
+A folder of photos becomes ``out_dir/frame_00001.jpg, frame_00002.jpg, ...``: the photos in capture order
+(``photo_order.py``: EXIF capture time when the photos carry it, else natural name order, ``IMG_2.jpg`` before
+``IMG_10.jpg``), each turned upright from its EXIF orientation, shrunk so its
 longest side is at most ``max_size`` (never enlarged) and written as JPEG quality 95, keeping the other EXIF
 tags (camera make/model and focal length give COLMAP its focal-length prior). The same
 ``frame_NNNNN.jpg`` naming as video frames keeps every later step format-agnostic; ``ImageImport.name_map``
@@ -24,6 +25,7 @@ from rich.errors import LiveError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..core.errors import ConfigError, DatasetError
+from .photo_order import PhotoOrder, order_photos
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class ImageImport:
     """What ``import_images`` wrote."""
 
     image_paths: list[Path]
-    """Written images ``out_dir/frame_00001.jpg ...``, in natural name order of the sources."""
+    """Written images ``out_dir/frame_00001.jpg ...``, in the order of ``order``."""
     source_paths: list[Path]
     """The photo each written image came from (same order as ``image_paths``)."""
     size_per_image: list[tuple[int, int]]
@@ -100,6 +102,8 @@ class ImageImport:
     """Files in the folder that are not photos by extension (or are hidden), left untouched."""
     warnings: list[str] = field(default_factory=list)
     """Things worth telling the user (e.g. mixed image sizes after resizing)."""
+    order: PhotoOrder | None = None
+    """How the photos were ordered (EXIF capture time or name) and why."""
 
     @property
     def frames_selected(self) -> int:
@@ -115,7 +119,9 @@ def import_images(src_dir: Path, out_dir: Path, max_size: int = 1600, progress: 
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     check_max_size(max_size)
-    sources, skipped = list_images(src_dir)
+    named, skipped = list_images(src_dir)
+    order = order_photos(named)
+    sources = order.paths
     if len(sources) < 2:
         raise DatasetError(f"{src_dir}: only 1 photo; need at least 2 (better: many overlapping views)")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +132,8 @@ def import_images(src_dir: Path, out_dir: Path, max_size: int = 1600, progress: 
         sizes = list(track(jobs, len(sources), "import", progress))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    result = ImageImport(targets, sources, sizes, {s.name: t.name for s, t in zip(sources, targets)}, skipped)
+    name_map = {s.name: t.name for s, t in zip(sources, targets)}
+    result = ImageImport(targets, sources, sizes, name_map, skipped, order=order)
     if len(set(sizes)) > 1:
         result.warnings.append(
             f"{src_dir}: photos have {len(set(sizes))} different sizes after resizing; one shared camera "

@@ -7,7 +7,8 @@ The dataset folder holds::
     sparse_pc.ply        the sparse point cloud, in transforms.json's world (ply_file_path)
     colmap/sparse/0/     the kept COLMAP model (COLMAP's world, binary)
     colmap/database.db   only with ``keep_database`` (features and matches; large, so deleted by default)
-    capture_report.json  frames decoded/selected/registered, reprojection error, seconds per step, warnings, options
+    capture_report.json  frames decoded/selected/registered, reprojection error, seconds per step, warnings, options,
+                         and for photos how they were ordered (``ordering``) and matched and why (``matching``)
 
 The folder is built in a temporary sibling ``DATASET.partial-xxxx`` and moved into place only when complete, so
 a crash never leaves a half-written dataset under the final name, and ``overwrite`` never destroys the old
@@ -41,6 +42,7 @@ from .sfm import (
     reconstruction_poses,
     run_sfm,
 )
+from .sfm_pairs import MatchPlan
 from .transforms import write_json_atomic, write_transforms
 from .video import extract_sharpest_frames, is_video_file
 
@@ -51,6 +53,10 @@ WARN_REGISTERED_FRACTION = 0.9
 FLIP_WARN_DEG = 120.0
 """After exhaustive matching, a turn above this between frames adjacent in name order is reported as a likely
 mirror-flipped pose (symmetric scenes: beer_video/images flips 3 times exhaustively, never sequentially)."""
+FLIP_CHECK_MIN_SCORE = 0.5
+"""The flip check compares cameras adjacent in name order, which says something only when most of them look
+alike: it runs when the sequence score (``sfm_pairs.analyse_order``) is at least this (beer_video/images in
+name order 0.94; shuffled copies of it, of fox and of the synthetic walk 0.04-0.22)."""
 
 
 @dataclass
@@ -62,8 +68,14 @@ class CaptureOptions:
     max_size: int = 1600
     """Longest image side in pixels; larger frames and photos are downscaled."""
     matcher: Matcher = SfmOptions.matcher
-    """Feature matching: ``auto`` = sequential for videos, exhaustive for <= 100 photos, else sequential
-    (``nerfstage.capture.sfm.choose_matcher``)."""
+    """Feature matching: ``auto`` = sequential for videos, exhaustive for <= ``exhaustive_max_photos`` photos;
+    above, decided from the photos: sequential for a sequence, else exhaustive when its measured cost fits
+    ``match_budget_s``, else retrieval pairs (``nerfstage.capture.sfm_pairs``)."""
+    match_budget_s: float = SfmOptions.match_budget_s
+    """``matcher="auto"``: seconds exhaustive matching of an unordered photo set may take (see ``matcher``)."""
+    exhaustive_max_photos: int = SfmOptions.exhaustive_max_photos
+    """``matcher="auto"``: photo sets up to this size are matched exhaustively whatever their order (the
+    sequence analysis is still reported)."""
     mapper: Mapper = SfmOptions.mapper
     """SfM mapper: COLMAP's incremental one, or global (GLOMAP-style) mapping."""
     camera_model: SfmCameraModel = SfmOptions.camera_model
@@ -173,27 +185,31 @@ def _capture(input_path: Path, options: CaptureOptions, staging: Path) -> dict[s
     if not is_video and not input_path.is_dir():
         raise DatasetError(f"{input_path}: not a video file (mp4, mov, ...) nor a folder of images")
     frames = _frames_into(input_path, is_video, options, staging / "images", seconds)
-    sfm_options = sfm_options_for(options, is_video, frames["frames_selected"])
+    sfm_options = sfm_options_for(options, is_video)
     sfm = run_sfm(staging / "images", staging / "colmap", sfm_options, progress=options.progress)
     seconds.update(sfm.seconds)
     if not options.keep_database:
         (staging / "colmap" / "database.db").unlink(missing_ok=True)
-    warnings = frames.pop("import_warnings") + _registration_warnings(sfm, input_path, sfm_options.matcher)
-    if sfm_options.matcher == "exhaustive":
+    plan = sfm.plan
+    warnings = frames.pop("import_warnings") + _registration_warnings(sfm, input_path, plan.matcher)
+    if flip_check_applies(plan):
         warnings += flip_warnings(reconstruction_poses(sfm.reconstruction))
     start = time.perf_counter()
     summary = _write_dataset(sfm.reconstruction, staging)
     seconds["write"] = time.perf_counter() - start
     report = _report_base(input_path, "video" if is_video else "images", options, frames, seconds, warnings)
-    report.update(summary, matcher=sfm_options.matcher, num_models=sfm.num_models, loop_pairs=sfm.num_loop_pairs)
+    report.update(summary, matcher=plan.matcher, matching=plan.to_json(), num_models=sfm.num_models,
+                  loop_pairs=sfm.num_loop_pairs)
     return report
 
 
-def sfm_options_for(options: CaptureOptions, is_video: bool, num_images: int) -> SfmOptions:
+def sfm_options_for(options: CaptureOptions, is_video: bool) -> SfmOptions:
     """The SfM settings ``run_capture`` uses for this input (the speed benchmark reuses them)."""
     return SfmOptions(
         camera_model=options.camera_model,
-        matcher=choose_matcher(options.matcher, is_video, num_images),
+        matcher=choose_matcher(options.matcher, is_video),
+        match_budget_s=options.match_budget_s,
+        exhaustive_max_photos=options.exhaustive_max_photos,
         video_frames=is_video,
         mapper=options.mapper,
         max_num_features=options.max_num_features,
@@ -216,6 +232,7 @@ def _frames_into(input_path: Path, is_video: bool, options: CaptureOptions, imag
         seconds["decode"], seconds["select"] = time.perf_counter() - start, 0.0
         fields = {"frames_decoded": len(got.image_paths), "source_names": dict(_invert(got.name_map))}
         fields["import_warnings"] = list(got.warnings)
+        fields["ordering"] = got.order.describe()
     fields["frames_selected"] = len(got.image_paths)
     if fields["frames_selected"] < 2:
         raise ReconstructionError(f"{input_path}: only {fields['frames_selected']} usable frame(s); SfM needs 2+")
@@ -232,7 +249,7 @@ def _registration_warnings(sfm: SfmResult, input_path: Path, matcher: str) -> li
     registered, total = sfm.reconstruction.num_reg_images(), sfm.num_images
     fraction = registered / max(total, 1)
     advice = "try more overlap between frames (a slower walk, more --frames)"
-    if matcher == "sequential":
+    if matcher in ("sequential", "retrieval"):
         advice += " or --matcher exhaustive"
     if fraction < MIN_REGISTERED_FRACTION:
         raise ReconstructionError(
@@ -242,6 +259,14 @@ def _registration_warnings(sfm: SfmResult, input_path: Path, matcher: str) -> li
     if fraction < WARN_REGISTERED_FRACTION:
         return [f"only {registered} of {total} frames registered ({fraction:.0%}); the rest are left out; {advice}"]
     return []
+
+
+def flip_check_applies(plan: MatchPlan) -> bool:
+    """Whether ``flip_warnings`` means something after this matching: matching by appearance (exhaustive or
+    retrieval; sequential matching does not flip) of frames whose name order is not random (FLIP_CHECK_MIN_SCORE)."""
+    if plan.matcher == "sequential":
+        return False
+    return plan.analysis is None or plan.analysis.sequence_score >= FLIP_CHECK_MIN_SCORE
 
 
 def flip_warnings(poses: dict[str, np.ndarray]) -> list[str]:

@@ -1,8 +1,9 @@
 """Structure-from-motion with pycolmap, in-process (no COLMAP binary), tuned for phone walk-arounds on a CPU.
 
-:func:`run_sfm` runs SIFT extraction (one shared camera), sequential or exhaustive matching, and incremental or
-global mapping, keeps the largest model and (``fast`` tuning, sequential matcher) runs a second, pose-guided
-matching pass (``sfm_loops.py``). :func:`align_sim3` and :func:`pose_errors` (``sfm_eval.py``) measure poses
+:func:`run_sfm` runs SIFT extraction (one shared camera), sequential, exhaustive or retrieval matching (for
+photos, ``matcher="auto"`` decides from the photos: ``sfm_pairs.py``), and incremental or global mapping, keeps
+the largest model and (``fast`` tuning, sequential or retrieval matcher) runs a second, pose-guided matching pass
+(``sfm_loops.py``). :func:`align_sim3` and :func:`pose_errors` (``sfm_eval.py``) measure poses
 against a reference after a similarity alignment (tests and benchmarks use them).
 
 Why the ``tuning="fast"`` defaults. Measured with ``benchmarks/capture_speed.py`` (100 synthetic frames, 640x480,
@@ -55,12 +56,14 @@ from typing import TYPE_CHECKING, Literal
 from ..core.errors import ConfigError, ReconstructionError
 from .sfm_eval import Sim3, align_sim3, pose_errors, reconstruction_poses, trajectory_size
 from .sfm_loops import match_pairs, retriangulate, select_loop_pairs, viewing_geometry
+from .sfm_pairs import MatchPlan, plan_photo_matching
 
 if TYPE_CHECKING:
     import pycolmap
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 Matcher = Literal["auto", "sequential", "exhaustive"]
+"""What the user may ask for; ``auto`` on photos may also resolve to ``retrieval`` (``sfm_pairs.py``)."""
 Mapper = Literal["incremental", "global"]
 SfmCameraModel = Literal["OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE"]
 Tuning = Literal["fast", "colmap"]
@@ -69,7 +72,11 @@ __all__ = ["SfmOptions", "SfmResult", "run_sfm", "Sim3", "align_sim3", "pose_err
 
 CAMERA_MODELS: tuple[str, ...] = ("OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE")
 EXHAUSTIVE_MAX_PHOTOS = 100
-"""``matcher="auto"`` matches a photo folder exhaustively up to this many images, sequentially above."""
+"""``matcher="auto"`` matches a photo folder of up to this many images exhaustively (as COLMAP does for small
+sets; fox's 50 photos were measured so), and decides from the photos above (``sfm_pairs.py``)."""
+MATCH_BUDGET_S = 600.0
+"""Default time budget of exhaustive matching of an unordered photo set (the 170-photo burst room took about
+10 minutes exhaustively on 2 cores, its whole capture); beyond it retrieval pairs are matched instead."""
 REFINE_MIN_PX = 0.5
 """``fast`` tuning's final refinement drops observations whose reprojection error exceeds the larger of this
 (pixels) and REFINE_MEAN_FACTOR times the model's mean reprojection error, then re-runs global BA."""
@@ -87,8 +94,9 @@ class SfmOptions:
     """COLMAP camera model of the one camera shared by all images (why SIMPLE_RADIAL: module docstring)."""
     matcher: Matcher = "auto"
     """``sequential`` (video frames in order), ``exhaustive`` (every pair; small unordered photo sets) or ``auto``:
-    sequential for video frames (``video_frames``) and for more than ``EXHAUSTIVE_MAX_PHOTOS`` photos, else
-    exhaustive (see ``choose_matcher``)."""
+    sequential for video frames (``video_frames``), exhaustive for up to ``exhaustive_max_photos`` photos, and
+    for more photos sequential when they form a sequence, else exhaustive or retrieval within ``match_budget_s``
+    (see ``choose_matcher`` and ``sfm_pairs.py``)."""
     video_frames: bool = True
     """The images are a video's frames, in order (``matcher="auto"`` then matches sequentially)."""
     mapper: Mapper = "incremental"
@@ -98,14 +106,21 @@ class SfmOptions:
     max_num_features: int = 4096
     """Most SIFT features kept per image (``fast`` tuning only)."""
     sequential_overlap: int = 6
-    """Each frame is matched with this many following frames (sequential matcher, ``fast`` tuning)."""
+    """Each frame is matched with this many following frames (sequential matcher, ``fast`` tuning); also the next
+    frames added to retrieval pairs and the span within which the sequence analysis looks for links."""
     loop_every: int = 6
-    """Second pass of the sequential matcher (``fast`` tuning; ``sfm_loops.py``): from the first model's poses,
-    pairs more than ``sequential_overlap`` frames apart, whose frame gap is a multiple of this and whose viewing
-    axes are less than ``loop_max_angle_deg`` apart, are matched and triangulated on the fixed poses before the
-    final refinement. Holds the ends of a walk together. 0 turns the pass off."""
+    """Second pass of the sequential and retrieval matchers (``fast`` tuning; ``sfm_loops.py``): from the first
+    model's poses, pairs more than ``sequential_overlap`` frames apart, whose frame gap is a multiple of this and
+    whose viewing axes are less than ``loop_max_angle_deg`` apart, are matched and triangulated on the fixed poses
+    before the final refinement. Holds the ends of a walk together. 0 turns the pass off."""
     loop_max_angle_deg: float = 90.0
     """Largest angle between the viewing axes of the two cameras of a loop pair (degrees)."""
+    exhaustive_max_photos: int = EXHAUSTIVE_MAX_PHOTOS
+    """``matcher="auto"``: photo sets up to this size are matched exhaustively whatever their order (the
+    sequence analysis is still reported)."""
+    match_budget_s: float = MATCH_BUDGET_S
+    """``matcher="auto"``: seconds exhaustive matching of an unordered photo set may take (estimated from the
+    per-image and per-pair costs measured on this machine); above it, retrieval pairs are matched."""
     num_threads: int = -1
     """CPU threads for every step; -1 uses all cores."""
     seed: int = 0
@@ -126,9 +141,11 @@ class SfmResult:
     """Where the kept model was written (COLMAP binary format)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time per step: ``extract``, ``match``, ``map``, then with ``fast`` tuning ``loop_match`` and
-    ``retriangulate`` (sequential matcher, loop pass on) and ``refine``."""
+    ``retriangulate`` (sequential or retrieval matcher, loop pass on) and ``refine``."""
     num_loop_pairs: int = 0
     """Loop pairs the second pass matched (0 when it did not run)."""
+    plan: MatchPlan | None = None
+    """The matching that ran and why (``sfm_pairs.py``)."""
 
 
 def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool = True) -> SfmResult:
@@ -143,7 +160,7 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
     names = sorted(p.name for p in image_dir.iterdir() if p.is_file())
     if len(names) < 2:
         raise ReconstructionError(f"{image_dir}: {len(names)} image(s) found, SfM needs at least 2")
-    options = replace(options, matcher=choose_matcher(options.matcher, options.video_frames, len(names)))
+    options = replace(options, matcher=choose_matcher(options.matcher, options.video_frames))
     work_dir.mkdir(parents=True, exist_ok=True)
     database = work_dir / "database.db"
     database.unlink(missing_ok=True)
@@ -153,7 +170,8 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
         with steps.step("extract", seconds):
             _extract(database, image_dir, options)
         with steps.step("match", seconds):
-            _match(database, options)
+            plan = _match(database, work_dir, options)
+        options = replace(options, matcher=plan.matcher)
         with steps.step("map", seconds, total=len(names)) as advance:
             models = _map(database, image_dir, work_dir / "models", options, advance)
         best = _largest(models, len(names))
@@ -164,7 +182,7 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
             with steps.step("refine", seconds):
                 best = _refine(best, options)
     result = _write_model(best, models, work_dir, len(names), seconds)
-    result.num_loop_pairs = num_loop_pairs
+    result.num_loop_pairs, result.plan = num_loop_pairs, plan
     return result
 
 
@@ -178,6 +196,9 @@ def _check_options(options: SfmOptions) -> None:
         raise ConfigError(f"mapper {options.mapper!r}: expected 'incremental' or 'global'")
     if options.tuning not in ("fast", "colmap"):
         raise ConfigError(f"tuning {options.tuning!r}: expected 'fast' or 'colmap'")
+    if options.match_budget_s <= 0 or options.exhaustive_max_photos < 0:
+        raise ConfigError(f"match_budget_s={options.match_budget_s}, exhaustive_max_photos="
+                          f"{options.exhaustive_max_photos}: expected a positive budget and a count >= 0")
     if options.max_num_features < 256 or options.sequential_overlap < 1 or options.loop_every < 0:
         raise ConfigError(
             f"max_num_features={options.max_num_features}, sequential_overlap={options.sequential_overlap}, "
@@ -187,14 +208,13 @@ def _check_options(options: SfmOptions) -> None:
         raise ConfigError(f"loop_max_angle_deg={options.loop_max_angle_deg}: expected an angle in (0, 180]")
 
 
-def choose_matcher(matcher: str, video_frames: bool, num_images: int) -> Literal["sequential", "exhaustive"]:
-    """What ``matcher`` means for these images: ``auto`` = sequential for a video's frames and for more than
-    ``EXHAUSTIVE_MAX_PHOTOS`` photos, exhaustive for fewer photos; any other value as it is."""
-    if matcher != "auto":
-        return matcher  # type: ignore[return-value]
-    if video_frames or num_images > EXHAUSTIVE_MAX_PHOTOS:
+def choose_matcher(matcher: str, video_frames: bool) -> Literal["auto", "sequential", "exhaustive"]:
+    """What ``matcher`` means before the images are seen: ``auto`` = sequential for a video's frames; for photos
+    ``auto`` stays, to be decided from the photos after feature extraction (``sfm_pairs.plan_photo_matching``);
+    any other value as it is."""
+    if matcher == "auto" and video_frames:
         return "sequential"
-    return "exhaustive"
+    return matcher  # type: ignore[return-value]
 
 
 def _extract(database: Path, image_dir: Path, options: SfmOptions) -> None:
@@ -236,13 +256,32 @@ def _match_kwargs(options: SfmOptions) -> dict:
     return dict(matching_options=matching, verification_options=verification, device=pycolmap.Device.cpu)
 
 
-def _match(database: Path, options: SfmOptions) -> None:
+def _match(database: Path, work_dir: Path, options: SfmOptions) -> MatchPlan:
+    """Match the images of ``database`` as ``options.matcher`` says (``auto``: as the photos call for)."""
     import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
     kwargs = _match_kwargs(options)
-    if options.matcher == "exhaustive":
-        pycolmap.match_exhaustive(database, **kwargs)
-        return
+    pairs: list[tuple[str, str]] = []
+    if options.matcher == "auto":
+        plan, pairs = plan_photo_matching(
+            database, work_dir, kwargs, overlap=options.sequential_overlap, budget_s=options.match_budget_s,
+            exhaustive_max_photos=options.exhaustive_max_photos, seed=options.seed,
+        )
+    else:
+        why = "video frames are a sequence" if options.video_frames else "given by the user"
+        plan = MatchPlan(options.matcher, why)  # type: ignore[arg-type]
+    if plan.matcher == "exhaustive":
+        pycolmap.match_exhaustive(database, **kwargs)  # pairs matched to measure the cost are not matched again
+    elif plan.matcher == "retrieval":
+        match_pairs(database, pairs, work_dir / "retrieval_pairs.txt", kwargs)
+    else:
+        _match_sequential(database, options, kwargs)
+    return plan
+
+
+def _match_sequential(database: Path, options: SfmOptions, kwargs: dict) -> None:
+    import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
+
     pairing = pycolmap.SequentialPairingOptions()
     pairing.num_threads = options.num_threads
     if options.tuning == "fast":
@@ -300,7 +339,7 @@ def _global_options(options: SfmOptions) -> pycolmap.GlobalPipelineOptions:
 
 
 def _loops_on(options: SfmOptions) -> bool:
-    return options.tuning == "fast" and options.matcher == "sequential" and options.loop_every > 0
+    return options.tuning == "fast" and options.matcher in ("sequential", "retrieval") and options.loop_every > 0
 
 
 def _close_loops(

@@ -89,7 +89,7 @@ def capture(
         Optional[str], typer.Option("--camera-model", help="SIMPLE_RADIAL | OPENCV | PINHOLE | OPENCV_FISHEYE.")
     ] = None,
     loop_every: Annotated[Optional[int], typer.Option(
-        "--loop-every", help="Sequential matching: loop-closing pass on frame gaps that are multiples of N (0 = off)."
+        "--loop-every", help="Sequential/retrieval matching: loop-closing pass on frame gaps multiple of N (0 = off)."
     )] = None,
     seed: Seed = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nerfstage.capture.loader import load_dataset
-from nerfstage.capture.pipeline import CaptureOptions, flip_warnings, run_capture
+from nerfstage.capture.pipeline import CaptureOptions, flip_check_applies, flip_warnings, run_capture
 from nerfstage.capture.sfm import pose_errors, trajectory_size
 from nerfstage.capture.synthetic import SyntheticOptions, write_synthetic_video
 from nerfstage.core.errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
@@ -172,11 +172,25 @@ def test_flip_warning_names_the_jump():
     assert "frame_00003.jpg->frame_00004.jpg (180 deg)" in warning and "--matcher sequential" in warning
 
 
+def test_flip_check_runs_after_exhaustive_matching_of_photos_whose_name_order_means_something():
+    from nerfstage.capture.sfm_pairs import MatchPlan, OrderAnalysis
+
+    def plan(matcher: str, score: float | None) -> MatchPlan:
+        analysis = None if score is None else OrderAnalysis(score, 1, False, 0.3, 0.1)
+        return MatchPlan(matcher, "test", analysis)  # type: ignore[arg-type]
+
+    assert flip_check_applies(plan("exhaustive", None))  # asked for by the user: no analysis, check as before
+    assert flip_check_applies(plan("exhaustive", 0.94))  # beer_video/images in name order, 1 break
+    assert not flip_check_applies(plan("exhaustive", 0.12))  # fox shuffled: neighbours in name are unrelated
+    assert flip_check_applies(plan("retrieval", 0.9)) and not flip_check_applies(plan("retrieval", 0.2))
+    assert not flip_check_applies(plan("sequential", 1.0))
+
+
 def test_loop_every_reaches_the_sfm_settings_and_zero_turns_the_pass_off():
     from nerfstage.capture.pipeline import CaptureOptions, sfm_options_for
     from nerfstage.capture.sfm import _loops_on
 
-    default = sfm_options_for(CaptureOptions(), is_video=True, num_images=60)
+    default = sfm_options_for(CaptureOptions(), is_video=True)
     assert default.loop_every == 6 and _loops_on(default)
-    off = sfm_options_for(CaptureOptions(loop_every=0), is_video=True, num_images=60)
+    off = sfm_options_for(CaptureOptions(loop_every=0), is_video=True)
     assert off.loop_every == 0 and not _loops_on(off)

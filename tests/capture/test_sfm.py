@@ -181,15 +181,18 @@ def test_sfm_on_real_frames_matches_the_authors_model(tmp_path, shared_data, map
 
 
 def test_matcher_default_is_declared_once_and_auto_resolves_as_the_capture_does():
+    """Before the images are seen: video frames -> sequential; photos stay ``auto`` (decided from the photos
+    after extraction, ``sfm_pairs.plan_photo_matching``); a matcher the user names is kept."""
     from nerfstage.capture.pipeline import CaptureOptions, sfm_options_for
-    from nerfstage.capture.sfm import EXHAUSTIVE_MAX_PHOTOS, choose_matcher
+    from nerfstage.capture.sfm import EXHAUSTIVE_MAX_PHOTOS, MATCH_BUDGET_S, choose_matcher
 
     assert SfmOptions().matcher == CaptureOptions().matcher == "auto"
-    assert EXHAUSTIVE_MAX_PHOTOS == 100
-    assert choose_matcher("auto", video_frames=True, num_images=20) == "sequential"
-    assert choose_matcher("auto", video_frames=False, num_images=100) == "exhaustive"
-    assert choose_matcher("auto", video_frames=False, num_images=101) == "sequential"
-    assert choose_matcher("exhaustive", video_frames=True, num_images=500) == "exhaustive"
-    photos = sfm_options_for(CaptureOptions(), is_video=False, num_images=40)
-    assert (photos.matcher, photos.video_frames) == ("exhaustive", False)
-    assert sfm_options_for(CaptureOptions(), is_video=True, num_images=40).matcher == "sequential"
+    assert EXHAUSTIVE_MAX_PHOTOS == SfmOptions().exhaustive_max_photos == 100
+    assert MATCH_BUDGET_S == SfmOptions().match_budget_s == CaptureOptions().match_budget_s == 600.0
+    assert choose_matcher("auto", video_frames=True) == "sequential"
+    assert choose_matcher("auto", video_frames=False) == "auto"
+    assert choose_matcher("exhaustive", video_frames=True) == "exhaustive"
+    assert choose_matcher("sequential", video_frames=False) == "sequential"
+    photos = sfm_options_for(CaptureOptions(match_budget_s=42.0), is_video=False)
+    assert (photos.matcher, photos.video_frames, photos.match_budget_s) == ("auto", False, 42.0)
+    assert sfm_options_for(CaptureOptions(), is_video=True).matcher == "sequential"
