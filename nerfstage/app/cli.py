@@ -75,7 +75,8 @@ def _fail_os(err: OSError) -> None:
     raise SystemExit(2 if err.errno in USER_PATH_ERRNOS else 1)
 
 
-@app.command(cls=fills("nerfstage.capture.pipeline:CaptureOptions", colmap="colmap_model", images="colmap_images"))
+@app.command(cls=fills("nerfstage.capture.pipeline:CaptureOptions", colmap="colmap_model", images="colmap_images",
+                      match_budget="match_budget_s"))
 def capture(
     input: Annotated[
         Optional[Path], typer.Argument(help="A video file, or a folder of images (omit with --colmap).")
@@ -84,6 +85,10 @@ def capture(
     frames: Annotated[Optional[int], typer.Option(help="Target number of frames taken from a video.")] = None,
     max_size: Annotated[Optional[int], typer.Option("--max-size", help="Longest image side, pixels.")] = None,
     matcher: Annotated[Optional[str], typer.Option(help="auto | sequential | exhaustive.")] = None,
+    match_budget: Annotated[
+        Optional[float], typer.Option("--match-budget", help="auto, photos: seconds exhaustive matching may take "
+                                      "before retrieval pairs are used instead.")
+    ] = None,
     mapper: Annotated[Optional[str], typer.Option(help="incremental | global.")] = None,
     camera_model: Annotated[
         Optional[str], typer.Option("--camera-model", help="SIMPLE_RADIAL | OPENCV | PINHOLE | OPENCV_FISHEYE.")
@@ -114,6 +119,7 @@ def capture(
         frames=frames,
         max_size=max_size,
         matcher=lowered(matcher),
+        match_budget_s=match_budget,
         mapper=lowered(mapper),
         camera_model=None if camera_model is None else camera_model.upper(),
         seed=seed,
