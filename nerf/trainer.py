@@ -43,7 +43,15 @@ from ..core.rays import generate_ray_batch
 from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
 from .chunked import OUTPUT_KEYS, render_rays_chunked
-from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, save_config
+from .config import (
+    ModelConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    resolve_sampler,
+    save_config,
+)
 from .data import (
     RayBatcher,
     SceneTransform,
@@ -120,13 +128,16 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 def scene_model_config(config: TrainConfig, bounded: bool) -> ModelConfig:
     """The model config for the kind of scene: bounded (Blender) -> one cascade, no appearance embeddings;
-    unbounded -> contraction, at least ``unbounded_cascades`` cascades and a cone angle for the marcher."""
+    unbounded -> contraction, at least ``unbounded_cascades`` cascades and a cone angle for the marcher. The
+    sampler is resolved ("auto" -> "occupancy" or "proposal" by ``config.resolve_sampler``)."""
     model = config.model
     if bounded:
-        return dataclasses.replace(model, bounded=True, num_cascades=1, appearance_dim=0)
+        model = dataclasses.replace(model, bounded=True, num_cascades=1, appearance_dim=0)
+        return dataclasses.replace(model, sampler=resolve_sampler(model))
     cone = model.cone_angle if model.cone_angle > 0 else config.unbounded_cone_angle
     cascades = max(model.num_cascades, config.unbounded_cascades)
-    return dataclasses.replace(model, bounded=False, num_cascades=cascades, cone_angle=cone)
+    model = dataclasses.replace(model, bounded=False, num_cascades=cascades, cone_angle=cone)
+    return dataclasses.replace(model, sampler=resolve_sampler(model))
 
 
 def _model_generator_state(model: torch.nn.Module) -> torch.Tensor | None:
@@ -172,9 +183,10 @@ class Trainer:
         out = self.model.render_rays(origins, directions, batch["image_indices"], batch["background"],
                                      training=True)
         loss = torch.nn.functional.mse_loss(out["rgb"], batch["rgb"])
+        total = loss + self._sampler_losses(out)
         self.optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad:
-            loss.backward()
+        if total.requires_grad:
+            total.backward()
             self.optimizer.step()
         samples = int(out["num_samples"])
         rays = state.num_rays
@@ -183,6 +195,14 @@ class Trainer:
         state.total_samples += samples
         state.total_rays += rays
         return {"loss": float(loss.detach()), "samples": samples, "rays": rays}
+
+    def _sampler_losses(self, out: dict) -> torch.Tensor | float:
+        """The proposal path's inter-level and distortion losses with their weights (0 for the occupancy path)."""
+        if "interlevel_loss" not in out:
+            return 0.0
+        proposal = self.config.model.proposal
+        return (proposal.interlevel_loss_mult * out["interlevel_loss"]
+                + proposal.distortion_loss_mult * out["distortion_loss"])
 
     def train_world_from_cams(self) -> np.ndarray:
         """[N, 4, 4] camera-to-world of the training views, OpenGL axes, normalised scene frame: the refined
