@@ -194,15 +194,15 @@ def test_tiny_scene_trains_with_proposal_sampling_and_the_checkpoint_reproduces_
     from .test_trainer import constant_colour_psnr, tiny_config, write_tiny_scene
 
     scene = write_tiny_scene(tmp_path_factory.mktemp("tiny_scene_proposal"), num_frames=32)
-    config = tiny_config(steps=300)
-    proposal = ProposalConfig(num_proposal_samples=(32, 16), num_nerf_samples=12, max_resolutions=(64, 128),
+    config = tiny_config(steps=300, rays=1024)
+    proposal = ProposalConfig(num_proposal_samples=(32, 16), num_nerf_samples=16, max_resolutions=(64, 128),
                               log2_hashmap_size=14)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, sampler="proposal",
                                                                    proposal=proposal))
     metrics = train(scene, tmp_path / "run", config, progress=False)
     assert metrics["sampler"] == "proposal" and metrics["steps"] == 300
     assert metrics["psnr"] >= constant_colour_psnr(scene) + 2.5, metrics["psnr"]
-    assert metrics["samples_per_second"] == pytest.approx(metrics["rays_per_second"] * 12, rel=1e-6)
+    assert metrics["samples_per_second"] == pytest.approx(metrics["rays_per_second"] * 16, rel=1e-6)
     again = evaluate_run(tmp_path / "run", device="cpu", progress=False)  # the model rebuilt from the checkpoint
     assert again["sampler"] == "proposal"
     assert again["psnr"] == pytest.approx(metrics["psnr"], abs=1e-4)
