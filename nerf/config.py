@@ -38,7 +38,9 @@ class ProposalConfig:
 
     num_proposal_samples: tuple[int, ...] = (64, 32)
     """Samples per ray evaluated by each proposal network, in order (the first are uniform in the spacing);
-    one entry per network (nerfacto: 256, 96)."""
+    one entry per network (nerfacto: 256, 96). office_360, default CPU preset, 480 px, 170 s each, one script (load
+    3.3-4.2, 4 held-out views): 64/32 -> 24 25.57 dB / SSIM 0.876, 6 300 rays/s, 11.8 s per 480x270 view;
+    48/24 -> 16 24.29 dB / 0.852, 7 800 rays/s, 4.8 s; 96/48 -> 32 25.67 dB / 0.872, 4 700 rays/s, 10.6 s."""
     num_nerf_samples: int = 24
     """Samples per ray where the radiance field is evaluated (nerfacto: 48)."""
     max_resolutions: tuple[int, ...] = (128, 256)
@@ -61,7 +63,8 @@ class ProposalConfig:
 
 @dataclass
 class ModelConfig:
-    """The radiance field, its occupancy grid and its ray marcher. Lengths are in the normalised scene frame."""
+    """The radiance field and its sampler (occupancy grid + ray marcher, or proposal networks). Lengths are in the
+    normalised scene frame."""
 
     encoding: HashGridConfig = field(default_factory=HashGridConfig)
     """Multiresolution hash encoding of positions (scene box, or contracted space when unbounded)."""

@@ -5,8 +5,10 @@ render their rays, MSE against the pixel colours (RGBA data over a random backgr
 (fused where supported; per-group lr/eps from ``NerfModel.param_groups``, e.g. eps 1e-15 for the hash tables as
 instant-ngp), and a learning-rate schedule of linear warm-up then steps down by ``lr_gamma`` at
 ``lr_milestones`` of the run. With ``target_samples`` the ray count of the next batch follows the samples the
-last one produced (instant-ngp / nerfacc), so each step costs about the same. With ``pose_refinement`` the
-batch's rays are first moved by their image's learned pose correction (``camera_opt.py``).
+last one produced (instant-ngp / nerfacc), so each step costs about the same. With the proposal sampler
+(``ModelConfig.sampler``) the loss adds the inter-level and distortion losses the model returns, weighted by
+``ProposalConfig.interlevel_loss_mult`` / ``distortion_loss_mult``; the logged loss stays the colour MSE. With
+``pose_refinement`` the batch's rays are first moved by their image's learned pose correction (``camera_opt.py``).
 
 Live viewing: ``train(..., callback=)`` gets a :class:`TrainStepInfo` after every step; every step runs under
 ``Trainer.model_lock``, and ``Trainer.render_camera`` / ``render_rays`` take that lock, so a viewer thread can
@@ -43,15 +45,8 @@ from ..core.rays import generate_ray_batch
 from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
 from .chunked import OUTPUT_KEYS, render_rays_chunked
-from .config import (
-    ModelConfig,
-    TrainConfig,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    resolve_sampler,
-    save_config,
-)
+from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, resolve_sampler
+from .config import save_config
 from .data import (
     RayBatcher,
     SceneTransform,

@@ -200,9 +200,35 @@ def test_tiny_scene_trains_with_proposal_sampling_and_the_checkpoint_reproduces_
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, sampler="proposal",
                                                                    proposal=proposal))
     metrics = train(scene, tmp_path / "run", config, progress=False)
+    # measured (load 2.3 on 2 cores): 20.99 dB after 300 steps in 12.8 s of training; the best constant image
+    # scores 17.53 dB (the occupancy path: 20.84 dB in 27.9 s, test_trainer.py)
     assert metrics["sampler"] == "proposal" and metrics["steps"] == 300
     assert metrics["psnr"] >= constant_colour_psnr(scene) + 2.5, metrics["psnr"]
     assert metrics["samples_per_second"] == pytest.approx(metrics["rays_per_second"] * 16, rel=1e-6)
     again = evaluate_run(tmp_path / "run", device="cpu", progress=False)  # the model rebuilt from the checkpoint
     assert again["sampler"] == "proposal"
     assert again["psnr"] == pytest.approx(metrics["psnr"], abs=1e-4)
+
+
+def test_proposal_run_killed_and_resumed_matches_the_uninterrupted_run(tmp_path_factory, tmp_path):
+    from nerfstage.nerf.trainer import train
+
+    from .test_trainer import Killed, tiny_config, write_tiny_scene
+
+    scene = write_tiny_scene(tmp_path_factory.mktemp("tiny_scene_proposal_resume"))
+    config = tiny_config(steps=12, rays=128, checkpoint_every=5)
+    proposal = ProposalConfig(num_proposal_samples=(16, 8), num_nerf_samples=8, max_resolutions=(32, 64),
+                              log2_hashmap_size=12)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, sampler="proposal",
+                                                                   proposal=proposal))
+    straight = train(scene, tmp_path / "straight", config, progress=False)
+
+    def kill_at_8(step: int) -> None:
+        if step == 8:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(scene, tmp_path / "killed", config, progress=False, on_step=kill_at_8)
+    resumed = train(None, tmp_path / "killed", resume=True, progress=False)
+    assert resumed["steps"] == straight["steps"] == 12 and resumed["sampler"] == "proposal"
+    assert resumed["psnr"] == pytest.approx(straight["psnr"], abs=1e-6)  # the jitter generator is restored too
