@@ -24,9 +24,47 @@ reference path holds up to this times ``max_samples_per_ray`` samples, ~100 floa
 bounds its own memory per round and takes at least ``InferenceOptions.max_rays`` rays per call."""
 
 
+Sampler = Literal["auto", "occupancy", "proposal"]
+AUTO_UNBOUNDED_SAMPLER: Literal["occupancy", "proposal"] = "proposal"
+"""What ``sampler="auto"`` picks for unbounded (real) captures; bounded (Blender / RGBA object) scenes always get
+"occupancy". Measured on office_360 (default CPU preset, images at most 480 px, 170 s of training each, one script,
+load average 4.4-6.5 on 2 cores, 4 of the 8 held-out views): occupancy 15.54 dB / SSIM 0.593, 129 steps, 193 rays/s,
+112 s per 480x270 view (colour fog); proposal 23.98 dB / SSIM 0.823, 477 steps, 3 820 rays/s, 12 s per view."""
+
+
+@dataclass
+class ProposalConfig:
+    """Proposal sampling (mip-NeRF 360 / nerfacto) for unbounded scenes; see ``nerf/proposal.py``."""
+
+    num_proposal_samples: tuple[int, ...] = (64, 32)
+    """Samples per ray evaluated by each proposal network, in order (the first are uniform in the spacing);
+    one entry per network (nerfacto: 256, 96). office_360, default CPU preset, 480 px, 170 s each, one script (load
+    3.3-4.2, 4 held-out views): 64/32 -> 24 25.57 dB / SSIM 0.876, 6 300 rays/s, 11.8 s per 480x270 view;
+    48/24 -> 16 24.29 dB / 0.852, 7 800 rays/s, 4.8 s; 96/48 -> 32 25.67 dB / 0.872, 4 700 rays/s, 10.6 s."""
+    num_nerf_samples: int = 24
+    """Samples per ray where the radiance field is evaluated (nerfacto: 48)."""
+    max_resolutions: tuple[int, ...] = (128, 256)
+    """Finest hash-grid resolution of each proposal network (its count sets the number of networks)."""
+    num_levels: int = 5
+    """Hash-grid levels of each proposal network."""
+    log2_hashmap_size: int = 17
+    """log2 of each proposal level's table size."""
+    hidden_dim: int = 16
+    """Width of each proposal network's single hidden layer."""
+    near: float = 0.05
+    """Nearest sample distance along the ray (normalised scene frame; cameras lie within about 1)."""
+    far: float = 1000.0
+    """Farthest sample distance (the spacing is uniform in disparity beyond distance 1)."""
+    interlevel_loss_mult: float = 1.0
+    """Weight of the inter-level (proposal) loss in the training loss."""
+    distortion_loss_mult: float = 0.002
+    """Weight of mip-NeRF 360's distortion loss on the radiance field's weights."""
+
+
 @dataclass
 class ModelConfig:
-    """The radiance field, its occupancy grid and its ray marcher. Lengths are in the normalised scene frame."""
+    """The radiance field and its sampler (occupancy grid + ray marcher, or proposal networks). Lengths are in the
+    normalised scene frame."""
 
     encoding: HashGridConfig = field(default_factory=HashGridConfig)
     """Multiresolution hash encoding of positions (scene box, or contracted space when unbounded)."""
@@ -72,6 +110,20 @@ class ModelConfig:
     """Ray marching stops once transmittance falls below this."""
     background: Background = "white"
     """Background colour in training for RGBA data ("random" as instant-ngp does); eval always uses white."""
+    sampler: Sampler = "auto"
+    """Where samples go along rays: "occupancy" (march an occupancy grid, instant-ngp), "proposal" (proposal
+    density networks resample each ray, nerfacto; ``proposal``), or "auto": occupancy for bounded scenes,
+    ``AUTO_UNBOUNDED_SAMPLER`` for unbounded ones (resolved at train time; config.json records the choice)."""
+    proposal: ProposalConfig = field(default_factory=ProposalConfig)
+    """Proposal networks and sample counts (used when the sampler is "proposal")."""
+
+
+def resolve_sampler(model: ModelConfig) -> Literal["occupancy", "proposal"]:
+    """The sampler ``model.sampler`` stands for: itself, or for "auto" occupancy on bounded scenes and
+    ``AUTO_UNBOUNDED_SAMPLER`` on unbounded ones."""
+    if model.sampler != "auto":
+        return model.sampler
+    return "occupancy" if model.bounded else AUTO_UNBOUNDED_SAMPLER
 
 
 Device = Literal["auto", "cpu", "cuda"]

@@ -131,8 +131,10 @@ def evaluate_run(
 
 def run_figures(split: str, eval_views: int, step: int, state: dict[str, Any], device: torch.device,
                 model: torch.nn.Module) -> dict[str, Any]:
-    """The metrics.json entries besides the image metrics (``state``: the trainer's TrainState as a dict)."""
+    """The metrics.json entries besides the image metrics (``state``: the trainer's TrainState as a dict);
+    "sampler" is the model's sampler that ran ("occupancy" or "proposal")."""
     seconds = float(state["train_seconds"])
     return {"split": split, "eval_views": eval_views, "steps": int(step), "train_seconds": seconds,
             "device": str(device), "samples_per_second": state["total_samples"] / max(seconds, 1e-9),
-            "rays_per_second": state["total_rays"] / max(seconds, 1e-9), "encoding_backend": encoding_backend(model)}
+            "rays_per_second": state["total_rays"] / max(seconds, 1e-9), "encoding_backend": encoding_backend(model),
+            "sampler": getattr(model, "sampler", None)}

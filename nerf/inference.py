@@ -274,6 +274,29 @@ def _shade(model, color: _ColorHead, state: _State, origins: Tensor, directions:
     state.kept.index_add_(0, ray, torch.ones_like(ray))
 
 
+@torch.no_grad()
+def proposal_inference(
+    field, points: Float[Tensor, "s 3"], directions: Float[Tensor, "n 3"], t: Float[Tensor, "n k+1"],
+    background: Float[Tensor, "n 3"], min_weight: float = 1.0e-4,
+) -> dict[str, Tensor | int]:
+    """Composite the proposal path's ``k`` samples per ray (``points`` [n k, 3] at the midpoints of the bins
+    ``t``) with the mean appearance: the density pass on all of them, the colour MLP (split first layer, as
+    ``render_rays_fast``) only on samples of weight at least ``min_weight`` (the others add their weight times a
+    colour in [0, 1]: at most ``min_weight`` each). "num_samples" counts the coloured samples."""
+    n, k = t.shape[0], t.shape[1] - 1
+    sigma, geo = geometry(field, points)
+    tau = sigma.view(n, k) * (t[:, 1:] - t[:, :-1])
+    weights = torch.exp(-(torch.cumsum(tau, dim=1) - tau)) * (1.0 - torch.exp(-tau))  # [n, k]
+    acc = weights.sum(dim=1)
+    depth = (weights * 0.5 * (t[:, 1:] + t[:, :-1])).sum(dim=1) / acc.clamp_min(1e-10)
+    keep = (weights.view(-1) >= min_weight).nonzero().squeeze(1)
+    rays = keep // k
+    rgb = _ColorHead(field, directions)(rays, geo.index_select(0, keep)) * weights.view(-1)[keep, None]
+    summed = torch.zeros(n, 3, dtype=rgb.dtype, device=rgb.device).index_add_(0, rays, rgb)
+    return {"rgb": summed + (1.0 - acc)[:, None] * background, "accumulation": acc, "depth": depth,
+            "num_samples": int(keep.numel())}
+
+
 def _finish(state: _State, background: Tensor, evaluated: int) -> dict[str, Tensor | int]:
     acc = state.summed[:, 4]
     rgb = state.summed[:, :3] + (1.0 - acc)[:, None] * background

@@ -1,4 +1,5 @@
-"""``NerfModel``: the field, its occupancy grid, the ray marcher and volume rendering behind one interface.
+"""``NerfModel``: the field, its sampler (occupancy grid + ray marcher, or proposal networks), and volume
+rendering behind one interface.
 
 Rays are in the normalised scene frame, directions are normalised here, and distances / depth are measured along
 the unit direction. Rendering a batch: march the occupancy grid (empty-space skipping; at inference also a
@@ -8,6 +9,10 @@ features are reused), evaluate the (rest of the) field on the kept samples, comp
 ``model.inference.method`` is ``"reference"`` or per-image appearance codes are asked for.
 ``background=None`` composites over white (or black when ``config.background == "black"``): white is the Blender
 evaluation protocol; training with random backgrounds passes them explicitly.
+
+With ``sampler == "proposal"`` (``ModelConfig.sampler``; unbounded captures) training and inference both run
+through ``proposal.ProposalSampler``: a fixed number of samples per ray placed by the proposal networks, the
+field evaluated on all of them; the occupancy grid is then neither updated nor used.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, resolve_sampler
 from .fields import NerfField
-from .inference import InferenceOptions, render_rays_fast
+from .inference import InferenceOptions, proposal_inference, render_rays_fast
 from .occupancy import OccupancyGrid
-from .sampler import MarchOptions, RaySamples, march
+from .proposal import ProposalSampler, distortion_loss, interlevel_loss, s_to_t
+from .sampler import MarchOptions, RaySamples, march, ray_aabb
 from .volrend import composite
+
+PROPOSAL_EVAL_RAYS = 8192
+"""Rays the proposal path renders at once without gradients (bounds its memory: ~100 floats per sample)."""
 
 
 class NerfModel(nn.Module):
@@ -38,6 +47,12 @@ class NerfModel(nn.Module):
         self.step_size = config.render_step_size or diagonal / 1024.0
         self.occupancy.set_coarse(_coarse_factor(self.occupancy, self.step_size))
         self.generator = torch.Generator().manual_seed(seed + 7)
+        self.sampler = resolve_sampler(config)
+        """The sampler that runs: "occupancy" (``occupancy`` + ``sample``) or "proposal" (``proposal``)."""
+        self.proposal = None
+        if self.sampler == "proposal":
+            backend = config.encoding.backend
+            self.proposal = ProposalSampler(config.proposal, backend, seed=seed)
         self.inference = InferenceOptions()
         """How ``render_rays(training=False)`` renders (``method="reference"``: through ``sample``, as before)."""
 
@@ -83,10 +98,14 @@ class NerfModel(nn.Module):
             with torch.no_grad():
                 return self.render_rays(origins, directions, image_indices, background, training=False)
         directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        if background is None:
+            background = self.default_background(len(origins), origins)
+        if self.proposal is not None:
+            if training:
+                return self._render_proposal(origins, directions, image_indices, background, True)
+            return self._render_proposal_chunks(origins, directions, image_indices, background)
         fast = self.inference.method == "fast" and (image_indices is None or self.field.appearance is None)
         if not training and fast:
-            if background is None:
-                background = self.default_background(len(origins), origins)
             return render_rays_fast(self, origins, directions, background, self.inference)
         samples = self.sample(origins, directions, training, keep_geometry=not training)
         rays = samples.ray_indices
@@ -97,11 +116,58 @@ class NerfModel(nn.Module):
         else:
             points = origins[rays] + directions[rays] * samples.t_mids[:, None]  # [s, 3]
             sigma, rgb = self.field(points, directions[rays], indices)
-        if background is None:
-            background = self.default_background(len(origins), origins)
         out = composite(sigma, rgb, samples.t_starts, samples.t_ends, rays, len(origins), background)
         out.pop("weights")
         out["num_samples"] = int(rays.numel())
+        return out
+
+    def _render_proposal_chunks(self, origins: Tensor, directions: Tensor, image_indices: Tensor | None,
+                                background: Tensor) -> dict[str, Tensor | int]:
+        """The proposal path without gradients, ``PROPOSAL_EVAL_RAYS`` rays at a time."""
+        parts = [
+            self._render_proposal(origins[i : i + PROPOSAL_EVAL_RAYS], directions[i : i + PROPOSAL_EVAL_RAYS],
+                                  None if image_indices is None else image_indices[i : i + PROPOSAL_EVAL_RAYS],
+                                  background[i : i + PROPOSAL_EVAL_RAYS], False)
+            for i in range(0, len(origins), PROPOSAL_EVAL_RAYS)
+        ]
+        out: dict[str, Tensor | int] = {k: torch.cat([p[k] for p in parts]) for k in ("rgb", "depth", "accumulation")}
+        out["num_samples"] = sum(int(p["num_samples"]) for p in parts)
+        return out
+
+    def proposal_near_far(self, origins: Float[Tensor, "n 3"],
+                          directions: Float[Tensor, "n 3"]) -> tuple[Float[Tensor, "n 1"], Float[Tensor, "n 1"]]:
+        """Per-ray near / far of the proposal path: the config's planes, clipped to the scene box when bounded."""
+        near, far = self.proposal.near_far(len(origins), origins)
+        if self.config.bounded:
+            entry, exit_ = ray_aabb(origins, directions, self.field.aabb)
+            near = torch.maximum(near, entry[:, None])
+            far = torch.maximum(torch.minimum(far, exit_[:, None]), near + 1e-3)
+        return near, far
+
+    def _render_proposal(self, origins: Tensor, directions: Tensor, image_indices: Tensor | None,
+                         background: Tensor, training: bool) -> dict[str, Tensor | int]:
+        """Proposal sampling then the field on ``num_nerf_samples`` samples per ray; in training also
+        "interlevel_loss" and "distortion_loss" (scalars with gradients)."""
+        if self.generator.device != origins.device:
+            self.generator = torch.Generator(device=origins.device).manual_seed(self.generator.initial_seed())
+        near, far = self.proposal_near_far(origins, directions)
+        edges, levels = self.proposal.sample(origins, directions, self.field.normalise, near, far, training,
+                                             self.generator)
+        t = s_to_t(edges, near, far)  # [n, k + 1]
+        n, k = t.shape[0], t.shape[1] - 1
+        mids = 0.5 * (t[:, 1:] + t[:, :-1])
+        points = (origins[:, None] + directions[:, None] * mids[..., None]).reshape(-1, 3)  # [n k, 3]
+        if not training and image_indices is None:
+            return proposal_inference(self.field, points, directions, t, background)
+        rays = torch.arange(n, device=origins.device).repeat_interleave(k)
+        indices = image_indices[rays] if image_indices is not None else None
+        sigma, rgb = self.field(points, directions[rays], indices)
+        out = composite(sigma, rgb, t[:, :-1].reshape(-1), t[:, 1:].reshape(-1), rays, n, background)
+        weights = out.pop("weights").view(n, k)
+        if training:
+            out["interlevel_loss"] = interlevel_loss(edges, weights, levels)
+            out["distortion_loss"] = distortion_loss(edges, weights)
+        out["num_samples"] = n * k
         return out
 
     def default_background(self, n: int, like: Tensor) -> Float[Tensor, "n 3"]:
@@ -115,7 +181,7 @@ class NerfModel(nn.Module):
     def update_occupancy(self, step: int) -> None:
         """instant-ngp's density-grid update every ``occupancy_update_every`` steps (call once per step)."""
         c = self.config
-        if step % c.occupancy_update_every != 0:
+        if self.proposal is not None or step % c.occupancy_update_every != 0:
             return
         self.occupancy.update(
             step, self.field.density, self.step_size, warmup_steps=c.occupancy_warmup_steps,
@@ -133,6 +199,9 @@ class NerfModel(nn.Module):
                 "eps": 1e-15, "weight_decay": 1e-6,
             },
         ]
+        if self.proposal is not None:
+            groups.append({"name": "proposal", "params": list(self.proposal.parameters()), "eps": 1e-15,
+                           "weight_decay": 0.0})
         if self.field.appearance is not None:
             groups.append({"name": "appearance", "params": list(self.field.appearance.parameters()),
                            "eps": 1e-15, "weight_decay": 0.0})

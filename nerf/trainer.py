@@ -5,8 +5,10 @@ render their rays, MSE against the pixel colours (RGBA data over a random backgr
 (fused where supported; per-group lr/eps from ``NerfModel.param_groups``, e.g. eps 1e-15 for the hash tables as
 instant-ngp), and a learning-rate schedule of linear warm-up then steps down by ``lr_gamma`` at
 ``lr_milestones`` of the run. With ``target_samples`` the ray count of the next batch follows the samples the
-last one produced (instant-ngp / nerfacc), so each step costs about the same. With ``pose_refinement`` the
-batch's rays are first moved by their image's learned pose correction (``camera_opt.py``).
+last one produced (instant-ngp / nerfacc), so each step costs about the same. With the proposal sampler
+(``ModelConfig.sampler``) the loss adds the inter-level and distortion losses the model returns, weighted by
+``ProposalConfig.interlevel_loss_mult`` / ``distortion_loss_mult``; the logged loss stays the colour MSE. With
+``pose_refinement`` the batch's rays are first moved by their image's learned pose correction (``camera_opt.py``).
 
 Live viewing: ``train(..., callback=)`` gets a :class:`TrainStepInfo` after every step; every step runs under
 ``Trainer.model_lock``, and ``Trainer.render_camera`` / ``render_rays`` take that lock, so a viewer thread can
@@ -43,7 +45,8 @@ from ..core.rays import generate_ray_batch
 from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
 from .chunked import OUTPUT_KEYS, render_rays_chunked
-from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, save_config
+from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, resolve_sampler
+from .config import save_config
 from .data import (
     RayBatcher,
     SceneTransform,
@@ -120,13 +123,16 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 def scene_model_config(config: TrainConfig, bounded: bool) -> ModelConfig:
     """The model config for the kind of scene: bounded (Blender) -> one cascade, no appearance embeddings;
-    unbounded -> contraction, at least ``unbounded_cascades`` cascades and a cone angle for the marcher."""
+    unbounded -> contraction, at least ``unbounded_cascades`` cascades and a cone angle for the marcher. The
+    sampler is resolved ("auto" -> "occupancy" or "proposal" by ``config.resolve_sampler``)."""
     model = config.model
     if bounded:
-        return dataclasses.replace(model, bounded=True, num_cascades=1, appearance_dim=0)
+        model = dataclasses.replace(model, bounded=True, num_cascades=1, appearance_dim=0)
+        return dataclasses.replace(model, sampler=resolve_sampler(model))
     cone = model.cone_angle if model.cone_angle > 0 else config.unbounded_cone_angle
     cascades = max(model.num_cascades, config.unbounded_cascades)
-    return dataclasses.replace(model, bounded=False, num_cascades=cascades, cone_angle=cone)
+    model = dataclasses.replace(model, bounded=False, num_cascades=cascades, cone_angle=cone)
+    return dataclasses.replace(model, sampler=resolve_sampler(model))
 
 
 def _model_generator_state(model: torch.nn.Module) -> torch.Tensor | None:
@@ -172,9 +178,10 @@ class Trainer:
         out = self.model.render_rays(origins, directions, batch["image_indices"], batch["background"],
                                      training=True)
         loss = torch.nn.functional.mse_loss(out["rgb"], batch["rgb"])
+        total = loss + self._sampler_losses(out)
         self.optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad:
-            loss.backward()
+        if total.requires_grad:
+            total.backward()
             self.optimizer.step()
         samples = int(out["num_samples"])
         rays = state.num_rays
@@ -183,6 +190,14 @@ class Trainer:
         state.total_samples += samples
         state.total_rays += rays
         return {"loss": float(loss.detach()), "samples": samples, "rays": rays}
+
+    def _sampler_losses(self, out: dict) -> torch.Tensor | float:
+        """The proposal path's inter-level and distortion losses with their weights (0 for the occupancy path)."""
+        if "interlevel_loss" not in out:
+            return 0.0
+        proposal = self.config.model.proposal
+        return (proposal.interlevel_loss_mult * out["interlevel_loss"]
+                + proposal.distortion_loss_mult * out["distortion_loss"])
 
     def train_world_from_cams(self) -> np.ndarray:
         """[N, 4, 4] camera-to-world of the training views, OpenGL axes, normalised scene frame: the refined

@@ -62,6 +62,7 @@ def tiny_run_config(steps: int = TINY_RUN_STEPS):
         encoding=HashGridConfig(num_levels=8, log2_hashmap_size=14, max_resolution=128),
         hidden_dim=32, hidden_dim_color=32, appearance_dim=0, occupancy_resolution=16,
         occupancy_warmup_steps=32, occupancy_update_every=4, render_step_size=0.05,
+        sampler="occupancy",  # the occupancy path these tests were measured on (proposal: test_proposal.py)
     )
     return TrainConfig(steps=steps, batch_rays=512, target_samples=0, lr_warmup_steps=10, lr_milestones=(0.6, 0.85),
                        checkpoint_every=100000, unbounded_cascades=2, num_threads=2, device="cpu", seed=0,
