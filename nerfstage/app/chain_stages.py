@@ -28,7 +28,7 @@ from ..nerf.run import LoadedRun, finished_metrics, load_run
 from ..nerf.trainer import train
 from ..render.pipeline import RenderOptions, render_path
 from ..render.paths.base import CameraPath
-from ..render.plan import ShotOptions, build_path
+from ..render.plan import ShotOptions, build_path, rig_of, training_arc
 from .chain_checks import exr_size, glb_faces, video_info
 from .chain_truth import TRUTH_DIR, novel_path_figures, run_true_poses, true_from_run
 
@@ -226,15 +226,27 @@ def _valid_video(path: Path, options) -> dict[str, Any] | None:
     return info if info is not None and (info["frames"], info["width"], info["height"]) == expected else None
 
 
-def _shot(name: str, options) -> ShotOptions:
-    return ShotOptions(path="orbit" if name == "orbit" else "dolly-zoom", width=options.video_width,
-                       height=options.video_height, fps=options.video_fps, seconds=options.video_seconds)
+DOLLY_ZOOM_FOV_RATIO = 1.5
+"""The chain's dolly zoom widens the fov 1.5 x: the camera moves about 40 % of the way in towards the subject
+(2 x took it inside the objects of the demo's scene, into space no training camera saw)."""
 
 
 def chain_path(run: LoadedRun, name: str, options) -> CameraPath:
-    """The camera path of video ``name`` (``render_path``'s default: built from the run's training cameras)."""
+    """The camera path of video ``name``, built from the run's training cameras and kept inside what they saw:
+    the orbit flies the arc they cover (at their mean radius and height, looking where they look) and the dolly
+    zoom starts in the middle of that arc and moves in, widening the fov ``DOLLY_ZOOM_FOV_RATIO`` x."""
     train = run.train_indices
-    return build_path(_shot(name, options), run.world_from_cams[train], [run.intrinsics[i] for i in train])
+    poses, intrinsics = run.world_from_cams[train], [run.intrinsics[i] for i in train]
+    rig = rig_of(poses, intrinsics)
+    start, span = training_arc(poses, rig.center)
+    size = {"width": options.video_width, "height": options.video_height, "fps": options.video_fps,
+            "seconds": options.video_seconds}
+    if name == "orbit":
+        shot = ShotOptions(path="orbit", start_deg=start, turns=max(span, 1.0) / 360.0, **size)
+    else:
+        shot = ShotOptions(path="dolly-zoom", start_deg=start + span / 2.0,
+                           fov_end=min(DOLLY_ZOOM_FOV_RATIO * rig.fov_deg, 120.0), **size)
+    return build_path(shot, poses, intrinsics)
 
 
 def _render_video(run: LoadedRun, path: Path, camera_path: CameraPath, options, resume: bool) -> int:

@@ -61,3 +61,33 @@ def test_compare_frames_gives_psnr_and_ssim_of_the_frames():
     assert math.isclose(figures["min_psnr"], psnr_10, abs_tol=1e-3)
     assert figures["frames"] == 2 and 0.9 < figures["ssim"] < 1.0
     assert compare_frames(truth, truth)["ssim"] == 1.0
+
+
+def test_chain_paths_stay_inside_the_arc_the_training_cameras_walked():
+    """The synthetic walk covers 300 degrees at 2.75 m: the demo's orbit flies that arc (never the 60 degree gap
+    nobody filmed from) at the cameras' radius and height, and its dolly zoom starts mid-arc and moves in to no
+    less than 60 % of the start distance, still looking at where the cameras looked."""
+    from types import SimpleNamespace
+
+    from nerfstage.app.chain import chain_options
+    from nerfstage.app.chain_stages import chain_path
+    from nerfstage.render.plan import look_at_center, training_arc
+
+    poses, intrinsics = synthetic_cameras(SyntheticOptions(num_frames=60))
+    centre = look_at_center(poses)
+    start, span = training_arc(poses, centre)
+    assert 290.0 < span < 305.0
+    run = SimpleNamespace(world_from_cams=poses, train_indices=list(range(60)), intrinsics=[intrinsics] * 60)
+    options = chain_options("preview", video_width=64, video_height=48, video_seconds=2.0, video_fps=8.0)
+    orbit = chain_path(run, "orbit", options)
+    offsets = orbit.world_from_cams[:, :3, 3] - centre
+    angles = (np.degrees(np.arctan2(offsets[:, 1], offsets[:, 0])) - start) % 360.0
+    assert len(orbit) == 16 and angles.max() <= span + 1e-6
+    cam_offsets = poses[:, :3, 3] - centre
+    np.testing.assert_allclose(np.linalg.norm(offsets[:, :2], axis=1), np.linalg.norm(cam_offsets[:, :2], axis=1).mean())
+    dolly = chain_path(run, "dolly_zoom", options)
+    first = dolly.world_from_cams[0, :3, 3] - centre
+    assert abs((np.degrees(np.arctan2(first[1], first[0])) - start) % 360.0 - span / 2) < 1e-6
+    distances = np.linalg.norm(dolly.world_from_cams[:, :3, 3] - centre, axis=1)
+    assert distances[-1] < 0.75 * distances[0] and distances.min() > 0.6 * distances[0]
+    np.testing.assert_allclose(dolly.fov_y_deg[-1], 1.5 * dolly.fov_y_deg[0], rtol=1e-6)
