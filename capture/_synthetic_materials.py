@@ -311,11 +311,12 @@ def stone_blocks(shape: tuple[int, int], texel_m: float, rng: np.random.Generato
 
 
 def marble(shape: tuple[int, int], texel_m: float, rng: np.random.Generator, tint) -> np.ndarray:
-    """Polished marble: a pale tint with soft dark veins along warped contour lines."""
+    """Polished marble: a pale tint clouded with deeper tones, soft dark veins along warped contour lines."""
     field = value_noise(shape, rng, 0.25 / texel_m, octaves=4, gain=0.5)
     vein = np.exp(-((np.sin(3.0 * field) * 2.5) ** 2))  # thin lines where sin(3 field) = 0
     base = np.broadcast_to(np.float32(tint), (*shape, 3))
-    return _paint(base, 0.55 * vein.astype(np.float32), np.asarray(tint, np.float32) * 0.45)
+    cloud = _mottle(shape, texel_m, rng, 0.5, 0.35)  # broad clouds of a deeper tone between the veins
+    return _paint(base * cloud, 0.8 * vein.astype(np.float32), np.asarray(tint, np.float32) * 0.35)
 
 
 def painted_stripes(shape: tuple[int, int], texel_m: float, rng: np.random.Generator, colours) -> np.ndarray:
@@ -332,16 +333,19 @@ def painted_stripes(shape: tuple[int, int], texel_m: float, rng: np.random.Gener
 
 def dots(shape: tuple[int, int], texel_m: float, rng: np.random.Generator, base, colours,
          pitch: float = 0.09) -> np.ndarray:
-    """Polka dots of a few colours and sizes on ``base``, in a jittered lattice of ``pitch`` metres."""
+    """A beach ball: six broad sectors around the face centre in ``base`` colours, strewn with polka dots of a few
+    colours and sizes in a jittered lattice of ``pitch`` metres."""
     rows, cols = shape
     v, h = _grid(rows, cols, texel_m)
+    sector = np.floor((np.arctan2(v - v.mean(), h - h.mean()) + np.pi) / (np.pi / 3.0)).astype(np.int64) % 6
+    image = np.asarray(base, np.float32)[sector % len(base)]
     row, column = np.floor(v / pitch).astype(np.int64), np.floor(h / pitch).astype(np.int64)
     cells = (row.max() + 1, column.max() + 1)
     jitter = rng.uniform(-0.2, 0.2, size=(*cells, 2)) * pitch
     radius = rng.uniform(0.15, 0.32, size=cells)[row, column] * pitch
     colour = np.asarray(colours, np.float32)[rng.integers(0, len(colours), size=cells)[row, column]]
-    distance = np.hypot(v % pitch - 0.5 * pitch - jitter[row, column, 0], h % pitch - 0.5 * pitch - jitter[row, column, 1])
-    image = np.broadcast_to(np.float32(base), (rows, cols, 3)).copy()
+    off_v = v % pitch - 0.5 * pitch - jitter[row, column, 0]
+    distance = np.hypot(off_v, h % pitch - 0.5 * pitch - jitter[row, column, 1])
     return _paint(image, _step(radius - distance, texel_m), colour)
 
 
@@ -365,15 +369,17 @@ def object_textures(material: str, half: tuple[float, float, float], texel_m: fl
         out = [_upright(k, half, texel_m, lambda s: stone_blocks(s, texel_m, rng)) if k < 4 else
                stone_blocks(shapes[k], texel_m, rng) for k in range(6)]
     elif material == "marble":
-        out = [marble(s, texel_m, rng, [0.9, 0.88, 0.84]) for s in shapes]
+        out = [marble(s, texel_m, rng, [0.82, 0.8, 0.76]) for s in shapes]
     elif material == "stripes":
         colours = [[0.85, 0.2, 0.15], [0.95, 0.8, 0.2], [0.15, 0.45, 0.8], [0.2, 0.65, 0.35]]
         out = [painted_stripes(s, texel_m, rng, colours) for s in shapes]
     elif material == "dots":
-        colours = [[0.85, 0.2, 0.15], [0.95, 0.75, 0.1], [0.15, 0.45, 0.8], [0.2, 0.6, 0.3], [0.3, 0.2, 0.35]]
-        out = [dots(s, texel_m, rng, [0.95, 0.93, 0.88], colours) for s in shapes]
+        sectors = [[0.9, 0.25, 0.2], [0.95, 0.92, 0.85], [0.2, 0.45, 0.85], [0.95, 0.8, 0.2], [0.25, 0.65, 0.35],
+                   [0.95, 0.92, 0.85]]
+        colours = [[0.95, 0.95, 0.92], [0.1, 0.1, 0.12], [0.55, 0.2, 0.5]]
+        out = [dots(s, texel_m, rng, sectors, colours, pitch=0.11) for s in shapes]
     elif material == "checker":
-        out = [checker(s, texel_m, rng, ([0.15, 0.2, 0.45], [0.9, 0.75, 0.35]), 0.06) for s in shapes]
+        out = [checker(s, texel_m, rng, ([0.15, 0.2, 0.45], [0.9, 0.75, 0.35]), 0.1) for s in shapes]
     else:
         raise ValueError(f"unknown material {material!r}")
     return [np.clip(t, 0.03, 0.97).astype(np.float32) for t in out]
