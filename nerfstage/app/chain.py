@@ -127,7 +127,8 @@ def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFo
     """``run_chain`` on the built-in synthetic capture (written to WORKDIR/synthetic/), plus the capture's pose
     error against the true poses (summary stage ``capture``: ``mean_rotation_error_deg`` and
     ``mean_centre_error_fraction``) and the videos' PSNR / SSIM against the synthetic ground truth along the same
-cameras (summary stage ``render``: ``novel_path``, see ``chain_truth``). Without ``options`` it runs the ``DEMO_PRESET`` (as ``nerfstage demo``)."""
+    cameras (summary stage ``render``: ``novel_path``, see ``chain_truth``). Without ``options`` it runs the
+    ``DEMO_PRESET`` (as ``nerfstage demo``)."""
     options, footage = options or chain_options(DEMO_PRESET), footage or DemoFootage()
     workdir = _prepare_workdir(workdir)
     summary = _new_summary(workdir, None, options)

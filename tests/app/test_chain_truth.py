@@ -84,7 +84,8 @@ def test_chain_paths_stay_inside_the_arc_the_training_cameras_walked():
     angles = (np.degrees(np.arctan2(offsets[:, 1], offsets[:, 0])) - start) % 360.0
     assert len(orbit) == 16 and angles.max() <= span + 1e-6
     cam_offsets = poses[:, :3, 3] - centre
-    np.testing.assert_allclose(np.linalg.norm(offsets[:, :2], axis=1), np.linalg.norm(cam_offsets[:, :2], axis=1).mean())
+    radius = np.linalg.norm(cam_offsets[:, :2], axis=1).mean()
+    np.testing.assert_allclose(np.linalg.norm(offsets[:, :2], axis=1), radius)
     dolly = chain_path(run, "dolly_zoom", options)
     first = dolly.world_from_cams[0, :3, 3] - centre
     assert abs((np.degrees(np.arctan2(first[1], first[0])) - start) % 360.0 - span / 2) < 1e-6
