@@ -1,7 +1,7 @@
 """Primitives of the synthetic scene: analytic ray intersection, albedo, normals and surface sampling (numpy).
 
-Every primitive has a local frame (its centre, a yaw about world +z) and half extents. Its albedo is a
-"hex-planar" projection of six procedural textures, one per signed local axis, blended by the surface normal:
+Every primitive has a local frame (its centre, a yaw about world +z) and half extents. Its albedo (``material``)
+is a "hex-planar" projection of six procedural textures, one per signed local axis, blended by the surface normal:
 planar faces read exactly one texture, curved surfaces have neither seams nor poles nor mirrored repeats.
 
 Hot paths use component-major arrays for speed: ray directions and points are [3, R] (x, y, z rows); ray
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._synthetic_materials import object_textures, room_textures
 from ._synthetic_texture import make_texture, sample_bilinear
 
 EPS = 1e-6
@@ -52,6 +53,9 @@ class Primitive:
     """Rotation of the local frame about world +z, degrees."""
     texel_m: float = 0.01
     """Texture resolution, metres per texel."""
+    material: str = "noise"
+    """Albedo: "room" (floor, ceiling and furnished walls), crate | stone | marble | stripes | dots |
+    checker (``_synthetic_materials``), or "noise" (seeded multi-scale noise of ``_synthetic_texture``)."""
 
     @property
     def rotation(self) -> np.ndarray:
@@ -81,7 +85,7 @@ class Primitive:
 
     def textures(self) -> list[np.ndarray]:
         """Six [rows, cols, 3] albedo textures, one per signed local axis (built once, then cached)."""
-        return _textures(self.name, self.half, self.texel_m)
+        return _textures(self.name, self.half, self.texel_m, self.material)
 
     def _lookup(self, k: int, local: np.ndarray) -> np.ndarray:
         """Texture of signed axis ``k`` at local points [3, M] projected along that axis -> [3, M]."""
@@ -112,8 +116,12 @@ class Primitive:
 
 
 @functools.lru_cache(maxsize=None)
-def _textures(name: str, half: tuple[float, float, float], texel_m: float) -> list[np.ndarray]:
+def _textures(name: str, half: tuple[float, float, float], texel_m: float, material: str) -> list[np.ndarray]:
     rng = np.random.default_rng(list(name.encode()))
+    if material == "room":
+        return room_textures(half, texel_m, rng)
+    if material != "noise":
+        return object_textures(material, half, texel_m, rng)
     size = [int(np.ceil(2.0 * h / texel_m)) + 2 for h in half]
     feature = texel_m / _REFERENCE_TEXEL_M
     return [make_texture((size[(k // 2 + 2) % 3], size[(k // 2 + 1) % 3]), texel_m, rng, feature) for k in range(6)]

@@ -92,14 +92,18 @@ def _yawed_half(primitive: Primitive) -> np.ndarray:
 
 
 def default_scene() -> Scene:
-    """The fixed scene: an 8 x 8 x 3 m room and five textured solids standing around the origin."""
+    """The fixed scene: an 8 x 8 x 3 m room (plank floor, tiled ceiling, painted walls with windows, doors,
+    pictures and bookshelves) and five solids standing around the origin: a wooden crate, a polka-dot ball, a marble
+    column, a stone pedestal and a chequered orb on it."""
     fine = 0.004
-    room = Room("room", center=(0.0, 0.0, 1.5), half=(4.0, 4.0, 1.5), texel_m=0.01)
+    room = Room("room", center=(0.0, 0.0, 1.5), half=(4.0, 4.0, 1.5), texel_m=0.01, material="room")
     objects: list[Primitive] = [
-        Box("crate", center=(0.55, -0.35, 0.35), half=(0.35, 0.3, 0.35), yaw_deg=20.0, texel_m=fine),
-        Sphere("ball", center=(-0.5, -0.3, 0.45), half=(0.45, 0.45, 0.45), texel_m=fine),
-        Cylinder("column", center=(0.1, 0.6, 0.55), half=(0.25, 0.25, 0.55), texel_m=fine),
-        Box("pedestal", center=(-0.6, 0.75, 0.25), half=(0.2, 0.2, 0.25), yaw_deg=-15.0, texel_m=fine),
-        Sphere("orb", center=(-0.6, 0.75, 0.72), half=(0.22, 0.22, 0.22), texel_m=fine),
+        Box("crate", center=(0.55, -0.35, 0.35), half=(0.35, 0.3, 0.35), yaw_deg=20.0, texel_m=fine,
+            material="crate"),
+        Sphere("ball", center=(-0.5, -0.3, 0.45), half=(0.45, 0.45, 0.45), texel_m=fine, material="dots"),
+        Cylinder("column", center=(0.1, 0.6, 0.55), half=(0.25, 0.25, 0.55), texel_m=fine, material="marble"),
+        Box("pedestal", center=(-0.6, 0.75, 0.25), half=(0.2, 0.2, 0.25), yaw_deg=-15.0, texel_m=fine,
+            material="stone"),
+        Sphere("orb", center=(-0.6, 0.75, 0.72), half=(0.22, 0.22, 0.22), texel_m=fine, material="checker"),
     ]
     return Scene(room, objects, target=(0.0, 0.0, 0.5))

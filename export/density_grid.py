@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..core.geometry import Intrinsics, convert_camera_axes
+from ..core.geometry import Intrinsics, closest_point_to_lines, convert_camera_axes, optical_axes
 from ..core.errors import ConfigError
 
 DensityFn = Callable[[Tensor], Tensor]
@@ -166,27 +166,48 @@ def crop_box_from_points(
     return check_box(lo - pad, hi + pad)
 
 
+def focus_depths(world_from_cams: np.ndarray) -> np.ndarray | None:
+    """[N] depth (along each camera's optical axis) of the point the cameras look at (the least-squares point
+    nearest to their optical axes), or None when there is no such focus: axes (nearly) parallel, or the point
+    behind more than a quarter of the cameras (a walk-through or a forward-looking sweep rather than a capture
+    that circles what it films)."""
+    origins, forwards = optical_axes(world_from_cams)
+    focus, eigs = closest_point_to_lines(origins, forwards)
+    if eigs[0] * 1e8 < eigs[-1]:
+        return None
+    depth = ((focus - origins) * forwards).sum(axis=1)  # [N]
+    return depth if np.mean(depth > 0) >= 0.75 else None
+
+
 def crop_box_from_cameras(
     world_from_cams: np.ndarray, intrinsics: list[Intrinsics], region_min: np.ndarray, region_max: np.ndarray,
-    min_fraction: float = 0.5, resolution: int = 48,
+    min_fraction: float = 0.5, resolution: int = 48, depth_factor: float | None = 1.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The box of the part of ``region`` (e.g. the run's scene box) that at least ``min_fraction`` of the cameras
-    see: a ``resolution``^3 lattice of the region is projected into every camera (world_from_cams [N, 4, 4],
+    look at: a ``resolution``^3 lattice of the region is projected into every camera (world_from_cams [N, 4, 4],
     OpenGL axes; one Intrinsics per camera, distortion ignored) and the box of the lattice points in front of and
-    inside enough images is returned, grown by one lattice cell. (The synthetic walk-around, 60 views: its objects
-    span about +-1 m; at least half the views see [-2.5, 2.1] x [-2.5, 2.0] x [0, 1.8] m of the 8 x 8 x 3 m room.)"""
+    inside enough images is returned, grown by one lattice cell.
+
+    When the cameras share a focus (``focus_depths``: they circle or converge on what they film), a camera counts
+    a point only up to ``depth_factor`` times its depth of the focus (None: any depth), so the box holds what the
+    cameras circled, not the far background every camera also sees behind it. (The synthetic walk-around, 60
+    views at 2.75 m around objects spanning about +-1 m in an 8 x 8 x 3 m room: [-2.5, 2.1] x [-2.5, 2.0] x
+    [0, 1.8] m without the depth limit, [-2.0, 2.0] x [-2.0, 2.0] x [0, 1.8] m with 1.5: inside the walk.)"""
     lo, hi = check_box(region_min, region_max)
     poses = np.asarray(world_from_cams, dtype=np.float64).reshape(-1, 4, 4)
     if len(poses) == 0 or len(poses) != len(intrinsics):
         raise ConfigError(f"crop box from cameras: {len(poses)} poses for {len(intrinsics)} intrinsics")
+    focus = focus_depths(poses) if depth_factor is not None else None
+    max_depth = np.full(len(poses), np.inf) if focus is None else depth_factor * np.maximum(focus, 0.0)
+    max_depth[max_depth <= 0] = np.inf  # a camera the focus is behind keeps no depth limit
     axes = [np.linspace(lo[a], hi[a], resolution) for a in range(3)]
     lattice = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)  # [r^3, 3]
     seen = np.zeros(len(lattice), dtype=np.int32)
-    for cv_world_from_cam, cam in zip(convert_camera_axes(poses), intrinsics, strict=True):
+    for cv_world_from_cam, cam, far in zip(convert_camera_axes(poses), intrinsics, max_depth, strict=True):
         local = (lattice - cv_world_from_cam[:3, 3]) @ cv_world_from_cam[:3, :3]  # [r^3, 3] OpenCV camera axes
         z = np.maximum(local[:, 2], 1e-9)
         u, v = cam.fx * local[:, 0] / z + cam.cx, cam.fy * local[:, 1] / z + cam.cy
-        seen += (local[:, 2] > 0) & (u >= 0) & (u <= cam.width) & (v >= 0) & (v <= cam.height)
+        seen += (local[:, 2] > 0) & (local[:, 2] <= far) & (u >= 0) & (u <= cam.width) & (v >= 0) & (v <= cam.height)
     kept = lattice[seen >= max(1, math.ceil(min_fraction * len(poses)))]
     if len(kept) == 0:
         raise ConfigError(

@@ -7,8 +7,13 @@ frame** (the world of ``transforms.json``; metres for metric captures such as th
 Crop box (``bbox``): (xmin, ymin, zmin, xmax, ymax, zmax) in dataset coordinates. It is mapped into the normalised
 frame and the axis-aligned box around its eight mapped corners is sampled (exact when the dataparser's rotation is
 axis-aligned, as for Blender scenes; slightly larger otherwise). Default: the part of the run's scene box that at
-least half of the training cameras see (``density_grid.crop_box_from_cameras``), or the whole scene box when the
-run's dataset is not available.
+least half of the training cameras look at, for cameras that circle a focus only up to 1.5 times their distance
+to it (``density_grid.crop_box_from_cameras``), or the whole scene box when the run's dataset is not available.
+For unbounded (contracted) runs the scene box is the contraction's inner cube, so the crop never reaches into
+the contracted background.
+
+Defaults aim at a mesh an engine takes: at most ``max_faces`` (200 k) faces, floaters (components under
+``min_component_fraction`` of the largest) removed.
 
 Point cloud: the training views (every ``view_stride``-th, at ``1 / downscale`` of their size) are rendered with
 depth, lifted to points, cleaned and subsampled by ``pointcloud.point_cloud_from_views``.
@@ -45,8 +50,9 @@ class MeshExportOptions:
     """Density iso-level; None = automatic (``mesh.auto_threshold``)."""
     resolution: int = 256
     """Grid samples along the crop box's longest axis."""
-    max_faces: int | None = None
-    """Decimate to at most this many faces; None keeps every face."""
+    max_faces: int | None = 200_000
+    """Decimate to at most this many faces (the default keeps a mesh a game engine takes as it is, as the
+    chain's default preset does); None keeps every face."""
     texture: bool = False
     """UV-unwrap (xatlas) and bake a colour texture instead of vertex colours."""
     texture_resolution: int = 2048

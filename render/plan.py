@@ -57,6 +57,9 @@ class ShotOptions:
     """Orbit height above the centre along +z (default: the cameras' mean height)."""
     turns: float = 1.0
     """Orbit / spiral revolutions."""
+    start_deg: float | None = None
+    """Orbit: angle of the first frame around the centre (+z up, counter-clockwise from +x); dolly zoom: the
+    direction of the start pose from the centre. None: the orbit starts on the -y side, the dolly zoom on +x."""
     ease: str = "linear"
     """Speed ramp: linear | ease-in | ease-out | ease-in-out."""
     smoothing: float = 0.0
@@ -113,6 +116,19 @@ def rig_of(world_from_cams: np.ndarray, intrinsics: list) -> Rig:
                float(np.median(fovs)), size)
 
 
+def training_arc(world_from_cams: np.ndarray, center: np.ndarray) -> tuple[float, float]:
+    """(start, span) in degrees of the arc the cameras ([N, 4, 4]) cover around ``center`` seen from above (+z up,
+    counter-clockwise from +x): the circle less its widest gap without cameras. A path inside it shows only what
+    the capture saw from nearby (``nerfstage demo`` orbits it)."""
+    offsets = np.asarray(world_from_cams)[:, :2, 3] - np.asarray(center)[:2]  # [N, 2]
+    angles = np.sort(np.degrees(np.arctan2(offsets[:, 1], offsets[:, 0])) % 360.0)
+    if len(angles) < 2:
+        return float(angles[0]) if len(angles) else 0.0, 0.0
+    gaps = np.diff(np.append(angles, angles[0] + 360.0))  # [N] gap after each camera
+    widest = int(np.argmax(gaps))
+    return float(angles[(widest + 1) % len(angles)]), float(360.0 - gaps[widest])
+
+
 def _even(value: int) -> int:
     return max(2, int(value) // 2 * 2)
 
@@ -140,15 +156,18 @@ def build_path(options: ShotOptions, world_from_cams: np.ndarray, intrinsics: li
     center = np.asarray(options.center if options.center is not None else rig.center, dtype=np.float64)
     radius = options.radius if options.radius is not None else rig.radius
     height = options.height_above if options.height_above is not None else (rig.height if rig else 0.0)
-    if name == "orbit":
-        return orbit_path(settings, center, radius, height, options.turns)
+    start_deg = float(options.start_deg or 0.0)
+    if name == "orbit":  # orbit_path's angle 0 lies on -y for +z up: +90 degrees turns it to +x
+        orbit_start = 0.0 if options.start_deg is None else start_deg + 90.0
+        return orbit_path(settings, center, radius, height, options.turns, start_deg=orbit_start)
     if name == "spiral":
         return spiral_path(settings, center, radius, 0.5 * radius, height, 0.0, options.turns or 2.0)
     if name == "interpolate":
         poses = world_from_cams
         return interpolate_path(settings, poses, np.full(len(poses), settings.fov_deg), options.max_keyframes,
                                 options.smoothing)
-    start = look_at(center + np.array([radius, 0.0, height]), center)
+    side = np.radians(start_deg)
+    start = look_at(center + np.array([radius * np.cos(side), radius * np.sin(side), height]), center)
     focus = options.focus_distance or float(np.linalg.norm(start[:3, 3] - center))
     fov_end = options.fov_end or min(2.0 * settings.fov_deg, 120.0)
     return dolly_zoom_path(settings, start, focus, settings.fov_deg, fov_end)

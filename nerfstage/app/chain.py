@@ -12,7 +12,7 @@ WORKDIR layout::
     synthetic/    demo only: synthetic.mp4 + ground_truth.json (the footage, with its true poses)
     dataset/      capture: images/, transforms.json, sparse model, capture_report.json
     run/          train: config.json, dataparser_transforms.json, checkpoints/, metrics.json
-    renders/      orbit.mp4, dolly_zoom.mp4
+    renders/      orbit.mp4, dolly_zoom.mp4; demo: ground_truth/ (the same cameras rendered by the synthetic scene)
     export/       mesh.glb, plate_latlong.exr, cubemap/ (six EXR faces)
     thumbnails/   PNG previews: a middle frame of each MP4, the plate tone-mapped, the mesh's coloured vertices
     summary.json  per stage: skipped, seconds, figures, files
@@ -126,7 +126,9 @@ def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFo
              on_train_step: TrainHook | None = None) -> dict[str, Any]:
     """``run_chain`` on the built-in synthetic capture (written to WORKDIR/synthetic/), plus the capture's pose
     error against the true poses (summary stage ``capture``: ``mean_rotation_error_deg`` and
-    ``mean_centre_error_fraction``). Without ``options`` it runs the ``DEMO_PRESET`` (as ``nerfstage demo``)."""
+    ``mean_centre_error_fraction``) and the videos' PSNR / SSIM against the synthetic ground truth along the same
+    cameras (summary stage ``render``: ``novel_path``, see ``chain_truth``). Without ``options`` it runs the
+    ``DEMO_PRESET`` (as ``nerfstage demo``)."""
     options, footage = options or chain_options(DEMO_PRESET), footage or DemoFootage()
     workdir = _prepare_workdir(workdir)
     summary = _new_summary(workdir, None, options)
@@ -154,7 +156,7 @@ def _run_stages(workdir: Path, input_path: Path, options: ChainOptions, summary:
     start = time.perf_counter()
     redo = stages.capture_stage(input_path, workdir / "dataset", options, summary, options.overwrite or rebuilt, demo)
     redo = stages.train_stage(workdir / "dataset", workdir / "run", options, summary, redo, on_train_step)
-    stages.render_stage(workdir / "run", workdir / "renders", options, summary, redo)
+    stages.render_stage(workdir / "run", workdir / "renders", options, summary, redo, demo)
     stages.mesh_stage(workdir / "run", workdir / "export", options, summary, redo)
     stages.panorama_stage(workdir / "run", workdir / "export", options, summary, redo)
     summary["seconds"] = round(time.perf_counter() - start, 2)
@@ -194,6 +196,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(line)
     lines.append(f"train: {train['split']} PSNR {train['psnr']:.2f} dB, SSIM {train['ssim']:.4f} after "
                  f"{train['steps']} steps")
+    novel = summary["stages"].get("render", {}).get("novel_path")
+    if novel:
+        lines.append(f"novel paths vs ground truth: PSNR {novel['mean_psnr']:.2f} dB, SSIM {novel['mean_ssim']:.4f} "
+                     f"(orbit {novel['orbit']['psnr']:.2f} dB, dolly zoom {novel['dolly_zoom']['psnr']:.2f} dB)")
     workdir = Path(summary["workdir"])
     lines.append(f"files: {workdir}  (open {workdir / 'report.html'}; summary.json lists every file)")
     return lines

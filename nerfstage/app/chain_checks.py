@@ -45,6 +45,18 @@ def video_frame(path: Path, index: int) -> Any:
     return None if frame is None else frame.to_ndarray(format="rgb24")
 
 
+def video_frames(path: Path) -> list[Any] | None:
+    """Every frame of an MP4 as uint8 RGB [H, W, 3], or None when it does not decode."""
+    import av  # heavy: PyAV/FFmpeg (only when video is read or written)
+
+    try:
+        with av.open(str(path)) as container:
+            frames = [decoded.to_ndarray(format="rgb24") for decoded in container.decode(video=0)]
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
+    return frames or None
+
+
 def glb_faces(path: Path) -> dict[str, int] | None:
     """``{"faces", "vertices"}`` of a GLB that trimesh loads with at least one face; None otherwise."""
     path = Path(path)

@@ -27,8 +27,10 @@ from ..nerf.config import TrainConfig, build_config, config_from_dict, config_to
 from ..nerf.run import LoadedRun, finished_metrics, load_run
 from ..nerf.trainer import train
 from ..render.pipeline import RenderOptions, render_path
-from ..render.plan import ShotOptions
+from ..render.paths.base import CameraPath
+from ..render.plan import ShotOptions, build_path, rig_of, training_arc
 from .chain_checks import exr_size, glb_faces, video_info
+from .chain_truth import TRUTH_DIR, novel_path_figures, run_true_poses, true_from_run
 
 STAMPS = ".chain"
 VIDEOS = {"orbit": "orbit.mp4", "dolly_zoom": "dolly_zoom.mp4"}
@@ -191,24 +193,30 @@ def _train(dataset_dir: Path, run_dir: Path, request: dict, same: bool, progress
 
 # --- render -----------------------------------------------------------------------------------------------------
 
-def render_stage(run_dir: Path, renders_dir: Path, options, summary: dict, redo: bool) -> bool:
+def render_stage(run_dir: Path, renders_dir: Path, options, summary: dict, redo: bool, truth=None) -> bool:
     """Trained run -> orbit.mp4 and dolly_zoom.mp4 (``nerfstage.render.pipeline.render_path``); an interrupted
-    video continues from its frame cache."""
+    video continues from its frame cache. With the demo's ``truth`` (a SyntheticCapture), each video is also
+    rendered as ground truth from the same cameras (``renders/ground_truth/``) and the stage's ``novel_path``
+    figures hold its PSNR / SSIM against it (``chain_truth``)."""
     start = time.perf_counter()
     request = {"width": options.video_width, "height": options.video_height, "seconds": options.video_seconds,
                "fps": options.video_fps}
     same = not redo and _same_request(summary, "render", request)
     infos = {name: _valid_video(renders_dir / file, options) if same else None for name, file in VIDEOS.items()}
     todo = [name for name, info in infos.items() if info is None]
-    rendered = {}
+    rendered, figures = {}, {}
+    run = _load(run_dir, options) if todo or truth is not None else None
     if todo:
         _write_stamp(summary, "render", request)
-        run = _load(run_dir, options)
-        for name in todo:
-            rendered[name] = _render_video(run, renders_dir / VIDEOS[name], name, options, resume=same)
-            infos[name] = video_info(renders_dir / VIDEOS[name])
+    for name in todo:
+        rendered[name] = _render_video(run, renders_dir / VIDEOS[name], chain_path(run, name, options), options,
+                                       resume=same)
+        infos[name] = video_info(renders_dir / VIDEOS[name])
     files = [renders_dir / file for file in VIDEOS.values()]
-    _record(summary, "render", not todo, start, files, videos=infos, rendered_now=rendered)
+    if truth is not None:
+        figures["novel_path"], truth_files = _novel_path(run, renders_dir, truth, options, summary)
+        files += truth_files
+    _record(summary, "render", not todo, start, files, videos=infos, rendered_now=rendered, **figures)
     return bool(todo)
 
 
@@ -218,13 +226,51 @@ def _valid_video(path: Path, options) -> dict[str, Any] | None:
     return info if info is not None and (info["frames"], info["width"], info["height"]) == expected else None
 
 
-def _render_video(run: LoadedRun, path: Path, name: str, options, resume: bool) -> int:
-    """Render one MP4 of the chain; returns the frames rendered now (fewer when resuming)."""
-    shot = ShotOptions(path="orbit" if name == "orbit" else "dolly-zoom", width=options.video_width,
-                       height=options.video_height, fps=options.video_fps, seconds=options.video_seconds)
+DOLLY_ZOOM_FOV_RATIO = 1.5
+"""The chain's dolly zoom widens the fov 1.5 x: the camera moves about 40 % of the way in towards the subject
+(2 x took it inside the objects of the demo's scene, into space no training camera saw)."""
+
+
+def chain_path(run: LoadedRun, name: str, options) -> CameraPath:
+    """The camera path of video ``name``, built from the run's training cameras and kept inside what they saw:
+    the orbit flies the arc they cover (at their mean radius and height, looking where they look) and the dolly
+    zoom starts in the middle of that arc and moves in, widening the fov ``DOLLY_ZOOM_FOV_RATIO`` x."""
+    train = run.train_indices
+    poses, intrinsics = run.world_from_cams[train], [run.intrinsics[i] for i in train]
+    rig = rig_of(poses, intrinsics)
+    start, span = training_arc(poses, rig.center)
+    size = {"width": options.video_width, "height": options.video_height, "fps": options.video_fps,
+            "seconds": options.video_seconds}
+    if name == "orbit":
+        shot = ShotOptions(path="orbit", start_deg=start, turns=max(span, 1.0) / 360.0, **size)
+    else:
+        shot = ShotOptions(path="dolly-zoom", start_deg=start + span / 2.0,
+                           fov_end=min(DOLLY_ZOOM_FOV_RATIO * rig.fov_deg, 120.0), **size)
+    return build_path(shot, poses, intrinsics)
+
+
+def _render_video(run: LoadedRun, path: Path, camera_path: CameraPath, options, resume: bool) -> int:
+    """Render one MP4 of the chain along ``camera_path``; returns the frames rendered now (fewer when resuming)."""
     render = RenderOptions(max_rays_per_chunk=options.max_rays_per_chunk, resume=resume, overwrite=True,
                            progress=options.progress)
-    return render_path(run, path, shot, render).rendered
+    return render_path(run, path, ShotOptions(), render, path=camera_path).rendered
+
+
+def _novel_path(run: LoadedRun, renders_dir: Path, truth, options, summary: dict) -> tuple[dict[str, Any], list[Path]]:
+    """PSNR / SSIM of each chain video against the synthetic ground truth along the same cameras."""
+    report = json.loads((_workdir(summary) / "dataset" / "capture_report.json").read_text())
+    train = run.train_indices
+    true = run_true_poses([run.image_paths[i] for i in train], report["source_frame_indices"], truth)
+    true_from_norm = true_from_run(run.world_from_cams[train], true)
+    figures, files = {}, []
+    for name, file in VIDEOS.items():
+        target = renders_dir / TRUTH_DIR / file
+        figures[name] = novel_path_figures(renders_dir / file, chain_path(run, name, options), true_from_norm,
+                                           target, options.video_fps)
+        files.append(target)
+    figures["mean_psnr"] = round(sum(figures[n]["psnr"] for n in VIDEOS) / len(VIDEOS), 3)
+    figures["mean_ssim"] = round(sum(figures[n]["ssim"] for n in VIDEOS) / len(VIDEOS), 4)
+    return figures, files
 
 
 # --- export: mesh -----------------------------------------------------------------------------------------------

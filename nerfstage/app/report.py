@@ -19,9 +19,11 @@ import numpy as np
 from ..export.gltf import read_mesh
 from ..render.writers import linear_to_srgb, read_exr, to_srgb8
 from .chain_checks import glb_faces, video_frame, video_info
+from .chain_truth import TRUTH_DIR
 
 THUMBS = "thumbnails"
 THUMB_WIDTH = 480
+TRUTH_VIDEOS = ("orbit", "dolly_zoom")
 
 
 def write_report(workdir: Path, summary: dict[str, Any]) -> Path:
@@ -30,8 +32,11 @@ def write_report(workdir: Path, summary: dict[str, Any]) -> Path:
     workdir = Path(workdir)
     thumbs = _thumbnails(workdir, summary)
     summary["files"].extend(p.relative_to(workdir).as_posix() for _, p in thumbs)
-    sections = [_title(summary), _figure_row(thumbs, workdir), _stage_table(summary), _metrics_table(summary),
-                _capture_section(workdir, summary), _file_list(summary)]
+    truth_thumbs = _truth_thumbnails(workdir, summary)
+    summary["files"].extend(p.relative_to(workdir).as_posix() for _, p in truth_thumbs)
+    sections = [_title(summary), _truth_section(truth_thumbs, workdir, summary), _figure_row(thumbs, workdir),
+                _stage_table(summary), _metrics_table(summary), _capture_section(workdir, summary),
+                _file_list(summary)]
     page = "\n".join([_HEAD, *sections, "</body></html>"])
     path = workdir / "report.html"
     tmp = path.with_name(path.name + ".partial")
@@ -43,7 +48,7 @@ def write_report(workdir: Path, summary: dict[str, Any]) -> Path:
 _HEAD = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>nerfstage report</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}figure{display:inline-block;margin:0 1em 1em 0}
-img{max-width:480px;border:1px solid #ccc}code{background:#f4f4f4}</style></head><body>"""
+img{max-width:964px;border:1px solid #ccc}code{background:#f4f4f4}</style></head><body>"""
 
 
 def _e(value: Any) -> str:
@@ -107,14 +112,33 @@ def _file_list(summary: dict) -> str:
     return f"<h2>Files</h2><ul>{items}<li><a href=\"report.html\">report.html</a></li></ul>"
 
 
-def _figure_row(thumbs: list[tuple[str, Path]], workdir: Path) -> str:
+def _figures(thumbs: list[tuple[str, Path]], workdir: Path) -> str:
     figures = []
     for caption, path in thumbs:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         link = path.relative_to(workdir).as_posix()
         figures.append(f'<figure><a href="{_e(link)}"><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
                        f"</a><figcaption>{_e(caption)}</figcaption></figure>")
-    return "<h2>Previews</h2>" + ("".join(figures) or "<p>none</p>")
+    return "".join(figures)
+
+
+def _figure_row(thumbs: list[tuple[str, Path]], workdir: Path) -> str:
+    return "<h2>Previews</h2>" + (_figures(thumbs, workdir) or "<p>none</p>")
+
+
+def _truth_section(thumbs: list[tuple[str, Path]], workdir: Path, summary: dict) -> str:
+    """Demo only: novel-path PSNR / SSIM of each video against the synthetic ground truth, and its thumbnails."""
+    novel = summary["stages"].get("render", {}).get("novel_path")
+    if not novel:
+        return ""
+    rows = "".join(f"<tr><td>{_e(name)}</td><td>{novel[name]['psnr']:.2f}</td><td>{novel[name]['ssim']:.4f}</td>"
+                   f"<td>{novel[name]['min_psnr']:.2f}</td><td>{novel[name]['frames']}</td></tr>"
+                   for name in TRUTH_VIDEOS if name in novel)
+    return ("<h2>Novel paths vs ground truth</h2><p>The synthetic scene rendered exactly from the cameras of each "
+            "video, compared with the decoded video frame by frame (left: ground truth, right: render, middle "
+            f"frame). Mean PSNR {novel['mean_psnr']:.2f} dB, SSIM {novel['mean_ssim']:.4f}.</p><table><tr><th>video"
+            "</th><th>PSNR (dB)</th><th>SSIM</th><th>worst frame PSNR (dB)</th><th>frames</th></tr>"
+            + rows + "</table>" + _figures(thumbs, workdir))
 
 
 # --- thumbnails -------------------------------------------------------------------------------------------------
@@ -139,6 +163,28 @@ def _thumbnails(workdir: Path, summary: dict) -> list[tuple[str, Path]]:
     return out
 
 
+def _truth_thumbnails(workdir: Path, summary: dict) -> list[tuple[str, Path]]:
+    """(caption, PNG) of each video's middle frame beside its ground truth: ground truth | render."""
+    novel = summary["stages"].get("render", {}).get("novel_path") or {}
+    out = []
+    for name in TRUTH_VIDEOS:
+        render, truth = workdir / "renders" / f"{name}.mp4", workdir / "renders" / TRUTH_DIR / f"{name}.mp4"
+        if name not in novel or not render.is_file() or not truth.is_file():
+            continue
+        thumb = workdir / THUMBS / f"{name}_vs_truth.png"
+        newest = max(render.stat().st_mtime, truth.stat().st_mtime)
+        if not thumb.is_file() or thumb.stat().st_mtime < newest:
+            pair = [_video_thumb(truth, THUMB_WIDTH // 2 * 2), _video_thumb(render, THUMB_WIDTH // 2 * 2)]
+            if any(p is None for p in pair) or pair[0].shape != pair[1].shape:
+                continue
+            gap = np.full((pair[0].shape[0], 4, 3), 255, np.uint8)
+            _write_png(thumb, np.concatenate([pair[0], gap, pair[1]], axis=1))
+        figures = novel[name]
+        out.append((f"{name}: ground truth | render, PSNR {figures['psnr']:.2f} dB, SSIM {figures['ssim']:.3f}",
+                    thumb))
+    return out
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
@@ -153,10 +199,10 @@ def _resize(rgb: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def _video_thumb(path: Path) -> np.ndarray | None:
+def _video_thumb(path: Path, width: int = THUMB_WIDTH) -> np.ndarray | None:
     info = video_info(path)
     frame = video_frame(path, info["frames"] // 2) if info else None
-    return None if frame is None else _resize(frame)
+    return None if frame is None else _resize(frame, width)
 
 
 def _plate_thumb(path: Path) -> np.ndarray | None:
