@@ -162,10 +162,11 @@ def test_walk_in_order_is_a_sequence_and_matched_sequentially(tmp_path, walk):
     result = run_sfm(photos, tmp_path / "work", options, progress=False)
     plan = result.plan
     assert plan.matcher == "sequential" and plan.analysis.is_sequence, plan.reason
-    assert plan.analysis.sequence_score == 1.0 and plan.analysis.breaks == 0  # measured 1.00, 0
+    assert plan.analysis.sequence_score >= 0.9 and plan.analysis.breaks == 0  # measured 0.96 (filmable scene), 0
     assert plan.seconds_per_pair is None  # a sequence needs no cost estimate
     assert result.reconstruction.num_reg_images() == NUM_FRAMES
-    assert _rotation_errors(result, names, walk[1]).mean() < 0.1  # measured 0.032 deg
+    # measured 0.17 deg on the filmable scene (0.032 on the old noise texture)
+    assert _rotation_errors(result, names, walk[1]).mean() < 0.3
 
 
 def test_bursts_named_out_of_order_are_unordered_and_matched_exhaustively(tmp_path, walk):
@@ -177,12 +178,13 @@ def test_bursts_named_out_of_order_are_unordered_and_matched_exhaustively(tmp_pa
     result = run_sfm(photos, tmp_path / "work", options, progress=False)
     plan = result.plan
     assert plan.matcher == "exhaustive" and not plan.analysis.is_sequence, plan.reason
-    assert plan.analysis.breaks >= 2 and plan.analysis.sequence_score > 0.8  # measured 2 and 0.91: bursts look
-    # like a walk from neighbour to neighbour; only the breaks give them away
+    # measured 1 break and 0.87 (2 and 0.91 on the old noise texture): bursts look like a walk from neighbour to
+    # neighbour; only the breaks give them away
+    assert plan.analysis.breaks >= 1 and plan.analysis.sequence_score > 0.8
     assert plan.exhaustive_pairs == plan.num_pairs == NUM_FRAMES * (NUM_FRAMES - 1) // 2
     assert 0 < plan.seconds_per_pair < 5 and plan.estimated_exhaustive_s < options.match_budget_s
     assert result.reconstruction.num_reg_images() == NUM_FRAMES
-    assert _rotation_errors(result, names, walk[1]).mean() < 0.1  # measured 0.016 deg
+    assert _rotation_errors(result, names, walk[1]).mean() < 0.3  # measured 0.016 deg on the old noise texture
 
 
 def test_shuffled_photos_over_budget_get_retrieval_pairs(tmp_path, walk):
@@ -197,7 +199,8 @@ def test_shuffled_photos_over_budget_get_retrieval_pairs(tmp_path, walk):
     assert plan.num_pairs < plan.exhaustive_pairs  # measured 189 of 276
     assert result.reconstruction.num_reg_images() == NUM_FRAMES
     assert {"loop_match", "retriangulate"} <= set(result.seconds)  # loop closure runs after retrieval too
-    assert _rotation_errors(result, names, walk[1]).mean() < 0.1  # measured 0.016 deg
+    # measured 0.12 deg on the filmable scene (0.016 on the old noise texture)
+    assert _rotation_errors(result, names, walk[1]).mean() < 0.3
 
 
 def test_capture_report_says_how_photos_were_ordered_and_matched(tmp_path, walk):
