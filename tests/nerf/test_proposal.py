@@ -195,16 +195,16 @@ def test_tiny_scene_trains_with_proposal_sampling_and_the_checkpoint_reproduces_
 
     scene = write_tiny_scene(tmp_path_factory.mktemp("tiny_scene_proposal"), num_frames=32)
     config = tiny_config(steps=300, rays=1024)
-    proposal = ProposalConfig(num_proposal_samples=(32, 16), num_nerf_samples=16, max_resolutions=(64, 128),
+    proposal = ProposalConfig(num_proposal_samples=(48, 24), num_nerf_samples=24, max_resolutions=(64, 128),
                               log2_hashmap_size=14)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, sampler="proposal",
                                                                    proposal=proposal))
     metrics = train(scene, tmp_path / "run", config, progress=False)
-    # measured (load 2.3 on 2 cores): 20.99 dB after 300 steps in 12.8 s of training; the best constant image
-    # scores 17.53 dB (the occupancy path: 20.84 dB in 27.9 s, test_trainer.py)
+    # measured on the filmable synthetic room (load ~3 on 2 cores): 21.96 dB after 300 steps in 13.3 s of training;
+    # the best constant image scores 18.92 dB. 32/16 -> 16 samples stay near 19.5 dB here (300 or 600 steps).
     assert metrics["sampler"] == "proposal" and metrics["steps"] == 300
     assert metrics["psnr"] >= constant_colour_psnr(scene) + 2.5, metrics["psnr"]
-    assert metrics["samples_per_second"] == pytest.approx(metrics["rays_per_second"] * 16, rel=1e-6)
+    assert metrics["samples_per_second"] == pytest.approx(metrics["rays_per_second"] * 24, rel=1e-6)
     again = evaluate_run(tmp_path / "run", device="cpu", progress=False)  # the model rebuilt from the checkpoint
     assert again["sampler"] == "proposal"
     assert again["psnr"] == pytest.approx(metrics["psnr"], abs=1e-4)
