@@ -26,8 +26,8 @@ from ..nerf.checkpoint import checkpoint_step, latest_checkpoint
 from ..nerf.config import TrainConfig, build_config, config_from_dict, config_to_dict
 from ..nerf.run import LoadedRun, finished_metrics, load_run
 from ..nerf.trainer import train
-from ..render.pipeline import RenderOptions, render_path
 from ..render.paths.base import CameraPath
+from ..render.pipeline import RenderOptions, render_path
 from ..render.plan import ShotOptions, build_path, rig_of, training_arc
 from .chain_checks import exr_size, glb_faces, video_info
 from .chain_truth import TRUTH_DIR, novel_path_figures, run_true_poses, true_from_run

@@ -34,6 +34,7 @@ from .cli_common import (
     lowered,
     memory_bytes,
     new_app,
+    numbers,
 )
 
 PRESETS_HELP = " | ".join(PRESET_NAMES)
@@ -260,20 +261,6 @@ def demo(
     print("\n".join(summary_lines(run_demo(output, options))))
 
 
-def _triple(text: Optional[str], name: str) -> Optional[tuple[float, float, float]]:
-    """"x,y,z" -> (x, y, z); ConfigError naming the option otherwise."""
-
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise ConfigError(f"{name} {text!r}: expected three comma-separated numbers, e.g. 0,0,0.2")
-    return values  # type: ignore[return-value]
-
-
 @app.command(cls=fills("nerfstage.render.pipeline:RenderOptions", "nerfstage.render.plan:ShotOptions",
                       what="output", orbit_height="height_above", memory_gb=MEMORY_GB))
 def render(
@@ -333,7 +320,7 @@ def render(
         raise ConfigError("nothing to do: give -o OUT.mp4 / -o FOLDER and/or --save-path FILE.json")
     shot = ShotOptions(**given(
         path=path, camera=camera, width=width, height=height, fps=fps, seconds=seconds, fov=fov,
-        center=_triple(center, "--center"), radius=radius, height_above=orbit_height, turns=turns, ease=ease,
+        center=numbers(center, 3, "--center", "0,0,0.2"), radius=radius, height_above=orbit_height, turns=turns, ease=ease,
         smoothing=smoothing, focus_distance=focus_distance, fov_end=fov_end, aperture=aperture,
         cubemap_layout=cubemap_layout,
     ))

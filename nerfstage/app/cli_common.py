@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Optional
 import typer
 from typer.core import TyperCommand, TyperOption
 
-from ..core.errors import NerfstageError
+from ..core.errors import ConfigError, NerfstageError
 
 
 class NerfstageCommand(TyperCommand):
@@ -154,3 +155,16 @@ MaxRaysPerChunk = Annotated[
     Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
 ]
 RedoStages = Annotated[bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")]
+
+
+def numbers(text: Optional[str], count: int, name: str, example: str) -> Optional[tuple[float, ...]]:
+    """"a,b,c" -> (a, b, c) with exactly ``count`` finite numbers; ConfigError naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{name} {text!r}: expected {count} comma-separated numbers, e.g. {example}")
+    return values

@@ -8,13 +8,11 @@ files it wrote.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..core.errors import ConfigError
 from .cli_common import (
     MEMORY_GB,
     Device,
@@ -28,22 +26,10 @@ from .cli_common import (
     lowered,
     memory_bytes,
     new_app,
+    numbers,
 )
 
 export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.")
-
-
-def _numbers(text: Optional[str], count: int, name: str, example: str) -> Optional[tuple[float, ...]]:
-    """"a,b,c" -> (a, b, c) with exactly ``count`` finite numbers; ConfigError naming the option otherwise."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count or not all(math.isfinite(v) for v in values):
-        raise ConfigError(f"{name} {text!r}: expected {count} comma-separated numbers, e.g. {example}")
-    return values
 
 
 def _load(run: Path, device: str):
@@ -82,7 +68,7 @@ def mesh(
     )
     from nerfstage.export.gltf import check_mesh_path  # heavy: torch (not at CLI start-up)
 
-    box = _numbers(bbox, 6, "--bbox", "-1,-1,0,1,1,2")
+    box = numbers(bbox, 6, "--bbox", "-1,-1,0,1,1,2")
     check_mesh_path(output, overwrite)
     options = MeshExportOptions(**given(bbox=box, threshold=threshold, resolution=resolution, max_faces=max_faces,
                                         texture_resolution=texture_size),
@@ -170,7 +156,7 @@ def panorama(
 
     options = PanoramaOptions(
         **given(width=width, height=height, layout=lowered(layout), cubemap_layout=lowered(cubemap_layout),
-                face_size=face_size, position=_numbers(position, 3, "--position", "0,0,1.5"),
+                face_size=face_size, position=numbers(position, 3, "--position", "0,0,1.5"),
                 camera_index=camera_index, yaw=yaw, pitch=pitch, roll=roll, tile_size=tile_size,
                 memory_budget_bytes=memory_bytes(memory_gb),
                 half=False if full_float else None, mipmap=mipmap, max_rays_per_chunk=max_rays_per_chunk),
