@@ -46,12 +46,13 @@ DeviceKind = Literal["cpu", "cuda"]
 # evaluated, and the outputs are sized for the rays/s a briefly trained model renders at on 2 cores: with the
 # preview's 1/64 marching cone (session 3) a 320x240 frame takes ~2.8 s on a quiet machine (27 k rays/s; the 1/256
 # cone's foggier field managed ~9 k, so the videos were 160x120 before). Quiet-machine demo with these sizes:
-# 4 min 51 s (benchmarks/RESULTS.md).
+# 4 min 51 s (benchmarks/RESULTS.md). With proposal sampling (session 4) the preview's 1 000 steps took ~70 s of its
+# 110 s budget (novel-path PSNR 25.93 dB, wall 3 min 19 s); 1 500 steps use the budget: 26.84 dB, 3 min 36 s.
 PRESETS: dict[str, dict[str, Any]] = {
     "preview": {
         "capture": {"frames": 60, "max_size": 640},
         "train": {
-            "cpu": {"steps": 1000, "batch_rays": 512, "target_samples": 1 << 14, "max_batch_rays": 4096,
+            "cpu": {"steps": 1500, "batch_rays": 512, "target_samples": 1 << 14, "max_batch_rays": 4096,
                     "checkpoint_every": 200, "time_budget_s": 110.0, "unbounded_cone_angle": 1.0 / 64.0,
                     "model": {"encoding": {"log2_hashmap_size": 17, "max_resolution": 1024},
                               "occupancy_resolution": 64, "occupancy_warmup_steps": 32, "render_step_size": 0.02,

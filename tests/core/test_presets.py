@@ -20,7 +20,7 @@ TRAIN_KEYS = ("steps", "time_budget_s", "batch_rays", "target_samples", "max_bat
               "model.occupancy_resolution", "model.occupancy_warmup_steps", "model.render_step_size",
               "model.alpha_threshold", "unbounded_cone_angle")
 TRAIN_PINNED = {
-    ("preview", "cpu"): (1000, 110.0, 512, 1 << 14, 4096, 200, 400, 17, 1024, 64, 32, 0.02, 1e-3, 1 / 64),
+    ("preview", "cpu"): (1500, 110.0, 512, 1 << 14, 4096, 200, 400, 17, 1024, 64, 32, 0.02, 1e-3, 1 / 64),
     ("preview", "cuda"): (2000, None, 4096, 1 << 18, 1 << 17, 1000, 800, 19, 2048, 128, 256, None, 0.0, 1 / 256),
     ("default", "cpu"): (6000, 600.0, 256, 1 << 15, 8192, 250, 800, 19, 2048, 64, 64, 0.01, 1e-3, 1 / 256),
     ("default", "cuda"): (5000, None, 4096, 1 << 18, 1 << 18, 1000, 1600, 19, 2048, 128, 256, None, 0.0, 1 / 256),
