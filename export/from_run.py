@@ -162,8 +162,9 @@ def _depth_views(run: LoadedRun, options: PointCloudExportOptions) -> list:
 def export_point_cloud(run: LoadedRun, output: Path, options: PointCloudExportOptions | None = None) -> ExportResult:
     """Coloured points from the rendered depth of the run's training views, written as PLY in the dataset frame."""
     options = options or PointCloudExportOptions()
-    if check_mesh_path(output, options.overwrite) != ".ply":
+    if Path(output).suffix.lower() != ".ply":
         raise ConfigError(f"{output}: point clouds are written as .ply; got '{Path(output).suffix}'")
+    check_mesh_path(output, options.overwrite)
     if int(options.view_stride) < 1 or int(options.downscale) < 1:
         raise ConfigError(f"view_stride={options.view_stride}, downscale={options.downscale}: expected >= 1")
     if not run.has_cameras:

@@ -184,3 +184,10 @@ def test_a_damaged_run_folder_is_one_line_not_garbage(capsys, tiny_run, tmp_path
     line = _error_line(capsys, "export", "mesh", run, "-o", tmp_path / "m.glb", "--device", "cpu", "--quiet")
     assert line.startswith(f"{checkpoint}: 1 tensor(s) hold NaN or infinity")
     assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "m.glb").exists()
+
+
+def test_a_point_cloud_with_another_extension_is_told_it_must_be_ply(capsys, tiny_run, tmp_path):
+    line = _error_line(capsys, "export", "pointcloud", tiny_run.run_dir, "-o", tmp_path / "cloud.xyz", "--device",
+                       "cpu", "--quiet")
+    assert line == f"{tmp_path / 'cloud.xyz'}: point clouds are written as .ply; got '.xyz'"
+    assert list(tmp_path.iterdir()) == []
