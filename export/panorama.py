@@ -410,9 +410,7 @@ def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | Non
     fmt = output_format(output)
     camera = panorama_camera(options)
     check_memory(camera.width, camera.height, options)
-    if int(options.max_rays_per_chunk) < 1:
-        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays",
-                          field="max_rays_per_chunk")
+    ImageOptions(max_rays_per_chunk=int(options.max_rays_per_chunk))  # its check of the chunk size, before any work
     files = output_files(output, options)
     for file in files:
         prepare_output(file, options.overwrite)  # refuse existing files before any work

@@ -89,9 +89,7 @@ def plate_path(directory: Path, frame: int, fmt: str) -> Path:
 def _check(options: PlateOptions) -> None:
     if options.format not in ("exr", "png"):
         raise ConfigError(f"plate format {options.format!r}: expected exr or png")
-    if int(options.max_rays_per_chunk) < 1:
-        raise ConfigError(f"max_rays_per_chunk={options.max_rays_per_chunk}: expected a positive number of rays",
-                          field="max_rays_per_chunk")
+    ImageOptions(max_rays_per_chunk=int(options.max_rays_per_chunk))  # its check of the chunk size, before any work
 
 
 MANIFEST = "nerfstage_plates.json"
