@@ -61,7 +61,7 @@ class GaussianSplats:
 
     @property
     def sh_degree(self) -> int:
-        return int(round(self.sh.shape[1] ** 0.5)) - 1
+        return round(self.sh.shape[1] ** 0.5) - 1
 
     def to(self, device: torch.device | str) -> GaussianSplats:
         return GaussianSplats(*(getattr(self, f).to(device) for f in FIELDS))

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from nerfstage.render.splats.model import GaussianSplats
+from nerfstage.render.splats.ply import read_ply, write_ply
 from plyfile import PlyData
 
 from nerfstage.core.errors import InputError
-from nerfstage.render.splats.model import GaussianSplats
-from nerfstage.render.splats.ply import read_ply, write_ply
 
 
 def random_splats(n: int, degree: int, seed: int = 0) -> GaussianSplats:
