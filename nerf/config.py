@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.errors import ConfigError
+from ..core.files import atomic_write
 from ..core.presets import DEFAULT_PRESET, train_overrides
 from .encoding import HashGridConfig
 
@@ -284,7 +285,7 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
 
 def save_config(path: Path, config: TrainConfig) -> None:
     """Write RUN/config.json (plain JSON, indent 2)."""
-    Path(path).write_text(json.dumps(config_to_dict(config), indent=2) + "\n", encoding="utf-8")
+    atomic_write(Path(path), json.dumps(config_to_dict(config), indent=2) + "\n")
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -26,6 +26,7 @@ from torch import Tensor
 from ..capture.dataset import Dataset, Frame
 from ..core.cameras import camera_from_intrinsics
 from ..core.errors import DatasetError, DeviceError
+from ..core.files import atomic_write
 from ..core.geometry import Intrinsics, convert_camera_axes
 from ..core.rays import pixel_centers, pixel_chunks
 from .scene_centre import choose_centre, focus_scale
@@ -67,7 +68,7 @@ class SceneTransform:
 
 def write_dataparser_transforms(path: Path, scene: SceneTransform) -> None:
     """Write ``dataparser_transforms.json`` (indent 4, as nerfstudio's ``save_dataparser_transform``)."""
-    Path(path).write_text(json.dumps(scene.to_json(), indent=4), encoding="utf-8")
+    atomic_write(Path(path), json.dumps(scene.to_json(), indent=4))
 
 
 def read_dataparser_transforms(path: Path) -> SceneTransform:

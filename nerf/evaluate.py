@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, InputError
+from ..core.files import atomic_path, atomic_write, ensure_folder
 from .chunked import render_rays_chunked
 from .config import MAX_RAYS_PER_CHUNK
 from .data import ViewSet, composite, load_views
@@ -78,12 +77,13 @@ def _to_png(image: np.ndarray) -> np.ndarray:
 
 def save_render(folder: Path, name: str, pred: np.ndarray, target: np.ndarray) -> tuple[Path, Path]:
     """Write ``NAME.png`` (the render) and ``NAME_vs_gt.png`` (ground truth | render side by side)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_folder(Path(folder))
     stem = Path(name).stem
     render_path, pair_path = folder / f"{stem}.png", folder / f"{stem}_vs_gt.png"
-    cv2.imwrite(str(render_path), _to_png(pred))
-    cv2.imwrite(str(pair_path), _to_png(np.concatenate([target, pred], axis=1)))
+    for path, image in ((render_path, pred), (pair_path, np.concatenate([target, pred], axis=1))):
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), _to_png(image)):
+                raise InputError(f"{path}: could not write the PNG (is the folder writable and the disk not full?)")
     return render_path, pair_path
 
 
@@ -100,12 +100,7 @@ def _plain(value: Any) -> Any:
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     """Write RUN/metrics.json atomically (indent 2, strict JSON)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(_plain(metrics), handle, indent=2, allow_nan=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write(Path(path), json.dumps(_plain(metrics), indent=2, allow_nan=False) + "\n")
 
 
 def evaluate_run(
@@ -117,6 +112,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Re-compute RUN/metrics.json from the newest checkpoint of a run (renders saved to ``save_images``);
     ``dataset`` overrides the run's recorded dataset (moved data)."""
+    if save_images is not None and Path(save_images).exists() and not Path(save_images).is_dir():
+        raise InputError(f"{save_images}: is a file; --save-images expects a folder")
     run = load_run(run_dir, device, dataset)
     data = require_dataset(run)
     eval_idx = run.cameras.eval_indices[:: run.config.data.eval_view_stride]
