@@ -190,7 +190,25 @@ def parse_matrix(value: Any, source: Path, index: int) -> np.ndarray:
         raise DatasetError(f"{source}: frame {index}: transform_matrix must be 4x4 numbers, got {value!r:.80}")
     if not np.all(np.isfinite(matrix)):
         raise DatasetError(f"{source}: frame {index}: transform_matrix has non-finite values (NaN/inf)")
+    check_rigid(matrix, f"{source}: frame {index}: transform_matrix")
     return matrix
+
+
+POSE_ROTATION_TOLERANCE = 1e-3
+"""Largest |R R^T - I| entry (and |det R - 1|, bottom-row error) accepted in a dataset's camera-to-world matrix:
+loose enough for poses stored as float32 or with 6 decimals, tight enough to refuse a scaled or sheared matrix."""
+
+
+def check_rigid(matrix: np.ndarray, where: str) -> None:
+    """DatasetError (``where`` leads the message) unless ``matrix`` [4, 4] is a rotation + translation with the
+    bottom row 0 0 0 1, within ``POSE_ROTATION_TOLERANCE``."""
+    rotation = matrix[:3, :3]
+    error = float(np.abs(rotation @ rotation.T - np.eye(3)).max())
+    det = float(np.linalg.det(rotation))
+    bottom = float(np.abs(matrix[3] - np.array([0.0, 0.0, 0.0, 1.0])).max())
+    if error > POSE_ROTATION_TOLERANCE or abs(det - 1.0) > POSE_ROTATION_TOLERANCE or bottom > POSE_ROTATION_TOLERANCE:
+        raise DatasetError(f"{where} is not a rotation + translation (|R R^T - I| = {error:.3g}, det R = {det:.3g}, "
+                           f"bottom row {matrix[3].tolist()}); expected an orthonormal camera-to-world matrix")
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -283,6 +284,45 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
     return float(value) if hint is float else value
 
 
+POSITIVE_FIELDS = frozenset({
+    "steps", "batch_rays", "max_batch_rays", "lr", "lr_gamma", "eval_chunk", "time_budget_s", "pose_lr",
+    "hidden_dim", "hidden_dim_color", "geo_feat_dim", "occupancy_resolution", "occupancy_update_every",
+    "num_cascades", "max_samples_per_ray", "render_step_size", "hold_every", "eval_view_stride", "far", "far_plane",
+    "num_levels", "features_per_level", "log2_hashmap_size", "base_resolution", "max_resolution",
+    "num_nerf_samples", "num_proposal_samples", "max_resolutions",
+})
+"""Config fields (at any depth) that must be above 0; every other number must be finite and, but for ``seed``, 0
+or more (0 means "off" or "all" there)."""
+
+
+def check_ranges(config: Any, where: str = "config", top: bool = True) -> None:
+    """ConfigError naming the first field of ``config`` (a nested config dataclass) whose number is out of range:
+    NaN/inf anywhere, <= 0 in ``POSITIVE_FIELDS``, < 0 elsewhere (``seed`` excepted). A top-level field is carried
+    as the error's ``field`` (the CLI names its flag)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, f"{where}.{f.name}", top=False)
+            continue
+        for number in value if isinstance(value, tuple) else (value,):
+            expected = _out_of_range(f.name, number)
+            if expected:
+                raise ConfigError(f"{where}.{f.name} = {number!r}; expected {expected}", field=f.name if top else None)
+
+
+def _out_of_range(name: str, number: Any) -> str | None:
+    """What a number of field ``name`` should be when it is out of range, else None (non-numbers pass)."""
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return None
+    if not math.isfinite(number):
+        return "a finite number"
+    if name in POSITIVE_FIELDS and number <= 0:
+        return "a positive number"
+    if name != "seed" and number < 0:
+        return "0 or more"
+    return None
+
+
 def save_config(path: Path, config: TrainConfig) -> None:
     """Write RUN/config.json (plain JSON, indent 2)."""
     atomic_write(Path(path), json.dumps(config_to_dict(config), indent=2) + "\n")
@@ -294,4 +334,6 @@ def load_config(path: Path) -> TrainConfig:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ConfigError(f"{path}: cannot read the run config ({err}); expected the JSON that train wrote")
-    return config_from_dict(TrainConfig, data, fill_defaults=True, where=str(path))
+    config = config_from_dict(TrainConfig, data, fill_defaults=True, where=str(path))
+    check_ranges(config, str(path))
+    return config

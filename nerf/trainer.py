@@ -46,7 +46,7 @@ from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
 from .chunked import OUTPUT_KEYS, render_rays_chunked
 from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, resolve_sampler
-from .config import save_config
+from .config import check_ranges, save_config
 from .data import (
     RayBatcher,
     SceneTransform,
@@ -379,6 +379,7 @@ def train(
             raise CheckpointError(f"{run_dir}: nothing to resume (no config.json); start it without --resume")
         config = _resumed_config(load_config(run_dir / "config.json"), resume_overrides or {})
     config = config or TrainConfig()
+    check_ranges(config)
     resolve_device(config.device)
     data = as_dataset(dataset if dataset is not None else config.dataset)
     validate_dataset(data)

@@ -77,6 +77,21 @@ class ShotOptions:
     ortho_width: float | None = None
     """Orthographic view width, normalised units (default: what the fov covers at the focus distance)."""
 
+    def __post_init__(self) -> None:
+        """A number given is valid or refused (ConfigError naming the field): None, not 0, means "default"."""
+        for name in _POSITIVE_SHOT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name}={value!r}: expected a positive number", field=name)
+        for name in ("aperture", "smoothing"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name}={value!r}: expected 0 or more", field=name)
+
+
+_POSITIVE_SHOT_FIELDS = ("width", "height", "fps", "seconds", "fov", "radius", "focus_distance", "fov_end",
+                         "ortho_width", "max_keyframes")
+
 
 @dataclass
 class Rig:

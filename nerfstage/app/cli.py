@@ -28,13 +28,16 @@ from .cli_common import (
     RunArg,
     Seed,
     command_scope,
+    finite,
     fills,
     flag_message,
     given,
     lowered,
     memory_bytes,
     new_app,
+    non_negative,
     numbers,
+    positive,
 )
 
 PRESETS_HELP = " | ".join(PRESET_NAMES)
@@ -83,12 +86,14 @@ def capture(
         Optional[Path], typer.Argument(help="A video file, or a folder of images (omit with --colmap).")
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write.")] = ...,
-    frames: Annotated[Optional[int], typer.Option(help="Target number of frames taken from a video.")] = None,
-    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Longest image side, pixels.")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Target number of frames taken from a video.",
+        callback=positive)] = None,
+    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Longest image side, pixels.",
+        callback=positive)] = None,
     matcher: Annotated[Optional[str], typer.Option(help="auto | sequential | exhaustive.")] = None,
     match_budget: Annotated[
         Optional[float], typer.Option("--match-budget", help="auto, photos: seconds exhaustive matching may take "
-                                      "before retrieval pairs are used instead.")
+                                      "before retrieval pairs are used instead.", callback=positive)
     ] = None,
     mapper: Annotated[Optional[str], typer.Option(help="incremental | global.")] = None,
     camera_model: Annotated[
@@ -96,7 +101,7 @@ def capture(
     ] = None,
     loop_every: Annotated[Optional[int], typer.Option(
         "--loop-every", help="Sequential/retrieval matching: loop-closing pass on frame gaps multiple of N (0 = off)."
-    )] = None,
+    , callback=non_negative)] = None,
     seed: Seed = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
     colmap: Annotated[
@@ -146,18 +151,20 @@ def train(
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder to write.")] = ...,
     preset: Annotated[str, typer.Option(help=f"{PRESETS_HELP} (sized for the device).")] = DEFAULT_PRESET,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides the preset).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides the preset).",
+        callback=positive)] = None,
     time_budget: Annotated[
-        Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")
+        Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.", callback=positive)
     ] = None,
     device: Device = "auto",
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in OUTPUT from its newest checkpoint.")
     ] = False,
     eval_every: Annotated[
-        Optional[int], typer.Option("--eval-every", help="Log a held-out view's PSNR every N steps (0 = off).")
+        Optional[int], typer.Option("--eval-every", help="Log a held-out view's PSNR every N steps (0 = off).",
+            callback=non_negative)
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of every random step.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of every random step.", callback=non_negative)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
     quiet: Quiet = False,
     pose_refinement: Annotated[
@@ -220,7 +227,8 @@ def run_(
     input: Annotated[Path, typer.Argument(help="A phone video or a folder of photos.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = ...,
     preset: Annotated[str, typer.Option(help=f"{PRESETS_HELP}.")] = DEFAULT_PRESET,
-    frames: Annotated[Optional[int], typer.Option(help="Frames taken from a video (overrides the preset).")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Frames taken from a video (overrides the preset).",
+        callback=positive)] = None,
     seed: Seed = None,
     device: Device = "auto",
     overwrite: RedoStages = False,
@@ -244,7 +252,8 @@ def demo(
     preset: Annotated[str, typer.Option(
         help=f"{PRESETS_HELP} (the demo's default, {DEMO_PRESET}, runs the whole chain in minutes on 2 CPU cores)."
     )] = DEMO_PRESET,
-    frames: Annotated[Optional[int], typer.Option(help="Frames of synthetic footage (overrides the preset).")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Frames of synthetic footage (overrides the preset).",
+        callback=positive)] = None,
     seed: Seed = None,
     device: Device = "auto",
     overwrite: RedoStages = False,
@@ -276,11 +285,14 @@ def render(
     camera: Annotated[
         Optional[str], typer.Option(help="perspective | fisheye | equirectangular | cubemap | orthographic.")
     ] = None,
-    width: Annotated[Optional[int], typer.Option(help="Frame width, pixels (default: the training images').")] = None,
-    height: Annotated[Optional[int], typer.Option(help="Frame height, pixels (cubemap cross: 3 x face size).")] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).")] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).")] = None,
-    fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Frame width, pixels (default: the training images').",
+        callback=positive)] = None,
+    height: Annotated[Optional[int], typer.Option(help="Frame height, pixels (cubemap cross: 3 x face size).",
+        callback=positive)] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).", callback=positive)] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).",
+        callback=positive)] = None,
+    fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.", callback=positive)] = None,
     what: Annotated[Optional[str], typer.Option("--output", help="rgb | depth | alpha | normal.")] = None,
     frame_format: Annotated[
         Optional[str], typer.Option("--format", help="Frames in a folder: png | exr | npy.")
@@ -292,21 +304,25 @@ def render(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     device: Device = "auto",
     center: Annotated[Optional[str], typer.Option(help="Orbit/spiral centre x,y,z (normalised frame).")] = None,
-    radius: Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).")] = None,
+    radius: Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).", callback=positive)] = None,
     orbit_height: Annotated[
-        Optional[float], typer.Option("--orbit-height", help="Camera height above the centre (+z).")
+        Optional[float], typer.Option("--orbit-height", help="Camera height above the centre (+z).", callback=finite)
     ] = None,
-    turns: Annotated[Optional[float], typer.Option(help="Orbit / spiral revolutions.")] = None,
+    turns: Annotated[Optional[float], typer.Option(help="Orbit / spiral revolutions.", callback=finite)] = None,
     focus_distance: Annotated[
-        Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject / lens focus distance.")
+        Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject / lens focus distance.",
+            callback=positive)
     ] = None,
-    fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.")] = None,
-    aperture: Annotated[Optional[float], typer.Option(help="Thin-lens aperture radius (0 = pinhole).")] = None,
-    lens_samples: Annotated[Optional[int], typer.Option("--lens-samples", help="Lens samples per pixel (DOF).")] = None,
+    fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.",
+        callback=positive)] = None,
+    aperture: Annotated[Optional[float], typer.Option(help="Thin-lens aperture radius (0 = pinhole).",
+        callback=non_negative)] = None,
+    lens_samples: Annotated[Optional[int], typer.Option("--lens-samples", help="Lens samples per pixel (DOF).",
+        callback=positive)] = None,
     ease: Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = None,
     cubemap_layout: Annotated[Optional[str], typer.Option("--cubemap-layout", help="cross | strip | six.")] = None,
     smoothing: Annotated[
-        Optional[float], typer.Option(help="interpolate: smoothing of the training cameras.")
+        Optional[float], typer.Option(help="interpolate: smoothing of the training cameras.", callback=non_negative)
     ] = None,
     quiet: Quiet = False,
 ) -> None:

@@ -136,12 +136,37 @@ def new_app(name: str, help: str) -> typer.Typer:
     return _App(name=name, help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
+def _number_check(test: Callable[[float], bool], expected: str) -> Callable[..., Any]:
+    """A typer option callback refusing a given number that fails ``test`` (NaN and infinity always fail) with
+    one line naming the flag and the value; None (the flag not given) passes: "default" is the flag's absence."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        if value is None or ctx.resilient_parsing:
+            return value
+        if not math.isfinite(value) or not test(value):
+            flag = max((o for o in param.opts if o.startswith("--")), key=len, default=param.name)
+            raise ConfigError(f"{flag} {value:g}: expected {expected}")
+        return value
+
+    return check
+
+
+positive = _number_check(lambda v: v > 0, "a positive number")
+"""Option callback: sizes, counts, rates and durations (``--width 0``, ``--fps 0``, ``--steps -5`` refused)."""
+non_negative = _number_check(lambda v: v >= 0, "0 or more")
+"""Option callback: values where 0 means "off" (``--eval-every 0``, ``--tile-size 0``, ``--aperture 0``)."""
+finite = _number_check(lambda v: True, "a finite number")
+"""Option callback: any finite number (angles, offsets, seeds)."""
+
+
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by `nerfstage train`.")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-Seed = Annotated[Optional[int], typer.Option(help="Seed of every random step.")]
+Seed = Annotated[Optional[int], typer.Option(help="Seed of every random step.", callback=non_negative)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
-MemoryGb = Annotated[Optional[float], typer.Option("--memory-gb", help="Memory budget of the buffers, GiB.")]
+MemoryGb = Annotated[
+    Optional[float], typer.Option("--memory-gb", help="Memory budget of the buffers, GiB.", callback=positive)
+]
 MEMORY_GB = ("memory_budget_bytes", lambda size: size / 2**30)
 """``renamed`` entry of ``fills`` for ``--memory-gb`` (the dataclass field holds bytes)."""
 
@@ -152,7 +177,8 @@ def memory_bytes(memory_gb: Optional[float]) -> Optional[int]:
 
 
 MaxRaysPerChunk = Annotated[
-    Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).")
+    Optional[int], typer.Option("--max-rays-per-chunk", help="Rays rendered at once (memory budget).",
+                                callback=positive)
 ]
 RedoStages = Annotated[bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")]
 

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import Device, RunArg, fills, given
+from .cli_common import Device, RunArg, fills, given, non_negative, positive
 
 ViewCommand = fills("nerfstage.app.viewer.server:ViewerOptions")
 """The command class of ``view`` (its options fill ``ViewerOptions``)."""
@@ -39,9 +39,9 @@ def view(
     host: Annotated[
         Optional[str], typer.Option(help="Interface to listen on (0.0.0.0 opens it to the network).")
     ] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port of the web page.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port of the web page.", callback=non_negative)] = None,
     max_height: Annotated[
-        Optional[int], typer.Option("--max-height", help="Finest progressive render, pixels high.")
+        Optional[int], typer.Option("--max-height", help="Finest progressive render, pixels high.", callback=positive)
     ] = None,
     camera_path: Annotated[
         Optional[Path], typer.Option("--camera-path", help="Default file of the Save/Load path buttons.")
