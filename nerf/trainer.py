@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 import shutil
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +42,9 @@ from tqdm.auto import tqdm
 from ..capture.dataset import Dataset
 from ..capture.loader import as_dataset
 from ..core.cameras import camera_from_intrinsics
-from ..core.errors import CheckpointError, ConfigError, OutputExistsError
+from ..core.errors import CheckpointError, ConfigError, Interrupted, OutputExistsError
 from ..core.geometry import Intrinsics, convert_camera_axes
+from ..core.lock import output_lock
 from ..core.rays import generate_ray_batch
 from . import checkpoint as ckpt
 from .camera_opt import make_camera_optimizer
@@ -102,6 +106,33 @@ class TrainStepInfo:
     trainer: Trainer
     """The running trainer: ``trainer.render_camera(...)`` / ``render_image_rays(...)`` render the current field under
     ``trainer.model_lock`` from any thread; ``trainer.scene`` maps dataset poses into the normalised frame."""
+
+
+class InterruptFlag:
+    """Set by the first Ctrl+C (SIGINT) while ``deferred_interrupt`` is active; a second one interrupts at once."""
+
+    requested: bool = False
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[InterruptFlag]:
+    """Inside the block the first SIGINT only sets the yielded flag (the training loop stops at the end of the
+    step, so the checkpoint it then writes is a whole step's state); outside the main thread nothing changes."""
+    flag = InterruptFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_sigint(signum, frame) -> None:
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -297,7 +328,24 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=state.step, disable=not progress, desc="train", unit="step",
                    dynamic_ncols=True)
         window = {"loss": 0.0, "rays": 0, "seconds": 0.0, "n": 0}
-        while state.step < cfg.steps and not self._out_of_time():
+        with deferred_interrupt() as stop:
+            self._loop(bar, window, stop, on_step, callback)
+        bar.close()
+        if stop.requested:
+            raise Interrupted(self._interrupted_message(self.checkpoint()))
+        if not ckpt.checkpoint_path(self.run_dir, state.step).exists():
+            self.checkpoint()
+        return self.final_metrics(progress, save_images)
+
+    def _interrupted_message(self, path: Path) -> str:
+        command = shlex.join(["nerfstage", "train", "--resume", "-o", str(self.run_dir)])
+        return (f"training interrupted at step {self.state.step}/{self.config.steps}; checkpoint {path}; "
+                f"resume with: {command}")
+
+    def _loop(self, bar, window: dict, stop: InterruptFlag, on_step, callback) -> None:
+        """Training steps until the run's end, its time budget, or Ctrl+C (``stop``, honoured between steps)."""
+        cfg, state = self.config, self.state
+        while state.step < cfg.steps and not self._out_of_time() and not stop.requested:
             with self.model_lock:
                 start = time.perf_counter()
                 info = self.step()
@@ -312,10 +360,6 @@ class Trainer:
                 callback(self._step_info(info, elapsed))
             if on_step is not None:
                 on_step(state.step)
-        bar.close()
-        if not ckpt.checkpoint_path(self.run_dir, state.step).exists():
-            self.checkpoint()
-        return self.final_metrics(progress, save_images)
 
     def _step_info(self, info: dict, elapsed: float) -> TrainStepInfo:
         return TrainStepInfo(step=self.state.step, total_steps=self.config.steps, loss=info["loss"],
@@ -383,6 +427,13 @@ def train(
     resolve_device(config.device)
     data = as_dataset(dataset if dataset is not None else config.dataset)
     validate_dataset(data)
+    with output_lock(run_dir):
+        return _train_locked(data, run_dir, config, resume, overwrite, progress, on_step, save_images, callback)
+
+
+def _train_locked(data: Dataset, run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool, progress: bool,
+                  on_step, save_images, callback) -> dict[str, Any]:
+    """``train`` once the run folder's lock is held and the dataset is valid."""
     prepare_run_dir(run_dir, resume, overwrite)
     config = dataclasses.replace(config, dataset=str(data.root), model=scene_model_config(config, is_bounded(data)))
     if config.num_threads > 0:

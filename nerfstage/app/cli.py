@@ -15,7 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..core.errors import ConfigError, DatasetError, NerfstageError
+from ..core.errors import ConfigError, DatasetError, Interrupted, NerfstageError
+from ..core.lock import output_lock
 from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, PRESET_NAMES
 from ..core.version import __version__
 from .cli_common import (
@@ -61,7 +62,8 @@ def _root(
 
 def _fail(err: NerfstageError) -> None:
     """The one place that prints an error: one line, a field named as the flag that sets it, exit code."""
-    print(f"nerfstage: error: {flag_message(err)}", file=sys.stderr)
+    kind = "" if isinstance(err, Interrupted) else "error: "
+    print(f"nerfstage: {kind}{flag_message(err)}", file=sys.stderr)
     raise SystemExit(err.exit_code)
 
 
@@ -133,7 +135,8 @@ def capture(
         colmap_images=images,
         loop_every=loop_every,
     ), overwrite=overwrite, keep_database=keep_database, progress=not quiet)
-    result = run_capture(input, output, options)
+    with output_lock(output):
+        result = run_capture(input, output, options)
     report = result.report
     error = report["mean_reprojection_error_px"]
     print(
@@ -243,7 +246,8 @@ def run_(
     )
 
     options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
-    print("\n".join(summary_lines(run_chain(input, output, options))))
+    with output_lock(output):
+        print("\n".join(summary_lines(run_chain(input, output, options))))
 
 
 @app.command()
@@ -267,7 +271,8 @@ def demo(
     )
 
     options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
-    print("\n".join(summary_lines(run_demo(output, options))))
+    with output_lock(output):
+        print("\n".join(summary_lines(run_demo(output, options))))
 
 
 @app.command(cls=fills("nerfstage.render.pipeline:RenderOptions", "nerfstage.render.plan:ShotOptions",
@@ -353,7 +358,8 @@ def render(
         print(f"saved {len(built)} frames of camera path -> {save_path}")
     if output_file is None:
         return
-    result = render_path(loaded, output_file, shot, options, path=built)
+    with output_lock(output_file):
+        result = render_path(loaded, output_file, shot, options, path=built)
     print(
         f"{result.frames} frames {result.width}x{result.height} @ {result.fps:g} fps ({result.rendered} rendered "
         f"in {result.seconds:.1f} s, {result.rays_per_second:.0f} rays/s) -> {result.output}"

@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Optional
 import typer
 from typer.core import TyperCommand, TyperOption
 
-from ..core.errors import ConfigError, NerfstageError
+from ..core.errors import ConfigError, Interrupted, NerfstageError
 
 
 class NerfstageCommand(TyperCommand):
@@ -37,7 +37,10 @@ class NerfstageCommand(TyperCommand):
 
     def invoke(self, ctx: typer.Context) -> Any:
         _RUNNING.set(self)  # cli.main names the flags of the command that failed
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # typer would exit 130 silently: one line instead (atomic writers cleaned up)
+            raise Interrupted("interrupted (Ctrl+C); finished files are kept, partial ones were removed") from None
 
     def format_help(self, ctx: typer.Context, formatter: Any) -> None:
         defaults = library_defaults(self.sources)

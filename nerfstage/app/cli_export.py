@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.lock import output_lock
 from .cli_common import (
     MEMORY_GB,
     Device,
@@ -79,7 +80,8 @@ def mesh(
     options = MeshExportOptions(**given(bbox=box, threshold=threshold, resolution=resolution, max_faces=max_faces,
                                         texture_resolution=texture_size),
                                 texture=texture, overwrite=overwrite, progress=not quiet)
-    result = export_mesh(_load(run, device), output, options)
+    with output_lock(output):
+        result = export_mesh(_load(run, device), output, options)
     s = result.stats
     print(f"mesh {s['faces']:.0f} faces, {s['vertices']:.0f} vertices (threshold {s['threshold']:.3g}) in "
           f"{result.seconds:.1f} s -> {_files(result.files)}")
@@ -119,7 +121,8 @@ def pointcloud(
                                               min_accumulation=min_opacity, view_stride=view_stride,
                                               downscale=downscale, seed=seed),
                                       overwrite=overwrite, progress=not quiet)
-    result = export_point_cloud(_load(run, device), output, options)
+    with output_lock(output):
+        result = export_point_cloud(_load(run, device), output, options)
     print(f"point cloud {result.stats['points']:.0f} points from {result.stats['views']:.0f} views in "
           f"{result.seconds:.1f} s -> {_files(result.files)}")
 
@@ -175,7 +178,8 @@ def panorama(
                 half=False if full_float else None, mipmap=mipmap, max_rays_per_chunk=max_rays_per_chunk),
         overwrite=overwrite, progress=not quiet,
     )
-    result = export_panorama(_load(run, device), output, options)
+    with output_lock(output):
+        result = export_panorama(_load(run, device), output, options)
     print(f"panorama {result.width}x{result.height} in {result.tiles} tiles, {result.seconds:.1f} s -> "
           f"{_files(result.files)}")
 
@@ -205,6 +209,7 @@ def plates(
                                    half=False if full_float else None, memory_budget_bytes=memory_bytes(memory_gb)),
                            overwrite=overwrite, progress=not quiet)
     read_track(track, options.overscan_percent)  # a malformed track file fails before the run is loaded
-    result = export_plates(_load(run, device), track, output, options)
+    with output_lock(output):
+        result = export_plates(_load(run, device), track, output, options)
     print(f"{len(result.files)} plates ({result.rendered} rendered, {result.skipped} kept) in {result.seconds:.1f} s "
           f"-> {result.directory}")

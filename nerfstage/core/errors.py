@@ -51,3 +51,13 @@ class DeviceError(InputError):
 
 class CheckpointError(InputError):
     """A run folder has no usable checkpoint, or the checkpoint is of an unknown format."""
+
+
+class LockedError(InputError):
+    """Another nerfstage process is writing the same run or output folder (its PID is in the message)."""
+
+
+class Interrupted(NerfstageError):
+    """The user stopped the command (Ctrl+C); the message says what was kept and how to go on. Exit code 130."""
+
+    exit_code = 130
