@@ -166,7 +166,7 @@ def run_sfm(image_dir: Path, work_dir: Path, options: SfmOptions, progress: bool
     database.unlink(missing_ok=True)
     pycolmap.set_random_seed(options.seed)
     seconds: dict[str, float] = {}
-    with _quiet_colmap(progress), _Steps(progress) as steps:
+    with colmap_log(work_dir / "colmap.log"), _Steps(progress) as steps:
         with steps.step("extract", seconds):
             _extract(database, image_dir, options)
         with steps.step("match", seconds):
@@ -404,17 +404,36 @@ def _write_model(
 
 
 @contextmanager
-def _quiet_colmap(progress: bool) -> Iterator[None]:
-    """Keep COLMAP's own log to errors while our progress display runs (its warnings are mostly chatter such as
-    "discarding reconstruction due to insufficient size"; the capture report states what matters)."""
+def colmap_log(path: Path) -> Iterator[Path]:
+    """Route COLMAP's own log (glog: info, warnings, errors) into ``path`` instead of stderr while SfM runs: its
+    lines are chatter for our users ("discarding reconstruction due to insufficient size", camera-size notes);
+    our errors and the capture report say what matters, and ``path`` keeps the detail (appended per run)."""
     import pycolmap  # heavy: pycolmap loads COLMAP (only when structure-from-motion runs)
 
-    before = pycolmap.logging.minloglevel
-    pycolmap.logging.minloglevel = max(before, 2)
+    log = pycolmap.logging
+    saved = (log.minloglevel, log.stderrthreshold, log.alsologtostderr, log.logtostderr)
+    base = path.with_name(path.name + ".part-")  # glog appends a timestamp and the PID to the name
+    log.minloglevel, log.stderrthreshold, log.alsologtostderr, log.logtostderr = 0, 3, False, False
+    log.set_log_destination(log.INFO, str(base))
+    for level in (log.WARNING, log.ERROR):
+        log.set_log_destination(level, "")  # one file: INFO's holds every level
     try:
-        yield
+        yield path
     finally:
-        pycolmap.logging.minloglevel = before
+        log.set_log_destination(log.INFO, "")
+        log.minloglevel, log.stderrthreshold, log.alsologtostderr, log.logtostderr = saved
+        _gather_logs(path, base)
+
+
+def _gather_logs(path: Path, base: Path) -> None:
+    """Append glog's file(s) ``BASE*`` to ``path`` and remove them."""
+    parts = sorted(path.parent.glob(base.name + "*"))
+    if not parts:
+        return
+    with open(path, "ab") as out:
+        for part in parts:
+            out.write(part.read_bytes())
+            part.unlink()
 
 
 class _Steps:

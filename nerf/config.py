@@ -335,5 +335,8 @@ def load_config(path: Path) -> TrainConfig:
     except (OSError, ValueError) as err:
         raise ConfigError(f"{path}: cannot read the run config ({err}); expected the JSON that train wrote")
     config = config_from_dict(TrainConfig, data, fill_defaults=True, where=str(path))
-    check_ranges(config, str(path))
+    try:
+        check_ranges(config)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}; the run folder is damaged (fix the value or train again)") from None
     return config

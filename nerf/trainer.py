@@ -138,6 +138,8 @@ def deferred_interrupt() -> Iterator[InterruptFlag]:
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Create RUN, or check it may be resumed / replaced (OutputExistsError, CheckpointError)."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExistsError(f"{run_dir}: is a file; expected a run folder (choose another output)")
     exists = run_dir.exists() and any(run_dir.iterdir())
     if resume:
         if not (run_dir / "config.json").is_file():

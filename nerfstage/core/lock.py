@@ -66,10 +66,32 @@ def output_lock(output: Path) -> Iterator[Path]:
     lock file. LockedError naming the holder's PID when another process holds it."""
     output = Path(output)
     path = lock_path(output)
+    made = _missing_folders(path.parent)
     ensure_folder(path.parent)
-    fd = _acquire(path, output)
     try:
-        yield path
+        fd = _acquire(path, output)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
     finally:
-        path.unlink(missing_ok=True)
-        os.close(fd)
+        _remove_if_empty(made)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders the lock created that nothing was written into (a command that failed leaves none)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
