@@ -194,3 +194,55 @@ def plates(
     result = export_plates(_load(run, device), track, output, options)
     print(f"{len(result.files)} plates ({result.rendered} rendered, {result.skipped} kept) in {result.seconds:.1f} s "
           f"-> {result.directory}")
+
+
+@export_app.command(cls=fills("nerfstage.export.camera:CameraExportOptions", "nerfstage.render.plan:ShotOptions",
+                             orbit_height="height_above"))
+def camera(
+    run: RunArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="shot.usda | .usdc | .chan (Nuke) | .glb | "
+                                                                ".json (nerfstudio camera_path).")],
+    path: Annotated[Optional[str], typer.Option(
+        "--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (as `nerfstage render`).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Frame width, pixels (default: the training images').")] = None,
+    height: Annotated[Optional[int], typer.Option(help="Frame height, pixels.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).")] = None,
+    fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.")] = None,
+    center: Annotated[Optional[str], typer.Option(help="Orbit/spiral centre x,y,z (normalised frame).")] = None,
+    radius: Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).")] = None,
+    orbit_height: Annotated[
+        Optional[float], typer.Option("--orbit-height", help="Camera height above the centre (+z).")
+    ] = None,
+    turns: Annotated[Optional[float], typer.Option(help="Orbit / spiral revolutions.")] = None,
+    focus_distance: Annotated[
+        Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject distance.")
+    ] = None,
+    fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.")] = None,
+    ease: Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = None,
+    smoothing: Annotated[Optional[float], typer.Option(help="interpolate: smoothing of the cameras.")] = None,
+    meters_per_unit: Annotated[
+        Optional[float], typer.Option("--meters-per-unit", help="Metres per dataset unit (USD metersPerUnit).")
+    ] = None,
+    start_frame: Annotated[Optional[int], typer.Option("--start-frame", help="Number of the first frame.")] = None,
+    sensor_width_mm: Annotated[
+        Optional[float], typer.Option("--sensor-width-mm", help="Film back width, mm (USD apertures).")
+    ] = None,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+) -> None:
+    """A render path as an animated camera for Blender, Unreal, Nuke, Houdini (dataset frame, see docs)."""
+    from nerfstage.export.camera import CameraExportOptions, check_camera_output, export_camera  # heavy: torch
+    from nerfstage.render.plan import ShotOptions  # heavy: torch (not at CLI start-up)
+
+    shot = ShotOptions(**given(
+        path=path, width=width, height=height, fps=fps, seconds=seconds, fov=fov,
+        center=numbers(center, 3, "--center", "0,0,0.2"), radius=radius, height_above=orbit_height, turns=turns,
+        ease=ease, smoothing=smoothing, focus_distance=focus_distance, fov_end=fov_end,
+    ))
+    options = CameraExportOptions(**given(meters_per_unit=meters_per_unit, start_frame=start_frame,
+                                          sensor_width_mm=sensor_width_mm), overwrite=overwrite)
+    check_camera_output(output, overwrite)  # a bad name fails before the run is loaded
+    file, track = export_camera(_load(run, device), output, shot, options)
+    print(f"camera {len(track)} frames {track.width}x{track.height} @ {track.fps:g} fps, vfov "
+          f"{track.fov_y_deg.min():.2f}-{track.fov_y_deg.max():.2f} deg -> {file}")
