@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.errors import ConfigError
 from .cli_common import (
     MEMORY_GB,
     Device,
@@ -36,6 +37,16 @@ def _load(run: Path, device: str):
     from nerfstage.nerf.run import load_run  # heavy: torch (not at CLI start-up)
 
     return load_run(run, device=device)
+
+
+def _size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """``--size W,H`` as (width, height) pixels."""
+    values = numbers(text, 2, "--size", "1920,1080")
+    if values is None:
+        return None
+    if any(v != int(v) or v < 1 for v in values):
+        raise ConfigError(f"--size {text!r}: expected two positive whole numbers of pixels, e.g. 1920,1080")
+    return int(values[0]), int(values[1])
 
 
 def _files(files) -> str:
@@ -171,7 +182,8 @@ def panorama(
                              plate_format="format", memory_gb=MEMORY_GB))
 def plates(
     run: RunArg,
-    track: Annotated[Path, typer.Option("--track", help="Tracked camera file (.csv or .json, see docs).")],
+    track: Annotated[Path, typer.Option("--track", help="Tracked camera file (.csv, .json, .usd[a|c|z] camera, "
+                                                        "Nuke .chan; see docs).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for plate_NNNNN.exr|png.")],
     overscan: Annotated[Optional[float], typer.Option(help="Overscan, percent of the plate size.")] = None,
     plate_format: Annotated[
@@ -179,6 +191,12 @@ def plates(
     ] = None,
     full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
     memory_gb: MemoryGb = None,
+    size: Annotated[
+        Optional[str], typer.Option(help="Plate size W,H for tracks without one (.chan, USD without RenderSettings).")
+    ] = None,
+    camera_prim: Annotated[
+        Optional[str], typer.Option("--camera-prim", help="USD track: camera prim path (default: the first).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-render plates already there.")] = False,
     device: Device = "auto",
     quiet: Quiet = False,
@@ -188,9 +206,10 @@ def plates(
     from nerfstage.export.track import read_track  # heavy: torch (not at CLI start-up)
 
     options = PlateOptions(**given(overscan_percent=overscan, format=lowered(plate_format),
-                                   half=False if full_float else None, memory_budget_bytes=memory_bytes(memory_gb)),
+                                   half=False if full_float else None, memory_budget_bytes=memory_bytes(memory_gb),
+                                   size=_size(size), camera_prim=camera_prim),
                            overwrite=overwrite, progress=not quiet)
-    read_track(track, options.overscan_percent)  # a malformed track file fails before the run is loaded
+    read_track(track, options.overscan_percent, options.size, options.camera_prim)  # a malformed track file fails before the run is loaded
     result = export_plates(_load(run, device), track, output, options)
     print(f"{len(result.files)} plates ({result.rendered} rendered, {result.skipped} kept) in {result.seconds:.1f} s "
           f"-> {result.directory}")
