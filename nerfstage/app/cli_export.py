@@ -265,3 +265,40 @@ def camera(
     file, track = export_camera(_load(run, device), output, shot, options)
     print(f"camera {len(track)} frames {track.width}x{track.height} @ {track.fps:g} fps, vfov "
           f"{track.fov_y_deg.min():.2f}-{track.fov_y_deg.max():.2f} deg -> {file}")
+
+
+@export_app.command(cls=fills("nerfstage.export.scene:SceneExportOptions"))
+def scene(
+    run: RunArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Set folder (scene.usda, its layers, README.txt).")],
+    mesh: Annotated[Optional[Path], typer.Option(help="Mesh file (default: the run's export/mesh.glb, else "
+                                                      "extracted now).")] = None,
+    splats: Annotated[Optional[Path], typer.Option(help="Gaussian-splat PLY (default: the run's export/scene.ply "
+                                                        "when present).")] = None,
+    plate: Annotated[Optional[Path], typer.Option(help="Latlong EXR for the dome light (default: the run's "
+                                                       "export/plate_latlong.exr, else rendered now).")] = None,
+    mesh_resolution: Annotated[
+        Optional[int], typer.Option("--mesh-resolution", help="Grid samples when the mesh is extracted now.")
+    ] = None,
+    plate_width: Annotated[
+        Optional[int], typer.Option("--plate-width", help="Latlong width when the plate is rendered now.")
+    ] = None,
+    meters_per_unit: Annotated[
+        Optional[float], typer.Option("--meters-per-unit", help="Metres per dataset unit (USD metersPerUnit).")
+    ] = None,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """One folder a DCC opens: scene.usda with the mesh, splats, saved camera paths, training cameras, dome light."""
+    from nerfstage.export.scene import SceneExportOptions, export_scene  # heavy: torch (not at CLI start-up)
+
+    options = SceneExportOptions(**given(mesh=mesh, splats=splats, plate=plate, mesh_resolution=mesh_resolution,
+                                         plate_width=plate_width, meters_per_unit=meters_per_unit),
+                                 overwrite=overwrite, progress=not quiet)
+    result = export_scene(_load(run, device), output, options)
+    made = f" (made now: {', '.join(result.made)})" if result.made else ""
+    print(f"set with {len(result.cameras)} camera path(s), {result.training_cameras} training cameras{made} -> "
+          f"{result.scene}")
+    for skipped in result.skipped_paths:
+        print(f"  skipped {skipped}")
