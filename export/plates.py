@@ -147,7 +147,8 @@ def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: Plat
     docstring); plates already there and valid are kept unless ``options.overwrite``."""
     options = options or PlateOptions()
     _check(options)
-    frames = read_track(track_file, options.overscan_percent, options.size, options.camera_prim)  # InputError before anything is written
+    # InputError before anything is written
+    frames = read_track(track_file, options.overscan_percent, options.size, options.camera_prim)
     frames = to_normalized(frames, run.scene.transform, run.scene.scale)
     largest = max(frames, key=lambda f: f.width * f.height)
     check_memory_budget(f"plate {largest.frame} ({largest.width}x{largest.height})",

@@ -209,7 +209,8 @@ def plates(
                                    half=False if full_float else None, memory_budget_bytes=memory_bytes(memory_gb),
                                    size=_size(size), camera_prim=camera_prim),
                            overwrite=overwrite, progress=not quiet)
-    read_track(track, options.overscan_percent, options.size, options.camera_prim)  # a malformed track file fails before the run is loaded
+    # a malformed track file fails before the run is loaded
+    read_track(track, options.overscan_percent, options.size, options.camera_prim)
     result = export_plates(_load(run, device), track, output, options)
     print(f"{len(result.files)} plates ({result.rendered} rendered, {result.skipped} kept) in {result.seconds:.1f} s "
           f"-> {result.directory}")
