@@ -37,6 +37,12 @@ _EXPORTS = {
     "panorama": ("PanoramaOptions", "PanoramaResult", "estimate_memory", "export_panorama", "panorama_pose"),
     "from_run": ("ExportResult", "MeshExportOptions", "PointCloudExportOptions", "export_mesh", "export_point_cloud"),
     "plates": ("PlateOptions", "PlatesResult", "export_plates"),
+    "camera": ("CAMERA_SUFFIXES", "CameraExportOptions", "export_camera", "poses_to_dataset", "run_path",
+               "track_from_path", "write_track"),
+    "camera_track": ("CameraTrack",),
+    "camera_formats": ("read_chan", "read_gltf_camera", "read_usd_camera", "write_chan", "write_gltf_camera",
+                       "write_usd_camera"),
+    "scene": ("SceneExportOptions", "SceneResult", "export_scene"),
     "track": ("TrackedFrame", "apply_overscan", "euler_rotation", "read_track", "to_normalized"),
 }
 _MODULE_OF = {name: f".{module}" for module, names in _EXPORTS.items() for name in names}

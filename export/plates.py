@@ -57,6 +57,10 @@ class PlateOptions:
     """Rays sent to the model at once (bounds the model's working memory)."""
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
     """RAM one plate's buffers may take (``PLATE_BYTES_PER_PIXEL``); larger plates are refused before any work."""
+    size: tuple[int, int] | None = None
+    """Plate (width, height) for track files that carry no size (Nuke .chan, USD without RenderSettings)."""
+    camera_prim: str | None = None
+    """USD tracks: the camera prim to read (None = the stage's first camera)."""
     overwrite: bool = False
     """Re-render plates that are already in the folder (otherwise valid ones are kept: resume)."""
     progress: bool = True
@@ -143,7 +147,8 @@ def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: Plat
     docstring); plates already there and valid are kept unless ``options.overwrite``."""
     options = options or PlateOptions()
     _check(options)
-    frames = read_track(track_file, options.overscan_percent)  # InputError before anything is written
+    # InputError before anything is written
+    frames = read_track(track_file, options.overscan_percent, options.size, options.camera_prim)
     frames = to_normalized(frames, run.scene.transform, run.scene.scale)
     largest = max(frames, key=lambda f: f.width * f.height)
     check_memory_budget(f"plate {largest.frame} ({largest.width}x{largest.height})",

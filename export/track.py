@@ -32,6 +32,15 @@ width, height       plate size in pixels (square pixels, principal point at the 
 timecode            optional, kept as text
 ==================  ======================================================================================
 
+USD (``.usd``, ``.usda``, ``.usdc``, ``.usdz``): the first ``UsdGeomCamera`` of the stage (or ``camera_prim``), one
+frame per time sample (frame = time code) with its world transform, focal length and film back (apertures in
+tenths of a scene unit, as UsdGeom defines them, reported in mm); the vertical fov is ``2 atan(verticalAperture /
+2 focalLength)``. Positions are taken in metres (stage units x ``metersPerUnit``; a Y-up stage is turned to Z-up).
+The plate size comes from a ``UsdRenderSettings`` ``resolution`` (the one pointing at the camera), else ``size``.
+Nuke ``.chan``: ``frame tx ty tz rx ry rz vfov`` per line, Y-up world (turned to Z-up as the GLB meshes are turned
+the other way), rotation order ZXY in degrees; the plate size is ``size``. ``nerfstage export camera`` writes both
+(``export/camera_formats.py``).
+
 Overscan (``overscan_percent`` p): each image side grows by ``round(side * p / 200)`` pixels at both ends and the
 field of view grows to keep the pixel size, tan(fov'/2) = tan(fov/2) * height' / height, so the plate's centre
 region is pixel-for-pixel the plate without overscan.
@@ -258,13 +267,55 @@ def _json_rows(path: Path, text: str) -> list[_Row]:
     return rows
 
 
-def read_track(path: Path, overscan_percent: float = 0.0) -> list[TrackedFrame]:
-    """Read a tracked-camera CSV or JSON file (schema in the module docstring), one TrackedFrame per row, with
-    ``overscan_percent`` applied. Raises InputError naming the file, row and column of any problem."""
+TRACK_SUFFIXES = (".csv", ".json", ".usd", ".usda", ".usdc", ".usdz", ".chan")
+"""Track file extensions ``read_track`` reads."""
+
+
+def _size(path: Path, size: tuple[int, int] | None, found: tuple[int, int] | None) -> tuple[int, int]:
+    chosen = found or size
+    if chosen is None:
+        raise InputError(f"{path}: the file gives no image size; pass the plate size (--size W,H)")
+    if int(chosen[0]) < 1 or int(chosen[1]) < 1:
+        raise InputError(f"{path}: plate size {chosen[0]}x{chosen[1]}: expected positive pixels")
+    return int(chosen[0]), int(chosen[1])
+
+
+def _usd_frames(path: Path, size: tuple[int, int] | None, camera_prim: str | None) -> list[TrackedFrame]:
+    from .camera_formats import read_usd_camera  # heavy: usd-core (only for USD tracks)
+
+    track, lens = read_usd_camera(path, camera_prim)
+    width, height = _size(path, size, lens["resolution"])
+    return [TrackedFrame(int(frame), track.world_from_cams[i], float(track.fov_y_deg[i]), width, height,
+                         float(lens["focal_mm"][i]), float(lens["sensor_width_mm"][i]),
+                         float(lens["sensor_height_mm"][i]))
+            for i, frame in enumerate(lens["frames"])]
+
+
+def _chan_frames(path: Path, size: tuple[int, int] | None) -> list[TrackedFrame]:
+    from .camera_formats import read_chan  # heavy: scipy only, kept beside the USD reader
+
+    frames, poses, fovs = read_chan(path)
+    width, height = _size(path, size, None)
+    return [TrackedFrame(int(f), poses[i], float(fovs[i]), width, height) for i, f in enumerate(frames)]
+
+
+def read_track(path: Path, overscan_percent: float = 0.0, size: tuple[int, int] | None = None,
+               camera_prim: str | None = None) -> list[TrackedFrame]:
+    """Read a tracked-camera file (CSV / JSON schema in the module docstring, or a USD camera, or a Nuke .chan),
+    one TrackedFrame per row / frame, with ``overscan_percent`` applied. ``size`` (width, height) is the plate
+    size of formats that carry none; ``camera_prim`` picks a USD camera. Raises InputError naming the file, row
+    and column of any problem."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".json"):
-        raise InputError(f"{path}: unknown track file extension '{path.suffix}'; expected .csv or .json")
+    if suffix not in TRACK_SUFFIXES:
+        raise InputError(f"{path}: unknown track file extension '{path.suffix}'; expected one of "
+                         f"{', '.join(TRACK_SUFFIXES)}")
+    if not path.is_file():
+        raise InputError(f"{path}: no such track file")
+    if suffix == ".chan" or suffix.startswith(".usd"):
+        frames = _chan_frames(path, size) if suffix == ".chan" else _usd_frames(path, size, camera_prim)
+        _check_unique(path, frames)
+        return [apply_overscan(f, overscan_percent) for f in frames]
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -273,6 +324,17 @@ def read_track(path: Path, overscan_percent: float = 0.0) -> list[TrackedFrame]:
     if not rows:
         raise InputError(f"{path}: the track file has no frames")
     frames = [_frame(row) for row in rows]
+    return _unique_rows(rows, frames, overscan_percent)
+
+
+def _check_unique(path: Path, frames: list[TrackedFrame]) -> None:
+    numbers = [f.frame for f in frames]
+    if len(set(numbers)) != len(numbers):
+        repeated = next(n for n in numbers if numbers.count(n) > 1)
+        raise InputError(f"{path}: frame {repeated} appears more than once")
+
+
+def _unique_rows(rows: list[_Row], frames: list[TrackedFrame], overscan_percent: float) -> list[TrackedFrame]:
     seen: dict[int, str] = {}
     for row, frame in zip(rows, frames, strict=True):
         if frame.frame in seen:

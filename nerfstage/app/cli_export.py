@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.errors import ConfigError
 from ..core.lock import output_lock
 from .cli_common import (
     MEMORY_GB,
@@ -40,6 +41,16 @@ def _load(run: Path, device: str):
     from nerfstage.nerf.run import load_run  # heavy: torch (not at CLI start-up)
 
     return load_run(run, device=device)
+
+
+def _size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """``--size W,H`` as (width, height) pixels."""
+    values = numbers(text, 2, "--size", "1920,1080")
+    if values is None:
+        return None
+    if any(v != int(v) or v < 1 for v in values):
+        raise ConfigError(f"--size {text!r}: expected two positive whole numbers of pixels, e.g. 1920,1080")
+    return int(values[0]), int(values[1])
 
 
 def _files(files) -> str:
@@ -188,7 +199,8 @@ def panorama(
                              plate_format="format", memory_gb=MEMORY_GB))
 def plates(
     run: RunArg,
-    track: Annotated[Path, typer.Option("--track", help="Tracked camera file (.csv or .json, see docs).")],
+    track: Annotated[Path, typer.Option("--track", help="Tracked camera file (.csv, .json, .usd[a|c|z] camera, "
+                                                        "Nuke .chan; see docs).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for plate_NNNNN.exr|png.")],
     overscan: Annotated[Optional[float], typer.Option(help="Overscan, percent of the plate size.",
         callback=non_negative)] = None,
@@ -197,6 +209,12 @@ def plates(
     ] = None,
     full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
     memory_gb: MemoryGb = None,
+    size: Annotated[
+        Optional[str], typer.Option(help="Plate size W,H for tracks without one (.chan, USD without RenderSettings).")
+    ] = None,
+    camera_prim: Annotated[
+        Optional[str], typer.Option("--camera-prim", help="USD track: camera prim path (default: the first).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-render plates already there.")] = False,
     device: Device = "auto",
     quiet: Quiet = False,
@@ -206,10 +224,102 @@ def plates(
     from nerfstage.export.track import read_track  # heavy: torch (not at CLI start-up)
 
     options = PlateOptions(**given(overscan_percent=overscan, format=lowered(plate_format),
-                                   half=False if full_float else None, memory_budget_bytes=memory_bytes(memory_gb)),
+                                   half=False if full_float else None, memory_budget_bytes=memory_bytes(memory_gb),
+                                   size=_size(size), camera_prim=camera_prim),
                            overwrite=overwrite, progress=not quiet)
-    read_track(track, options.overscan_percent)  # a malformed track file fails before the run is loaded
+    # a malformed track file fails before the run is loaded
+    read_track(track, options.overscan_percent, options.size, options.camera_prim)
     with output_lock(output):
         result = export_plates(_load(run, device), track, output, options)
     print(f"{len(result.files)} plates ({result.rendered} rendered, {result.skipped} kept) in {result.seconds:.1f} s "
           f"-> {result.directory}")
+
+
+@export_app.command(cls=fills("nerfstage.export.camera:CameraExportOptions", "nerfstage.render.plan:ShotOptions",
+                             orbit_height="height_above"))
+def camera(
+    run: RunArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="shot.usda | .usdc | .chan (Nuke) | .glb | "
+                                                                ".json (nerfstudio camera_path).")],
+    path: Annotated[Optional[str], typer.Option(
+        "--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (as `nerfstage render`).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Frame width, pixels (default: the training images').", callback=positive)] = None,
+    height: Annotated[Optional[int], typer.Option(help="Frame height, pixels.", callback=positive)] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).", callback=positive)] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).", callback=positive)] = None,
+    fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.", callback=positive)] = None,
+    center: Annotated[Optional[str], typer.Option(help="Orbit/spiral centre x,y,z (normalised frame).")] = None,
+    radius: Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).", callback=positive)] = None,
+    orbit_height: Annotated[
+        Optional[float], typer.Option("--orbit-height", help="Camera height above the centre (+z).", callback=finite)
+    ] = None,
+    turns: Annotated[Optional[float], typer.Option(help="Orbit / spiral revolutions.", callback=positive)] = None,
+    focus_distance: Annotated[
+        Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject distance.", callback=positive)
+    ] = None,
+    fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.", callback=positive)] = None,
+    ease: Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = None,
+    smoothing: Annotated[Optional[float], typer.Option(help="interpolate: smoothing of the cameras.", callback=non_negative)] = None,
+    meters_per_unit: Annotated[
+        Optional[float], typer.Option("--meters-per-unit", help="Metres per dataset unit (USD metersPerUnit).", callback=positive)
+    ] = None,
+    start_frame: Annotated[Optional[int], typer.Option("--start-frame", help="Number of the first frame.", callback=finite)] = None,
+    sensor_width_mm: Annotated[
+        Optional[float], typer.Option("--sensor-width-mm", help="Film back width, mm (USD apertures).", callback=positive)
+    ] = None,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+) -> None:
+    """A render path as an animated camera for Blender, Unreal, Nuke, Houdini (dataset frame, see docs)."""
+    from nerfstage.export.camera import CameraExportOptions, check_camera_output, export_camera  # heavy: torch
+    from nerfstage.render.plan import ShotOptions  # heavy: torch (not at CLI start-up)
+
+    shot = ShotOptions(**given(
+        path=path, width=width, height=height, fps=fps, seconds=seconds, fov=fov,
+        center=numbers(center, 3, "--center", "0,0,0.2"), radius=radius, height_above=orbit_height, turns=turns,
+        ease=ease, smoothing=smoothing, focus_distance=focus_distance, fov_end=fov_end,
+    ))
+    options = CameraExportOptions(**given(meters_per_unit=meters_per_unit, start_frame=start_frame,
+                                          sensor_width_mm=sensor_width_mm), overwrite=overwrite)
+    check_camera_output(output, overwrite)  # a bad name fails before the run is loaded
+    file, track = export_camera(_load(run, device), output, shot, options)
+    print(f"camera {len(track)} frames {track.width}x{track.height} @ {track.fps:g} fps, vfov "
+          f"{track.fov_y_deg.min():.2f}-{track.fov_y_deg.max():.2f} deg -> {file}")
+
+
+@export_app.command(cls=fills("nerfstage.export.scene:SceneExportOptions"))
+def scene(
+    run: RunArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Set folder (scene.usda, its layers, README.txt).")],
+    mesh: Annotated[Optional[Path], typer.Option(help="Mesh file (default: the run's export/mesh.glb, else "
+                                                      "extracted now).")] = None,
+    splats: Annotated[Optional[Path], typer.Option(help="Gaussian-splat PLY (default: the run's export/scene.ply "
+                                                        "when present).")] = None,
+    plate: Annotated[Optional[Path], typer.Option(help="Latlong EXR for the dome light (default: the run's "
+                                                       "export/plate_latlong.exr, else rendered now).")] = None,
+    mesh_resolution: Annotated[
+        Optional[int], typer.Option("--mesh-resolution", help="Grid samples when the mesh is extracted now.", callback=positive)
+    ] = None,
+    plate_width: Annotated[
+        Optional[int], typer.Option("--plate-width", help="Latlong width when the plate is rendered now.", callback=positive)
+    ] = None,
+    meters_per_unit: Annotated[
+        Optional[float], typer.Option("--meters-per-unit", help="Metres per dataset unit (USD metersPerUnit).", callback=positive)
+    ] = None,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """One folder a DCC opens: scene.usda with the mesh, splats, saved camera paths, training cameras, dome light."""
+    from nerfstage.export.scene import SceneExportOptions, export_scene  # heavy: torch (not at CLI start-up)
+
+    options = SceneExportOptions(**given(mesh=mesh, splats=splats, plate=plate, mesh_resolution=mesh_resolution,
+                                         plate_width=plate_width, meters_per_unit=meters_per_unit),
+                                 overwrite=overwrite, progress=not quiet)
+    with output_lock(output):
+        result = export_scene(_load(run, device), output, options)
+    made = f" (made now: {', '.join(result.made)})" if result.made else ""
+    print(f"set with {len(result.cameras)} camera path(s), {result.training_cameras} training cameras{made} -> "
+          f"{result.scene}")
+    for skipped in result.skipped_paths:
+        print(f"  skipped {skipped}")

@@ -126,3 +126,40 @@ def test_a_file_this_tool_did_not_write_is_never_replaced_without_overwrite(tiny
         export_plates(run, track, out, options)
     replaced = export_plates(run, track, out, PlateOptions(format="png", progress=False, overwrite=True))
     assert replaced.rendered == 2 and (out / MANIFEST).is_file()
+
+
+def test_usd_and_chan_tracks_render_the_csv_plates(loaded, tiny_run, tmp_path):
+    """The same track as CSV, as a USD camera and as a Nuke .chan gives the same plates (issue 18)."""
+    from nerfstage.export.camera_formats import write_chan, write_usd_camera
+    from nerfstage.export.camera_track import CameraTrack
+    from nerfstage.export.track import read_track
+
+    csv = tmp_path / "track.csv"
+    track_at_cameras(tiny_run, csv, [3, 11])
+    frames = read_track(csv)
+    camera = CameraTrack(np.stack([f.world_from_cam for f in frames]), np.array([f.fov_y_deg for f in frames]),
+                         frames[0].width, frames[0].height, 24.0, start_frame=1)
+    usd = write_usd_camera(camera, tmp_path / "track.usda")
+    chan = write_chan(camera, tmp_path / "track.chan")
+    from_usd = read_track(usd)
+    assert [f.frame for f in from_usd] == [1, 2] and from_usd[0].sensor_width_mm == pytest.approx(36.0)
+    assert from_usd[0].focal_mm == pytest.approx(camera.focal_mm()[0], rel=1e-6)
+    options = PlateOptions(format="png", progress=False)
+    plates = {}
+    for name, track, size in (("csv", csv, None), ("usd", usd, None), ("chan", chan, (frames[0].width,
+                                                                                     frames[0].height))):
+        result = export_plates(loaded, track, tmp_path / name, PlateOptions(format="png", progress=False, size=size))
+        plates[name] = [cv2_read(p) for p in result.files]
+    for name in ("usd", "chan"):
+        for a, b in zip(plates["csv"], plates[name], strict=True):
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, name
+            assert np.mean(a != b) < 0.01, name
+    assert options.size is None
+    with pytest.raises(InputError, match="no image size"):
+        read_track(chan)
+
+
+def cv2_read(path):
+    import cv2
+
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
