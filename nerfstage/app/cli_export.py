@@ -243,10 +243,12 @@ def camera(
                                                                 ".json (nerfstudio camera_path).")],
     path: Annotated[Optional[str], typer.Option(
         "--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (as `nerfstage render`).")] = None,
-    width: Annotated[Optional[int], typer.Option(help="Frame width, pixels (default: the training images').", callback=positive)] = None,
+    width: Annotated[Optional[int], typer.Option(help="Frame width, pixels (default: the training images').",
+        callback=positive)] = None,
     height: Annotated[Optional[int], typer.Option(help="Frame height, pixels.", callback=positive)] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).", callback=positive)] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).", callback=positive)] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).",
+        callback=positive)] = None,
     fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.", callback=positive)] = None,
     center: Annotated[Optional[str], typer.Option(help="Orbit/spiral centre x,y,z (normalised frame).")] = None,
     radius: Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).", callback=positive)] = None,
@@ -257,15 +259,20 @@ def camera(
     focus_distance: Annotated[
         Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject distance.", callback=positive)
     ] = None,
-    fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.", callback=positive)] = None,
+    fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.",
+        callback=positive)] = None,
     ease: Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = None,
-    smoothing: Annotated[Optional[float], typer.Option(help="interpolate: smoothing of the cameras.", callback=non_negative)] = None,
+    smoothing: Annotated[Optional[float], typer.Option(help="interpolate: smoothing of the cameras.",
+        callback=non_negative)] = None,
     meters_per_unit: Annotated[
-        Optional[float], typer.Option("--meters-per-unit", help="Metres per dataset unit (USD metersPerUnit).", callback=positive)
+        Optional[float], typer.Option("--meters-per-unit", help="Metres per dataset unit (USD metersPerUnit).",
+        callback=positive)
     ] = None,
-    start_frame: Annotated[Optional[int], typer.Option("--start-frame", help="Number of the first frame.", callback=finite)] = None,
+    start_frame: Annotated[Optional[int], typer.Option("--start-frame", help="Number of the first frame.",
+        callback=finite)] = None,
     sensor_width_mm: Annotated[
-        Optional[float], typer.Option("--sensor-width-mm", help="Film back width, mm (USD apertures).", callback=positive)
+        Optional[float], typer.Option("--sensor-width-mm", help="Film back width, mm (USD apertures).",
+        callback=positive)
     ] = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
@@ -298,13 +305,16 @@ def scene(
     plate: Annotated[Optional[Path], typer.Option(help="Latlong EXR for the dome light (default: the run's "
                                                        "export/plate_latlong.exr, else rendered now).")] = None,
     mesh_resolution: Annotated[
-        Optional[int], typer.Option("--mesh-resolution", help="Grid samples when the mesh is extracted now.", callback=positive)
+        Optional[int], typer.Option("--mesh-resolution", help="Grid samples when the mesh is extracted now.",
+        callback=positive)
     ] = None,
     plate_width: Annotated[
-        Optional[int], typer.Option("--plate-width", help="Latlong width when the plate is rendered now.", callback=positive)
+        Optional[int], typer.Option("--plate-width", help="Latlong width when the plate is rendered now.",
+        callback=positive)
     ] = None,
     meters_per_unit: Annotated[
-        Optional[float], typer.Option("--meters-per-unit", help="Metres per dataset unit (USD metersPerUnit).", callback=positive)
+        Optional[float], typer.Option("--meters-per-unit", help="Metres per dataset unit (USD metersPerUnit).",
+        callback=positive)
     ] = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
