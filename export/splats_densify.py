@@ -37,12 +37,13 @@ class DensifyStats:
     def zeros(cls, n: int, device) -> DensifyStats:
         return cls(torch.zeros(n, device=device), torch.zeros(n, device=device))
 
-    def add(self, means2d_grad: Tensor, radii: Tensor, width: int, height: int) -> None:
-        """Record one render: ``means2d_grad`` [n, 2] (pixels), ``radii`` [n] (0 = not drawn)."""
-        drawn = radii > 0
+    def add(self, means2d_grad: Tensor, ids: Tensor, radii: Tensor, width: int, height: int) -> None:
+        """Record one render: ``means2d_grad`` [m, 2] (pixels) of the splats ``ids`` [m], ``radii`` [n] of every
+        splat (0 = not drawn)."""
+        drawn = radii[ids] > 0
         scaled = means2d_grad * torch.tensor([width / 2.0, height / 2.0], device=means2d_grad.device)
-        self.grad += torch.where(drawn, scaled.norm(dim=-1), torch.zeros_like(self.grad))
-        self.count += drawn.float()
+        self.grad.index_add_(0, ids, torch.where(drawn, scaled.norm(dim=-1), torch.zeros_like(scaled[:, 0])))
+        self.count.index_add_(0, ids, drawn.float())
 
     def mean(self) -> Tensor:
         return self.grad / self.count.clamp_min(1.0)

@@ -283,8 +283,8 @@ def distill_splats(run: LoadedRun, splats: GaussianSplats, options: DistillOptio
         loss.backward()
         optimizer.param_groups[0]["lr"] = _means_lr(options, extent, step)
         optimizer.step()
-        if schedule.densifying(step):
-            stats.add(out.means2d.grad, out.radii, view.view.width, view.view.height)
+        if schedule.densifying(step) and out.means2d.grad is not None:
+            stats.add(out.means2d.grad, out.ids, out.radii, view.view.width, view.view.height)
         if schedule.densify_now(step):
             params = densify_and_prune(params, optimizer, stats, options, extent, generator)
             stats = DensifyStats.zeros(len(params["means"]), "cpu")

@@ -94,8 +94,10 @@ class SplatView:
 
 @dataclass
 class Projection:
-    """The splats seen from one view (n rows, culled ones with ``radii == 0``)."""
+    """The splats in the view's frustum (m rows, those not drawn with ``radii == 0``)."""
 
+    ids: Int[Tensor, " m"]
+    """Index of each row in the splats (the Gaussians whose centre is in front and inside 1.3x the frustum)."""
     means2d: Float[Tensor, "n 2"]
     """Pixel position of each mean (differentiable; the densifier reads its gradient)."""
     conics: Float[Tensor, "n 3"]
@@ -127,9 +129,11 @@ class SplatRender:
     projection: Projection | None
     """The projection used (None for gsplat, which keeps its own)."""
     means2d: Tensor | None = None
-    """The differentiable 2-D means (``projection.means2d``, or gsplat's)."""
+    """The differentiable 2-D means of the rows ``ids`` ([m, 2], ``projection.means2d``, or gsplat's)."""
     radii: Tensor | None = None
-    """Radii, pixels, [n] (0 = not drawn)."""
+    """Radii, pixels, of every splat [n] (0 = not drawn)."""
+    ids: Tensor | None = None
+    """[m] the splats whose 2-D means are in ``means2d``."""
 
 
 def quat_to_rotmat(quats: Float[Tensor, "n 4"]) -> Float[Tensor, "n 3 3"]:
@@ -154,7 +158,20 @@ def sh_colors(splats: GaussianSplats, centre: Float[Tensor, " 3"]) -> Float[Tens
     """Colour of each Gaussian seen from ``centre``: max(sum_k sh_k Y_k(d) + 0.5, 0), d = unit(mean - centre)."""
     directions = torch.nn.functional.normalize(splats.means - centre, dim=-1)
     basis = sh_encode(directions, splats.sh_degree + 1)  # [n, k]
-    return torch.clamp_min((basis[:, :, None] * splats.sh).sum(dim=1) + 0.5, 0.0)
+    return torch.clamp_min(torch.bmm(basis[:, None, :], splats.sh)[:, 0] + 0.5, 0.0)
+
+
+def frustum_ids(means: Tensor, view: SplatView, rotation: Tensor, translation: Tensor, near: float) -> Tensor:
+    """[m] indices of the means in front of ``near`` and inside 1.3x the view's frustum (3DGS's culling)."""
+    with torch.no_grad():
+        cam = means @ rotation.T + translation
+        z = cam[:, 2]
+        lim = 1.3
+        x, y = cam[:, 0] / z.clamp_min(near), cam[:, 1] / z.clamp_min(near)
+        inside = (z > near) & (x >= -lim * (view.cx + 0.5 * view.width) / view.fx)
+        inside &= x <= lim * (1.5 * view.width - view.cx) / view.fx
+        inside &= (y >= -lim * (view.cy + 0.5 * view.height) / view.fy) & (y <= lim * (1.5 * view.height - view.cy) / view.fy)
+        return torch.nonzero(inside)[:, 0]
 
 
 def _covariance_2d(splats: GaussianSplats, view: SplatView, rotation: Tensor, cam: Tensor, z: Tensor,
@@ -184,17 +201,18 @@ def _tile_rects(means2d: Tensor, radii: Tensor, view: SplatView) -> Int[Tensor, 
 
 
 def project_splats(splats: GaussianSplats, view: SplatView, options: RasterOptions | None = None) -> Projection:
-    """Project every Gaussian into ``view`` (see the module docstring); differentiable in every splat field."""
+    """Project the Gaussians in ``view``'s frustum (see the module docstring); differentiable in every splat field."""
     options = options or RasterOptions()
     rotation, translation = cam_from_world_cv(view, splats.means)
-    cam = splats.means @ rotation.T + translation  # [n, 3] OpenCV camera frame
+    ids = frustum_ids(splats.means.detach(), view, rotation, translation, options.near)
+    splats = splats.subset(ids)
+    cam = splats.means @ rotation.T + translation  # [m, 3] OpenCV camera frame
     depth = cam[:, 2]
-    visible = depth > options.near
-    z = torch.where(visible, depth, torch.ones_like(depth))
+    z = depth.clamp_min(options.near)
     cov = _covariance_2d(splats, view, rotation, cam, z, options.blur_px2)
     a, b, c = cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]
     det = a * c - b * b
-    visible = visible & (det > 0)
+    visible = det > 0
     det = torch.where(visible, det, torch.ones_like(det))
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
     means2d = torch.stack([view.fx * cam[:, 0] / z + view.cx, view.fy * cam[:, 1] / z + view.cy], dim=-1)
@@ -209,7 +227,8 @@ def project_splats(splats: GaussianSplats, view: SplatView, options: RasterOptio
         order = drawn[torch.argsort(depth.detach()[drawn], stable=True)]
     centre = torch.as_tensor(np.asarray(view.world_from_cam)[:3, 3], dtype=cam.dtype, device=cam.device)
     colors = sh_colors(splats, centre)
-    return Projection(means2d, conics, colors, torch.sigmoid(splats.opacity_logits), depth, radii, rects, order)
+    return Projection(ids, means2d, conics, colors, torch.sigmoid(splats.opacity_logits), depth, radii, rects,
+                      order)
 
 
 def composite_torch(means2d: Tensor, conics: Tensor, features: Float[Tensor, "n c"], opacities: Tensor,
@@ -303,5 +322,7 @@ def render_splats(splats: GaussianSplats, view: SplatView, background: Tensor | 
     composite = _CompositeCpp.apply if backend == "cpp" else composite_torch
     image, alpha = composite(proj.means2d, proj.conics, features, proj.opacities, proj.order, proj.rects,
                              view.width, view.height, bg_full)
-    return SplatRender(image[..., :3], alpha, image[..., 3] if depth else None, proj, proj.means2d, proj.radii)
+    radii = torch.zeros(splats.num_splats, dtype=torch.int32, device=device)
+    radii[proj.ids] = proj.radii
+    return SplatRender(image[..., :3], alpha, image[..., 3] if depth else None, proj, proj.means2d, radii, proj.ids)
 

@@ -68,15 +68,35 @@ struct Scene {  // raw pointers of the inputs
   int channels;
 };
 
-// alpha of Gaussian g at pixel centre (px, py); 0 when skipped. Writes the Gaussian value and power.
-inline float alpha_at(const Scene& s, int g, float px, float py, float& gauss, float& dx, float& dy) {
-  dx = px - s.mean[2 * g];
-  dy = py - s.mean[2 * g + 1];
-  const float* q = s.conic + 3 * g;
-  const float power = -0.5f * (q[0] * dx * dx + q[2] * dy * dy) - q[1] * dx * dy;
-  if (power > 0.0f) return 0.0f;
+struct Packed {  // one Gaussian of a tile's list, copied contiguously for the pixel loops
+  float mx, my, a, b, c, op, cut;  // cut: below this power alpha < 1/255 for sure (exp skipped)
+  int32_t id;
+};
+
+// The tile's Gaussians in list order, with their features ([count * C]).
+void pack_tile(const Scene& s, const int32_t* lst, int64_t begin, int64_t end, std::vector<Packed>& out,
+               std::vector<float>& feats) {
+  const int C = s.channels;
+  out.resize(end - begin);
+  feats.resize((end - begin) * C);
+  for (int64_t k = begin; k < end; ++k) {
+    const int g = lst[k];
+    const float op = s.opac[g];
+    const float cut = op > kMinAlpha ? std::log(kMinAlpha / op) - 1e-3f : 0.0f;
+    out[k - begin] = {s.mean[2 * g], s.mean[2 * g + 1], s.conic[3 * g], s.conic[3 * g + 1], s.conic[3 * g + 2], op,
+                      cut, g};
+    for (int c = 0; c < C; ++c) feats[(k - begin) * C + c] = s.feat[int64_t(g) * C + c];
+  }
+}
+
+// alpha of a packed Gaussian at pixel centre (px, py); 0 when skipped. Writes the Gaussian value and offsets.
+inline float alpha_at(const Packed& q, float px, float py, float& gauss, float& dx, float& dy) {
+  dx = px - q.mx;
+  dy = py - q.my;
+  const float power = -0.5f * (q.a * dx * dx + q.c * dy * dy) - q.b * dx * dy;
+  if (power > 0.0f || power < q.cut) return 0.0f;
   gauss = std::exp(power);
-  const float alpha = std::min(kMaxAlpha, s.opac[g] * gauss);
+  const float alpha = std::min(kMaxAlpha, q.op * gauss);
   return alpha < kMinAlpha ? 0.0f : alpha;
 }
 
@@ -129,22 +149,24 @@ std::vector<torch::Tensor> splat_forward(torch::Tensor means2d, torch::Tensor co
   const float* bgp = bg.data_ptr<float>();
   for_each_tile(int64_t(tiles_x) * tiles_y, [&](int64_t, int64_t t) {
     const int x0 = int(t % tiles_x) * kTile, y0 = int(t / tiles_x) * kTile;
-    std::vector<float> acc(C);
+    std::vector<Packed> tile;
+    std::vector<float> feats, acc(C);
+    pack_tile(s, lst, off[t], off[t + 1], tile, feats);
+    const int64_t count_t = int64_t(tile.size());
     for (int y = y0; y < std::min<int>(y0 + kTile, height); ++y) {
       for (int x = x0; x < std::min<int>(x0 + kTile, width); ++x) {
         std::fill(acc.begin(), acc.end(), 0.0f);
         float T = 1.0f, gauss, dx, dy;
         int32_t last = 0;
-        for (int64_t k = off[t]; k < off[t + 1]; ++k) {
-          const int g = lst[k];
-          const float alpha = alpha_at(s, g, x + 0.5f, y + 0.5f, gauss, dx, dy);
+        for (int64_t k = 0; k < count_t; ++k) {
+          const float alpha = alpha_at(tile[k], x + 0.5f, y + 0.5f, gauss, dx, dy);
           if (alpha == 0.0f) continue;
           const float next = T * (1.0f - alpha);
           if (next < kMinTransmittance) break;
           const float w = alpha * T;
-          for (int c = 0; c < C; ++c) acc[c] += w * s.feat[int64_t(g) * C + c];
+          for (int c = 0; c < C; ++c) acc[c] += w * feats[k * C + c];
           T = next;
-          last = int32_t(k - off[t] + 1);
+          last = int32_t(k + 1);
         }
         const int64_t p = int64_t(y) * width + x;
         for (int c = 0; c < C; ++c) img[p * C + c] = acc[c] + T * bgp[c];
@@ -183,7 +205,10 @@ std::vector<torch::Tensor> splat_backward(torch::Tensor means2d, torch::Tensor c
   for_each_tile(int64_t(tiles_x) * tiles_y, [&](int64_t w, int64_t t) {
     float* grad = buf + w * n * stride;
     const int x0 = int(t % tiles_x) * kTile, y0 = int(t / tiles_x) * kTile;
-    std::vector<float> rec(C), last_feat(C);
+    std::vector<Packed> tile;
+    std::vector<float> feats, rec(C), last_feat(C);
+    pack_tile(s, lst, off[t], off[t + 1], tile, feats);
+    std::vector<float> local(tile.size() * stride, 0.0f);  // this tile's gradients, list order
     for (int y = y0; y < std::min<int>(y0 + kTile, height); ++y) {
       for (int x = x0; x < std::min<int>(x0 + kTile, width); ++x) {
         const int64_t p = int64_t(y) * width + x;
@@ -194,13 +219,13 @@ std::vector<torch::Tensor> splat_backward(torch::Tensor means2d, torch::Tensor c
         std::fill(rec.begin(), rec.end(), 0.0f);
         std::fill(last_feat.begin(), last_feat.end(), 0.0f);
         float T = T_final, last_alpha = 0.0f, gauss = 0.0f, dx, dy;
-        for (int64_t k = off[t] + cnt[p] - 1; k >= off[t]; --k) {  // back to front
-          const int g = lst[k];
-          const float alpha = alpha_at(s, g, x + 0.5f, y + 0.5f, gauss, dx, dy);
+        for (int64_t k = int64_t(cnt[p]) - 1; k >= 0; --k) {  // back to front
+          const Packed& q = tile[k];
+          const float alpha = alpha_at(q, x + 0.5f, y + 0.5f, gauss, dx, dy);
           if (alpha == 0.0f) continue;
-          T = T / (1.0f - alpha);  // transmittance in front of g
-          const float* f = s.feat + int64_t(g) * C;
-          float* gg = grad + int64_t(g) * stride;
+          T = T / (1.0f - alpha);  // transmittance in front of this Gaussian
+          const float* f = feats.data() + k * C;
+          float* gg = local.data() + k * stride;
           float d_alpha = 0.0f;
           for (int c = 0; c < C; ++c) {
             gg[6 + c] += alpha * T * dpix[c];
@@ -210,17 +235,20 @@ std::vector<torch::Tensor> splat_backward(torch::Tensor means2d, torch::Tensor c
           }
           d_alpha = d_alpha * T + (gap[p] - bg_dot) * T_final / (1.0f - alpha);
           last_alpha = alpha;
-          if (s.opac[g] * gauss > kMaxAlpha) continue;  // clamped: no gradient through alpha
+          if (q.op * gauss > kMaxAlpha) continue;  // clamped: no gradient through alpha
           gg[5] += gauss * d_alpha;
-          const float d_power = s.opac[g] * gauss * d_alpha;
-          const float* q = s.conic + 3 * g;
-          gg[0] += d_power * (q[0] * dx + q[1] * dy);
-          gg[1] += d_power * (q[2] * dy + q[1] * dx);
+          const float d_power = q.op * gauss * d_alpha;
+          gg[0] += d_power * (q.a * dx + q.b * dy);
+          gg[1] += d_power * (q.c * dy + q.b * dx);
           gg[2] += -0.5f * dx * dx * d_power;
           gg[3] += -dx * dy * d_power;
           gg[4] += -0.5f * dy * dy * d_power;
         }
       }
+    }
+    for (size_t k = 0; k < tile.size(); ++k) {
+      float* dst = grad + int64_t(tile[k].id) * stride;
+      for (int j = 0; j < stride; ++j) dst[j] += local[k * stride + j];
     }
   });
   auto total = buffers.sum(0);  // [n, stride], in worker order

@@ -30,4 +30,7 @@ def render_gsplat(splats: GaussianSplats, view: SplatView, background: Tensor, o
         packed=False)
     image = colors[0]
     z = image[..., 3] * alphas[0, ..., 0] if depth else None  # expected depth -> alpha-weighted, as the CPU path
-    return SplatRender(image[..., :3], alphas[0, ..., 0], z, None, meta.get("means2d"), meta.get("radii"))
+    radii = meta["radii"][0]
+    radii = radii.amax(dim=-1) if radii.dim() == 2 else radii  # newer gsplat: per-axis radii [n, 2]
+    ids = torch.arange(splats.num_splats, device=device)
+    return SplatRender(image[..., :3], alphas[0, ..., 0], z, None, meta["means2d"][0], radii.int(), ids)

@@ -100,7 +100,7 @@ def test_single_isotropic_gaussian_footprint_is_analytic(backend):
     s2 = (f * sigma / z) ** 2 + 0.3
     expected = opacity * torch.exp(-0.5 * r2 / s2)
     inside = expected >= 1.0 / 255.0
-    assert out.projection.radii[0] == math.ceil(3 * math.sqrt(s2))
+    assert out.radii[0] == math.ceil(3 * math.sqrt(s2))
     torch.testing.assert_close(out.alpha[inside], expected[inside], atol=1e-5, rtol=1e-5)
     assert float(out.alpha[~inside].max()) == 0.0
     torch.testing.assert_close(out.image[..., 0], out.alpha * 0.5, atol=1e-6, rtol=0)  # SH 0 -> grey 0.5
@@ -121,7 +121,7 @@ def test_behind_camera_and_empty_views_give_the_background():
     for backend in ("torch", "cpp"):
         out = render_splats(splats, SplatView(np.eye(4), 50.0, 50.0, 16.0, 16.0, 33, 32), (0.1, 0.2, 0.3),
                             RasterOptions(backend=backend))
-        assert int(out.projection.radii[0]) == 0
+        assert int(out.radii[0]) == 0
         assert float(out.alpha.abs().max()) == 0.0
         torch.testing.assert_close(out.image, torch.tensor([0.1, 0.2, 0.3]).expand(32, 33, 3))
 
