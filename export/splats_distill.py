@@ -75,7 +75,7 @@ class DistillOptions:
     """Steps between opacity resets (0 = never); none in the last fifth of the steps."""
     novel_fraction: float = 0.5
     """Fraction of steps that use a novel (jittered) view instead of a training view."""
-    novel_views: int = 64
+    novel_views: int = 32
     """Novel views drawn (each rendered by the field once)."""
     novel_jitter_deg: float = 8.0
     """Largest rotation of a novel view away from its training view, degrees."""
