@@ -2,18 +2,21 @@
 
 One render is two steps:
 
-1. :func:`project_splats` (torch, autograd, vectorised over the Gaussians): each Gaussian's mean goes into the
+1. :func:`project_splats` (the Gaussians inside 1.3x the frustum only): each Gaussian's mean goes into the
    view's OpenCV camera frame (``world_from_cam`` is stored with OpenGL axes like every pose here;
    :func:`nerfstage.core.geometry.convert_camera_axes` converts it), its covariance ``R S S R^T`` through the
    local affine approximation of the pinhole projection (EWA: ``J W Sigma W^T J^T`` plus 0.3 px^2 low-pass, the
    tangent clamped to 1.3x the field of view as 3DGS does) into a 2-D conic; its colour is the SH of the direction
-   from the camera centre to the mean; its 3-sigma radius gives the 16x16 tiles it touches.
+   from the camera centre to the mean; its 3-sigma radius gives the 16x16 tiles it touches. Two
+   implementations: the C++/OpenMP kernel (``project_cpu.cpp``, forward and backward) and the torch reference
+   (autograd).
 2. Compositing: the Gaussians of each tile, nearest first, are blended front to back per pixel centre
    ``(col + 0.5, row + 0.5)`` with ``alpha = min(0.99, opacity * exp(power))``, skipped below 1/255, stopping
    before the transmittance falls under 1e-4, then the background. Two implementations with the same maths:
    the C++/OpenMP kernel (``raster_cpu.cpp``: forward and backward, built on first use and cached like the hash
    grid) and the pure-torch reference :func:`composite_torch` (autograd; dense per tile row, for tests and as
-   the fallback). Gradients reach means, quats, log_scales, opacity_logits and sh through step 1's autograd.
+   the fallback). ``backend="cpp"`` runs both C++ kernels; gradients reach means, quats, log_scales,
+   opacity_logits (the sigmoid, in torch) and sh.
 
 With ``backend="gsplat"`` (or ``auto`` on CUDA when ``import gsplat`` works) gsplat's ``rasterization`` does both
 steps; it is never required.
@@ -47,6 +50,10 @@ SPEC = InlineCpp(prefix="nerfstage_splat_raster_cpu", source=Path(__file__).with
                  functions=("splat_forward", "splat_backward"),
                  cflags=("-O3", "-march=native", "-fopenmp"), ldflags=("-fopenmp",))
 CPP = inline_extension("the C++ splat rasteriser", SPEC)
+PROJECT = inline_extension("the C++ splat projection", InlineCpp(
+    prefix="nerfstage_splat_project_cpu", source=Path(__file__).with_name("project_cpu.cpp"),
+    functions=("project_forward", "project_backward"), cflags=("-O3", "-march=native", "-fopenmp"),
+    ldflags=("-fopenmp",)))
 GSPLAT = optional_module("gsplat")
 
 
@@ -174,18 +181,48 @@ def frustum_ids(means: Tensor, view: SplatView, rotation: Tensor, translation: T
         return torch.nonzero(inside)[:, 0]
 
 
+def tangent_limits(view: SplatView) -> tuple[float, float, float, float]:
+    """Clamp range of x/z and y/z in the EWA Jacobian: 1.3x the image's extent (3DGS)."""
+    lim = 1.3
+    return (-lim * view.cx / view.fx, lim * (view.width - view.cx) / view.fx,
+            -lim * view.cy / view.fy, lim * (view.height - view.cy) / view.fy)
+
+
 def _covariance_2d(splats: GaussianSplats, view: SplatView, rotation: Tensor, cam: Tensor, z: Tensor,
                    blur: float) -> Float[Tensor, "n 2 2"]:
-    """EWA: J W Sigma W^T J^T + blur I, with the view tangent clamped to 1.3x the image's extent."""
-    lim = 1.3
-    rx = (cam[:, 0] / z).clamp(-lim * view.cx / view.fx, lim * (view.width - view.cx) / view.fx)
-    ry = (cam[:, 1] / z).clamp(-lim * view.cy / view.fy, lim * (view.height - view.cy) / view.fy)
+    """EWA: J W Sigma W^T J^T + blur I, with the view tangent clamped (``tangent_limits``)."""
+    lo_x, hi_x, lo_y, hi_y = tangent_limits(view)
+    rx = (cam[:, 0] / z).clamp(lo_x, hi_x)
+    ry = (cam[:, 1] / z).clamp(lo_y, hi_y)
     zeros = torch.zeros_like(z)
     jac = torch.stack([view.fx / z, zeros, -view.fx * rx / z, zeros, view.fy / z, -view.fy * ry / z],
                       dim=-1).reshape(-1, 2, 3)
     m = quat_to_rotmat(splats.quats) * torch.exp(splats.log_scales)[:, None, :]  # [n, 3, 3] = R S
     t = jac @ rotation[None] @ m  # [n, 2, 3]
     return t @ t.transpose(1, 2) + blur * torch.eye(2, dtype=z.dtype, device=z.device)
+
+
+def _project_torch(splats: GaussianSplats, view: SplatView, rotation: Tensor, translation: Tensor, centre: Tensor,
+                   options: RasterOptions) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The reference projection: means2d, conics, colors, depths, (a, b, c, det) of the covariance."""
+    cam = splats.means @ rotation.T + translation  # [m, 3] OpenCV camera frame
+    depth = cam[:, 2]
+    z = depth.clamp_min(options.near)
+    cov = _covariance_2d(splats, view, rotation, cam, z, options.blur_px2)
+    a, b, c = cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]
+    det = a * c - b * b
+    safe = torch.where(det > 0, det, torch.ones_like(det))
+    conics = torch.stack([c / safe, -b / safe, a / safe], dim=-1)
+    means2d = torch.stack([view.fx * cam[:, 0] / z + view.cx, view.fy * cam[:, 1] / z + view.cy], dim=-1)
+    return means2d, conics, sh_colors(splats, centre), depth, torch.stack([a, b, c, det], dim=-1).detach()
+
+
+def _project_cpp(splats: GaussianSplats, view: SplatView, rotation: Tensor, translation: Tensor, centre: Tensor,
+                 options: RasterOptions) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    from .project_cpp import project_cpp  # the C++ projection, loaded on first use
+
+    k = [view.fx, view.fy, view.cx, view.cy, *tangent_limits(view), options.blur_px2]
+    return project_cpp(splats.means, splats.quats, splats.log_scales, splats.sh, rotation, translation, centre, k)
 
 
 def _tile_rects(means2d: Tensor, radii: Tensor, view: SplatView) -> Int[Tensor, "n 4"]:
@@ -200,33 +237,27 @@ def _tile_rects(means2d: Tensor, radii: Tensor, view: SplatView) -> Int[Tensor, 
     return torch.stack([x0, y0, x1, y1], dim=-1).to(torch.int32)
 
 
-def project_splats(splats: GaussianSplats, view: SplatView, options: RasterOptions | None = None) -> Projection:
-    """Project the Gaussians in ``view``'s frustum (see the module docstring); differentiable in every splat field."""
+def project_splats(splats: GaussianSplats, view: SplatView, options: RasterOptions | None = None,
+                   native: bool = False) -> Projection:
+    """Project the Gaussians in ``view``'s frustum (see the module docstring); differentiable in every splat field.
+    ``native``: the C++ projection (``project_cpu.cpp``) instead of the torch reference."""
     options = options or RasterOptions()
     rotation, translation = cam_from_world_cv(view, splats.means)
     ids = frustum_ids(splats.means.detach(), view, rotation, translation, options.near)
     splats = splats.subset(ids)
-    cam = splats.means @ rotation.T + translation  # [m, 3] OpenCV camera frame
-    depth = cam[:, 2]
-    z = depth.clamp_min(options.near)
-    cov = _covariance_2d(splats, view, rotation, cam, z, options.blur_px2)
-    a, b, c = cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]
-    det = a * c - b * b
-    visible = det > 0
-    det = torch.where(visible, det, torch.ones_like(det))
-    conics = torch.stack([c / det, -b / det, a / det], dim=-1)
-    means2d = torch.stack([view.fx * cam[:, 0] / z + view.cx, view.fy * cam[:, 1] / z + view.cy], dim=-1)
+    centre = torch.as_tensor(np.asarray(view.world_from_cam)[:3, 3], dtype=rotation.dtype, device=rotation.device)
+    project = _project_cpp if native else _project_torch
+    means2d, conics, colors, depth, cov = project(splats, view, rotation, translation, centre, options)
     with torch.no_grad():
+        a, c, det = cov[:, 0], cov[:, 2], cov[:, 3]
         mid = 0.5 * (a + c)
         radius = torch.ceil(3.0 * torch.sqrt(mid + torch.sqrt(torch.clamp_min(mid * mid - det, 0.1))))
-        radii = torch.where(visible, radius, torch.zeros_like(radius)).to(torch.int32)
+        radii = torch.where(det > 0, radius, torch.zeros_like(radius)).to(torch.int32)
         rects = _tile_rects(means2d, radii, view)
         radii = torch.where((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1]), radii, 0)
         rects = torch.where((radii > 0)[:, None], rects, 0)
         drawn = torch.nonzero(radii > 0)[:, 0]
         order = drawn[torch.argsort(depth.detach()[drawn], stable=True)]
-    centre = torch.as_tensor(np.asarray(view.world_from_cam)[:3, 3], dtype=cam.dtype, device=cam.device)
-    colors = sh_colors(splats, centre)
     return Projection(ids, means2d, conics, colors, torch.sigmoid(splats.opacity_logits), depth, radii, rects,
                       order)
 
@@ -316,7 +347,8 @@ def render_splats(splats: GaussianSplats, view: SplatView, background: Tensor | 
         from .raster_gsplat import render_gsplat  # only with gsplat
 
         return render_gsplat(splats, view, bg, options, depth)
-    proj = project_splats(splats, view, options)
+    native = backend == "cpp" and PROJECT.available("projecting with the torch reference instead")
+    proj = project_splats(splats, view, options, native)
     features = torch.cat([proj.colors, proj.depths[:, None]], dim=1) if depth else proj.colors
     bg_full = torch.cat([bg, bg.new_zeros(1)]) if depth else bg
     composite = _CompositeCpp.apply if backend == "cpp" else composite_torch
