@@ -63,7 +63,7 @@ def point_cloud_splats(run, num_points: int):
     from nerfstage.export.pointcloud import PointCloudOptions, point_cloud_from_views
     from nerfstage.render.splats.model import GaussianSplats
 
-    views = _depth_views(run, PointCloudExportOptions(progress=False, downscale=2))
+    views = _depth_views(run, PointCloudExportOptions(progress=False, downscale=2, view_stride=2))
     points, colors = point_cloud_from_views(views, PointCloudOptions(num_points, "ray"))
     to_dataset = dataset_from_normalized(run.scene.transform, run.scene.scale)
     points = points @ to_dataset[:3, :3].T + to_dataset[:3, 3]
