@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .raster import PROJECT
+from .backends import PROJECT
 
 
 class _ProjectCpp(torch.autograd.Function):

@@ -25,7 +25,6 @@ steps; it is never required.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -35,8 +34,8 @@ from torch import Tensor
 
 from ...core.errors import ConfigError
 from ...core.geometry import convert_camera_axes
-from ...core.native import InlineCpp, inline_extension, optional_module
 from ...nerf.sh import sh_encode
+from .backends import CPP, GSPLAT, PROJECT
 from .model import GaussianSplats
 
 TILE = 16
@@ -46,15 +45,6 @@ MAX_ALPHA = 0.99
 MIN_TRANSMITTANCE = 1e-4
 Backend = Literal["auto", "cpp", "torch", "gsplat"]
 
-SPEC = InlineCpp(prefix="nerfstage_splat_raster_cpu", source=Path(__file__).with_name("raster_cpu.cpp"),
-                 functions=("splat_forward", "splat_backward"),
-                 cflags=("-O3", "-march=native", "-fopenmp"), ldflags=("-fopenmp",))
-CPP = inline_extension("the C++ splat rasteriser", SPEC)
-PROJECT = inline_extension("the C++ splat projection", InlineCpp(
-    prefix="nerfstage_splat_project_cpu", source=Path(__file__).with_name("project_cpu.cpp"),
-    functions=("project_forward", "project_backward"), cflags=("-O3", "-march=native", "-fopenmp"),
-    ldflags=("-fopenmp",)))
-GSPLAT = optional_module("gsplat")
 
 
 @dataclass(frozen=True)
@@ -346,7 +336,7 @@ def render_splats(splats: GaussianSplats, view: SplatView, background: Tensor | 
     if backend == "gsplat":
         from .raster_gsplat import render_gsplat  # only with gsplat
 
-        return render_gsplat(splats, view, bg, options, depth)
+        return SplatRender(*render_gsplat(splats, view, bg, options, depth))
     native = backend == "cpp" and PROJECT.available("projecting with the torch reference instead")
     proj = project_splats(splats, view, options, native)
     features = torch.cat([proj.colors, proj.depths[:, None]], dim=1) if depth else proj.colors

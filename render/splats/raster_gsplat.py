@@ -11,13 +11,13 @@ import torch
 from torch import Tensor
 
 from ...core.geometry import convert_camera_axes
+from .backends import GSPLAT
 from .model import GaussianSplats
-from .raster import GSPLAT, RasterOptions, SplatRender, SplatView
 
 
-def render_gsplat(splats: GaussianSplats, view: SplatView, background: Tensor, options: RasterOptions,
-                  depth: bool) -> SplatRender:
-    """Render with ``gsplat.rasterization`` (CUDA tensors); same outputs as the CPU path."""
+def render_gsplat(splats: GaussianSplats, view, background: Tensor, options, depth: bool) -> tuple:
+    """Render a ``SplatView`` with ``gsplat.rasterization`` (CUDA tensors) under ``RasterOptions``: the fields of
+    a ``SplatRender`` (image, alpha, depth, projection None, means2d, radii, ids), as the CPU path gives."""
     gsplat = GSPLAT.load()
     device = splats.means.device
     world_from_cv = convert_camera_axes(np.asarray(view.world_from_cam, np.float64)[:4])
@@ -33,4 +33,4 @@ def render_gsplat(splats: GaussianSplats, view: SplatView, background: Tensor, o
     radii = meta["radii"][0]
     radii = radii.amax(dim=-1) if radii.dim() == 2 else radii  # newer gsplat: per-axis radii [n, 2]
     ids = torch.arange(splats.num_splats, device=device)
-    return SplatRender(image[..., :3], alphas[0, ..., 0], z, None, meta["means2d"][0], radii.int(), ids)
+    return image[..., :3], alphas[0, ..., 0], z, None, meta["means2d"][0], radii.int(), ids
