@@ -159,8 +159,8 @@ def check_options(output: Path, options: RenderOptions) -> None:
 class _Renderer:
     """Renders frame i of a path with one model, camera options and a progress bar."""
 
-    def __init__(self, run: LoadedRun, path, shot: ShotOptions, options: RenderOptions, bar):
-        self.run, self.path, self.shot, self.bar = run, path, shot, bar
+    def __init__(self, run: LoadedRun, path, shot: ShotOptions, options: RenderOptions, bar, splats=None):
+        self.run, self.path, self.shot, self.bar, self.splats = run, path, shot, bar, splats
         self.focus = reference_distance(path, run.world_from_cams)
         self.image_options = ImageOptions(options.max_rays_per_chunk, options.background, options.lens_samples,
                                           "auto", 1.0 / run.scene.scale)
@@ -173,8 +173,14 @@ class _Renderer:
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         camera = self.camera(index)
         start = time.perf_counter()
-        images = render_image(self.run.model, camera, self.path.world_from_cams[index], self.outputs,
-                              self.image_options)
+        if self.splats is not None:
+            from .splats.render import render_splat_image  # the rasteriser, only for splat renders
+
+            images = render_splat_image(self.splats, camera, self.path.world_from_cams[index], self.run.scene,
+                                        self.outputs, self.image_options.background)
+        else:
+            images = render_image(self.run.model, camera, self.path.world_from_cams[index], self.outputs,
+                                  self.image_options)
         self.seconds += time.perf_counter() - start
         self.rays += camera.width * camera.height
         self.bar.set_postfix(rays_s=f"{self.rays / max(self.seconds, 1e-9):.0f}", refresh=False)
@@ -188,9 +194,10 @@ def default_depth_range(run: LoadedRun, path, options: RenderOptions) -> float:
 
 
 def render_path(run: LoadedRun, output: Path, shot: ShotOptions | None = None, options: RenderOptions | None = None,
-                path=None) -> RenderResult:
+                path=None, splats=None) -> RenderResult:
     """Render ``shot`` (or a ready ``path``: a CameraPath) through the LoadedRun ``run`` into ``output``
-    (``.mp4`` -> H.264 video; anything else -> a folder of numbered frames)."""
+    (``.mp4`` -> H.264 video; anything else -> a folder of numbered frames). With ``splats`` (GaussianSplats in
+    the run's dataset frame) the frames are rasterised from them instead of ray-marched through the field."""
     shot, options = shot or ShotOptions(), options or RenderOptions()
     output = Path(output)
     check_options(output, options)
@@ -201,7 +208,7 @@ def render_path(run: LoadedRun, output: Path, shot: ShotOptions | None = None, o
     check_frame_memory(first.width, first.height, options)
     depth_range = default_depth_range(run, path, options)
     bar = tqdm(total=len(path), desc="render", unit="frame", disable=not options.progress, dynamic_ncols=True)
-    renderer = _Renderer(run, path, shot, options, bar)
+    renderer = _Renderer(run, path, shot, options, bar, splats)
     start = time.perf_counter()
     try:
         if is_video(output):

@@ -329,6 +329,8 @@ def render(
     smoothing: Annotated[
         Optional[float], typer.Option(help="interpolate: smoothing of the training cameras.", callback=non_negative)
     ] = None,
+    splats: Annotated[Optional[Path], typer.Option(
+        "--splats", help="Render from these Gaussian splats (3DGS .ply of the run) instead of the field.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Fly a virtual camera through a trained run: MP4, PNG/EXR/NPY frames, 360 plates, camera_path.json."""
@@ -359,11 +361,20 @@ def render(
     if output_file is None:
         return
     with output_lock(output_file):
-        result = render_path(loaded, output_file, shot, options, path=built)
+        result = render_path(loaded, output_file, shot, options, path=built, splats=_read_splats(splats))
     print(
         f"{result.frames} frames {result.width}x{result.height} @ {result.fps:g} fps ({result.rendered} rendered "
         f"in {result.seconds:.1f} s, {result.rays_per_second:.0f} rays/s) -> {result.output}"
     )
+
+
+def _read_splats(path: Path | None):
+    """The splats of ``--splats`` (None when not given)."""
+    if path is None:
+        return None
+    from nerfstage.render.splats.ply import read_ply  # heavy: torch (not at CLI start-up)
+
+    return read_ply(path)
 
 
 # typer only: the viewer itself is imported when a command runs

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from plyfile import PlyData, PlyElement
+from plyfile import PlyData, PlyElement, PlyParseError
 
 from ...core.errors import InputError
 from .model import GaussianSplats
@@ -56,7 +56,7 @@ def read_ply(path: Path) -> GaussianSplats:
     try:
         ply = PlyData.read(str(path))
         vertex = ply["vertex"]
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+    except (OSError, ValueError, KeyError, IndexError, PlyParseError) as exc:
         raise InputError(f"{path}: not a readable Gaussian-splat PLY ({exc})") from exc
     names = [p.name for p in vertex.properties]
     rest = sum(1 for name in names if name.startswith("f_rest_"))
