@@ -38,6 +38,7 @@ _EXPORTS = {
     "from_run": ("ExportResult", "MeshExportOptions", "PointCloudExportOptions", "export_mesh", "export_point_cloud"),
     "plates": ("PlateOptions", "PlatesResult", "export_plates"),
     "splats_init": ("SplatInitOptions", "splats_from_run"),
+    "splats_export": ("SplatExportOptions", "export_splats"),
     "track": ("TrackedFrame", "apply_overscan", "euler_rotation", "read_track", "to_normalized"),
 }
 _MODULE_OF = {name: f".{module}" for module, names in _EXPORTS.items() for name in names}

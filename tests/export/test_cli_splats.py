@@ -1,0 +1,77 @@
+"""``nerfstage export splats`` on the tiny run: init (+ the distillation, here a stand-in until the real one is
+merged), written by extension, count and size reported; bad input exits 2 with one line, nothing overwritten."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from nerfstage.app.cli import main
+from nerfstage.render.splats.io import read_splats
+
+
+def cli(*args) -> int:
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.fixture
+def fake_distill(monkeypatch):
+    """A stand-in ``nerfstage.export.splats_distill`` (DistillOptions, distill_splats) that records its calls and
+    keeps the first half of the splats."""
+    calls = []
+
+    @dataclass(frozen=True)
+    class DistillOptions:
+        steps: int = 3000
+        max_splats: int = 500_000
+
+    def distill_splats(run, splats, options, progress=None):
+        calls.append((splats.num_splats, options))
+        if progress is not None:
+            progress("distill", 1, 1)
+        return splats.subset(slice(0, splats.num_splats // 2))
+
+    module = types.ModuleType("nerfstage.export.splats_distill")
+    module.DistillOptions, module.distill_splats = DistillOptions, distill_splats
+    monkeypatch.setitem(sys.modules, "nerfstage.export.splats_distill", module)
+    return calls
+
+
+def test_export_splats_init_only_reports_count_and_size(tiny_run, tmp_path, capsys):
+    out = tmp_path / "scene.spz"
+    assert cli("export", "splats", tiny_run.run_dir, "-o", out, "--max-splats", "800", "--steps", "0", "-q") == 0
+    printed = capsys.readouterr().out
+    splats = read_splats(out)
+    assert 100 < splats.num_splats <= 800
+    assert f"splats {splats.num_splats} ({splats.num_splats} placed" in printed
+    assert f"({out.stat().st_size / 1e6:.2f} MB)" in printed and str(out) in printed
+
+
+def test_export_splats_runs_the_distillation_with_the_flags(tiny_run, tmp_path, capsys, fake_distill):
+    out = tmp_path / "scene.glb"
+    assert cli("export", "splats", tiny_run.run_dir, "-o", out, "--max-splats", "600", "--steps", "7", "-q") == 0
+    (placed, options), = fake_distill
+    assert options.steps == 7 and options.max_splats == 600 and placed <= 600
+    assert read_splats(out).num_splats == placed // 2
+    assert f"splats {placed // 2} ({placed} placed" in capsys.readouterr().out
+
+
+def test_existing_file_and_unknown_extension_exit_2_with_one_line(tiny_run, tmp_path, capsys):
+    mine = tmp_path / "scene.ply"
+    mine.write_bytes(b"mine")
+    assert cli("export", "splats", tiny_run.run_dir, "-o", mine, "--steps", "0", "-q") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already exists" in err and "--overwrite" in err
+    assert mine.read_bytes() == b"mine"
+    assert cli("export", "splats", tiny_run.run_dir, "-o", tmp_path / "scene.obj", "-q") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown splat file extension '.obj'" in err
+    assert cli("export", "splats", tiny_run.run_dir, "-o", tmp_path / "s.ply", "--max-splats", "0", "-q") == 2
+    assert "--max-splats 0" in capsys.readouterr().err
