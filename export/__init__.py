@@ -43,6 +43,8 @@ _EXPORTS = {
     "camera_formats": ("read_chan", "read_gltf_camera", "read_usd_camera", "write_chan", "write_gltf_camera",
                        "write_usd_camera"),
     "scene": ("SceneExportOptions", "SceneResult", "export_scene"),
+    "splats_init": ("SplatInitOptions", "splats_from_run"),
+    "splats_export": ("SplatExportOptions", "export_splats"),
     "track": ("TrackedFrame", "apply_overscan", "euler_rotation", "read_track", "to_normalized"),
 }
 _MODULE_OF = {name: f".{module}" for module, names in _EXPORTS.items() for name in names}

@@ -330,7 +330,8 @@ def render(
         Optional[float], typer.Option(help="interpolate: smoothing of the training cameras.", callback=non_negative)
     ] = None,
     splats: Annotated[Optional[Path], typer.Option(
-        "--splats", help="Render from these Gaussian splats (3DGS .ply of the run) instead of the field.")] = None,
+        "--splats", help="Render from these Gaussian splats (.ply 3DGS layout, .spz, .glb/.gltf) instead of the "
+                         "field.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Fly a virtual camera through a trained run: MP4, PNG/EXR/NPY frames, 360 plates, camera_path.json."""
@@ -343,7 +344,8 @@ def render(
         raise ConfigError("nothing to do: give -o OUT.mp4 / -o FOLDER and/or --save-path FILE.json")
     shot = ShotOptions(**given(
         path=path, camera=camera, width=width, height=height, fps=fps, seconds=seconds, fov=fov,
-        center=numbers(center, 3, "--center", "0,0,0.2"), radius=radius, height_above=orbit_height, turns=turns, ease=ease,
+        center=numbers(center, 3, "--center", "0,0,0.2"), radius=radius, height_above=orbit_height, turns=turns,
+        ease=ease,
         smoothing=smoothing, focus_distance=focus_distance, fov_end=fov_end, aperture=aperture,
         cubemap_layout=cubemap_layout,
     ))
@@ -372,9 +374,9 @@ def _read_splats(path: Path | None):
     """The splats of ``--splats`` (None when not given)."""
     if path is None:
         return None
-    from nerfstage.render.splats.ply import read_ply  # heavy: torch (not at CLI start-up)
+    from nerfstage.render.splats.io import read_splats  # heavy: torch (not at CLI start-up)
 
-    return read_ply(path)
+    return read_splats(path)
 
 
 # typer only: the viewer itself is imported when a command runs

@@ -1,4 +1,5 @@
-"""``nerfstage export mesh|pointcloud|panorama|plates``: a trained run leaves nerfstage for engines and LED walls.
+"""``nerfstage export mesh|pointcloud|panorama|plates|splats|camera|scene``: a trained run leaves nerfstage for
+engines, web viewers, DCCs and LED walls.
 
 Registered in ``nerfstage/app/cli.py`` as a typer sub-app. Thin like the rest of the CLI: options are parsed here, the
 work is done by ``nerfstage.export`` (imported inside the commands, so ``nerfstage --help`` stays cheap), library
@@ -34,7 +35,8 @@ from .cli_common import (
     positive,
 )
 
-export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.")
+export_app = new_app("export", "Meshes, point clouds, 360 plates, tracked-camera plates, Gaussian splats, cameras "
+                                "and USD sets from a trained run.")
 
 
 def _load(run: Path, device: str):
@@ -333,3 +335,35 @@ def scene(
           f"{result.scene}")
     for skipped in result.skipped_paths:
         print(f"  skipped {skipped}")
+
+
+@export_app.command(cls=fills("nerfstage.export.splats_export:SplatExportOptions"))
+def splats(
+    run: RunArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="scene.ply (3DGS layout, Z-up) | .spz | .glb | "
+                                                                ".gltf (KHR_gaussian_splatting, Y-up).")],
+    max_splats: Annotated[Optional[int], typer.Option("--max-splats", help="Most splats written.",
+                                                      callback=positive)] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Distillation steps against the field (0 = the initial splats only).",
+                                    callback=non_negative)
+    ] = None,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """3D Gaussian splats distilled from the field, for game engines and web viewers (docs/splats.md)."""
+    from nerfstage.export.splats_export import (  # heavy: torch (not at CLI start-up)
+        SplatExportOptions,
+        check_splat_output,
+        export_splats,
+    )
+
+    options = SplatExportOptions(**given(max_splats=max_splats, steps=steps), overwrite=overwrite,
+                                 progress=not quiet)
+    check_splat_output(output, overwrite)  # bad extension / existing file: refused before the run is loaded
+    with output_lock(output):
+        result = export_splats(_load(run, device), output, options)
+    s = result.stats
+    print(f"splats {s['splats']:.0f} ({s['initial_splats']:.0f} placed from the field) in {result.seconds:.1f} s -> "
+          f"{_files(result.files)} ({s['bytes'] / 1e6:.2f} MB)")

@@ -50,15 +50,20 @@ def view(
     dataset: Annotated[
         Optional[Path], typer.Option("--dataset", help="The run's dataset, if it moved (for the training cameras).")
     ] = None,
+    splats: Annotated[Optional[Path], typer.Option(
+        "--splats", help="Gaussian splats (.ply/.spz/.glb) shown in real time (default: the run's export/scene.*).")
+    ] = None,
     device: Device = "auto",
 ) -> None:
-    """Web viewer of a trained run: look around, lay out keyframed camera paths, render them (Ctrl-C stops)."""
+    """Web viewer of a trained run: look around (its Gaussian splats in real time, when it has them; the field's
+    progressive render for the final look), lay out keyframed camera paths, render them (Ctrl-C stops)."""
     from nerfstage.app.viewer.server import (  # heavy: torch (not at CLI start-up)
         ViewerOptions,
         serve_run,
     )
 
-    options = ViewerOptions(**given(host=host, port=port, max_height=max_height, camera_path=camera_path, video=video))
+    options = ViewerOptions(**given(host=host, port=port, max_height=max_height, camera_path=camera_path, video=video,
+                                    splats=splats))
     warn_if_open(options.host)
     viewer = serve_run(run, options, device=device, dataset=dataset)
     print(f"viewer of {run} at http://{options.host}:{viewer.server.get_port()}  (Ctrl-C to stop)", flush=True)

@@ -1,4 +1,4 @@
-"""The viewer's side panel: live-render switch and status, the keyframe editor, path preview, save / load, and
+"""The viewer's side panel: splats / NeRF switch (when there are splats), live-render switch and status, the keyframe editor, path preview, save / load, and
 the "Render video" button (``render.pipeline.render_path`` in a thread, progress from its frame cache).
 
 Callbacks from the browser carry ``event.client``; values set here by the program call back with no client and
@@ -27,7 +27,15 @@ class Gui:
         self._stopped = threading.Event()
         self._render_thread: threading.Thread | None = None
         with gui.add_folder("View"):
-            self.live = gui.add_checkbox("Live render", initial_value=True)
+            self.display = None
+            if viewer.splats is not None:
+                from .server import NERF_MODE, SPLATS_MODE
+
+                self.display = gui.add_dropdown("Show", (SPLATS_MODE, NERF_MODE), initial_value=SPLATS_MODE,
+                                                hint="Splats drawn by the browser in real time, or the field's "
+                                                     "progressive render (the final look)")
+                gui.add_markdown(f"Splats: {viewer.splat_count} Gaussians")
+            self.live = gui.add_checkbox("Live render", initial_value=viewer.live)
             self.cameras = gui.add_checkbox("Show training cameras", initial_value=True)
             self.status = gui.add_markdown("Waiting for the browser's camera...")
             self.training = gui.add_markdown("", visible=False)
@@ -82,6 +90,8 @@ class Gui:
     def _bind(self) -> None:
         user = _from_user
         self.live.on_update(user(lambda e: self.viewer.set_live(self.live.value)))
+        if self.display is not None:
+            self.display.on_update(user(lambda e: self._on_display()))
         self.cameras.on_update(user(lambda e: self.viewer.show_cameras(self.cameras.value)))
         self.add.on_click(user(self._on_add))
         self.move.on_click(user(self._on_move))
@@ -98,6 +108,10 @@ class Gui:
         self.save.on_click(user(lambda e: self._guarded(self._on_save)))
         self.load.on_click(user(lambda e: self._guarded(self._on_load)))
         self.render.on_click(user(lambda e: self._guarded(self._on_render)))
+
+    def _on_display(self) -> None:
+        self.viewer.set_display(self.display.value)
+        self.live.value = self.viewer.live  # set by the program: its callback ignores it
 
     # -- status ---------------------------------------------------------------------------------------------
     def frame_shown(self, count: int, width: int, height: int, level: int, levels: int) -> None:

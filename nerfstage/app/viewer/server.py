@@ -21,6 +21,7 @@ from .gui import build_gui
 from .keyframes import KeyframeEditor, PathOptions
 from .progressive import ProgressiveRenderer, resolution_levels
 from .scene import SceneInfo, add_scene, scene_of_run
+from .splats import find_splats, viser_splats
 from .views import model_render_fn, view_of_camera, viser_pose_of
 
 
@@ -43,12 +44,21 @@ class ViewerOptions:
     """Default file of the "Save path" / "Load path" buttons."""
     video: Path | None = None
     """Default file of the "Render video" button."""
+    splats: Path | None = None
+    """Gaussian splats (.ply / .spz / .glb, dataset frame) drawn in real time; None = the run's
+    ``export/scene.*`` when there is one (``viewer.splats.find_splats``)."""
+
+
+SPLATS_MODE, NERF_MODE = "Splats (real time)", "NeRF (final look)"
+"""What the viewer shows when it has splats: the browser's splat renderer, or the field's progressive render."""
 
 
 class Viewer:
-    """A viser server showing a scene and a field; ``run`` (a LoadedRun) enables the "Render video" button."""
+    """A viser server showing a scene and a field; ``run`` (a LoadedRun) enables the "Render video" button;
+    ``splats`` (a splat file) adds the splats, shown in real time, with the field's render as a toggle."""
 
-    def __init__(self, info: SceneInfo, render_fn, options: ViewerOptions, run=None, run_dir: Path | None = None):
+    def __init__(self, info: SceneInfo, render_fn, options: ViewerOptions, run=None, run_dir: Path | None = None,
+                 splats: Path | None = None):
         import viser  # heavy: viser web server (only when a viewer starts)
 
         self.info, self.render_fn, self.options, self.run = info, render_fn, options, run
@@ -64,6 +74,13 @@ class Viewer:
         self.editor = KeyframeEditor(PathOptions(*default_size(info)))
         self._cameras = add_scene(self.server, info)
         self._initial_camera()
+        self.splats = None
+        self.splat_count = 0
+        if splats is not None and run is not None:
+            arrays = viser_splats(Path(splats), run)
+            self.splat_count = len(arrays["centers"])
+            self.splats = self.server.scene.add_gaussian_splats("/splats", **arrays)
+            self.live = False  # the splats first; the field's render is the toggle
 
         self.gui = build_gui(self)
         self.server.on_client_connect(self._connect)
@@ -127,6 +144,14 @@ class Viewer:
         for client in self.server.get_clients().values():
             client.scene.set_background_image(None)
 
+    def set_display(self, mode: str) -> None:
+        """Show the splats in real time (``SPLATS_MODE``) or the field's progressive render (``NERF_MODE``)."""
+        if self.splats is None:
+            return
+        nerf = mode == NERF_MODE
+        self.splats.visible = not nerf
+        self.set_live(nerf)
+
     def show_cameras(self, on: bool) -> None:
         """Show or hide the training-camera frustums."""
         self._cameras.visible = bool(on)
@@ -166,7 +191,8 @@ def serve_run(run_dir: Path, options: ViewerOptions, device: str = "auto", datas
     """Load RUN and start its viewer (returns at once; the server runs in background threads)."""
     loaded = load_run(Path(run_dir), device=device, dataset=dataset)
     render_fn = model_render_fn(loaded.model, None, chunk=options.chunk)  # white background, as evaluation
-    return Viewer(scene_of_run(loaded), render_fn, options, run=loaded)
+    splats = options.splats if options.splats is not None else find_splats(Path(run_dir))
+    return Viewer(scene_of_run(loaded), render_fn, options, run=loaded, splats=splats)
 
 
 class TrainingViewer:
