@@ -118,6 +118,7 @@ def evaluate_run(
     """Re-compute RUN/metrics.json from the newest checkpoint of a run (renders saved to ``save_images``);
     ``dataset`` overrides the run's recorded dataset (moved data)."""
     run = load_run(run_dir, device, dataset)
+    run.model.inference.proposal = "reference"  # the training-time evaluation path: metrics.json reproduced
     data = require_dataset(run)
     eval_idx = run.cameras.eval_indices[:: run.config.data.eval_view_stride]
     if not eval_idx:
