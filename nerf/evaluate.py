@@ -115,6 +115,7 @@ def evaluate_run(
     if save_images is not None and Path(save_images).exists() and not Path(save_images).is_dir():
         raise InputError(f"{save_images}: is a file; --save-images expects a folder")
     run = load_run(run_dir, device, dataset)
+    run.model.inference.proposal = "reference"  # the training-time evaluation path: metrics.json reproduced
     data = require_dataset(run)
     eval_idx = run.cameras.eval_indices[:: run.config.data.eval_view_stride]
     if not eval_idx:

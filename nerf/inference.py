@@ -22,6 +22,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +31,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from . import march_cpu
+from .baked import BakeOptions, SkipOptions
 from .occupancy import OccupancyGrid
 from .sampler import StepWarp, rank_in_ray, ray_aabb
 from .sh import sh_dim, sh_encode
@@ -42,6 +44,13 @@ class InferenceOptions:
 
     method: Literal["fast", "reference"] = "fast"
     """"fast": ``render_rays_fast``; "reference": ``NerfModel.render_rays`` through ``sampler.march`` (the peer)."""
+    proposal: Literal["fast", "reference"] = "fast"
+    """Proposal-sampled models: "fast" (``fast_proposal.render_proposal_fast``: early ray termination and, with
+    baked grids, empty-space skipping; thresholds in ``skip``) or "reference" (every sample queried, as trained)."""
+    skip: SkipOptions = dataclasses.field(default_factory=SkipOptions)
+    """Thresholds of the fast proposal path."""
+    bake: BakeOptions = dataclasses.field(default_factory=BakeOptions)
+    """How the proposal path's empty-space grids are baked (``baked.py``)."""
     target_samples: int = 1 << 17
     """Samples per round (sets how many steps each alive ray takes: target / alive rays, within the bounds below);
     with ``max_rays`` it bounds the memory of a call."""

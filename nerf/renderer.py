@@ -21,7 +21,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from pathlib import Path
+
+from .baked import BakedGrids, load_or_bake
 from .config import ModelConfig, TrainConfig, resolve_sampler
+from .fast_proposal import render_proposal_fast
 from .fields import NerfField
 from .inference import InferenceOptions, proposal_inference, render_rays_fast
 from .occupancy import OccupancyGrid
@@ -55,6 +59,21 @@ class NerfModel(nn.Module):
             self.proposal = ProposalSampler(config.proposal, backend, seed=seed)
         self.inference = InferenceOptions()
         """How ``render_rays(training=False)`` renders (``method="reference"``: through ``sample``, as before)."""
+        self.baked: BakedGrids | None = None
+        """Proposal path: per-cell density bounds for empty-space skipping at inference (``baked.py``); not part
+        of the state dict. Set by :meth:`use_baked_cache` lazily on the first render, or directly."""
+        self.baked_cache: Path | None = None
+        """Run folder whose ``baked_grids.pt`` caches ``baked`` (None and no ``baked``: the reference path)."""
+
+    def use_baked_cache(self, run_dir: Path | None) -> None:
+        """Bake (or read) the empty-space grids of the proposal path from ``run_dir`` on the first fast render."""
+        self.baked_cache, self.baked = (Path(run_dir) if run_dir is not None else None), None
+
+    def baked_grids(self) -> BakedGrids | None:
+        """``baked``, read from or baked into ``baked_cache`` on first use (None without a cache folder)."""
+        if self.baked is None and self.baked_cache is not None and self.proposal is not None:
+            self.baked = load_or_bake(self, self.baked_cache, self.inference.bake)
+        return self.baked
 
     @property
     def device(self) -> torch.device:
@@ -123,15 +142,26 @@ class NerfModel(nn.Module):
 
     def _render_proposal_chunks(self, origins: Tensor, directions: Tensor, image_indices: Tensor | None,
                                 background: Tensor) -> dict[str, Tensor | int]:
-        """The proposal path without gradients, ``PROPOSAL_EVAL_RAYS`` rays at a time."""
-        parts = [
-            self._render_proposal(origins[i : i + PROPOSAL_EVAL_RAYS], directions[i : i + PROPOSAL_EVAL_RAYS],
-                                  None if image_indices is None else image_indices[i : i + PROPOSAL_EVAL_RAYS],
-                                  background[i : i + PROPOSAL_EVAL_RAYS], False)
-            for i in range(0, len(origins), PROPOSAL_EVAL_RAYS)
-        ]
+        """The proposal path without gradients, ``PROPOSAL_EVAL_RAYS`` rays at a time: through
+        ``fast_proposal.render_proposal_fast`` when it has baked grids (``inference.proposal == "fast"``, a
+        ``baked_cache`` or ``baked`` set, mean appearance), else as trained (``_render_proposal``)."""
+        baked = self.baked_grids() if self.inference.proposal == "fast" and image_indices is None else None
+        fast = baked is not None
+
+        def one(i: int) -> dict[str, Tensor | int]:
+            j = i + PROPOSAL_EVAL_RAYS
+            if fast:
+                return render_proposal_fast(self, origins[i:j], directions[i:j], background[i:j], baked,
+                                            self.inference.skip)
+            return self._render_proposal(origins[i:j], directions[i:j],
+                                         None if image_indices is None else image_indices[i:j], background[i:j],
+                                         False)
+
+        parts = [one(i) for i in range(0, len(origins), PROPOSAL_EVAL_RAYS)]
         out: dict[str, Tensor | int] = {k: torch.cat([p[k] for p in parts]) for k in ("rgb", "depth", "accumulation")}
         out["num_samples"] = sum(int(p["num_samples"]) for p in parts)
+        if fast:
+            out["num_evaluated"] = sum(int(p["num_evaluated"]) for p in parts)
         return out
 
     def proposal_near_far(self, origins: Float[Tensor, "n 3"],

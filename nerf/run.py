@@ -163,6 +163,8 @@ def load_run(run_dir: Path, device: str = "auto", dataset: Path | None = None, c
     dev = resolve_device(device)
     data = load_checkpoint(latest, map_location="cpu")
     model = _build_model(config, data, dev, latest)
+    if getattr(model, "proposal", None) is not None:
+        model.use_baked_cache(run_dir)  # empty-space grids baked on the first fast render, cached in the run
     source = Path(dataset) if dataset is not None else (Path(config.dataset) if config.dataset else None)
     loaded = LoadedRun(run_dir, model, config, scene, int(data["step"]), latest, dev, source,
                        trainer_state=dict(data.get("trainer") or {}))
