@@ -57,9 +57,8 @@ six are written: an error leaves nothing under the final names.
 
 from __future__ import annotations
 
-import errno
 import math
-import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,30 +69,34 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError, InputError
+from ..core import shards
+from ..core.shards import ShardSpec, process_group
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
 from ..render.cubemap import CubemapCamera
 from ..render.equirect import EquirectangularCamera
 from ..render.image import DEFAULT_MEMORY_BUDGET, ImageOptions, check_memory_budget, render_pixels
-from ..render.pipeline import encode_rgb
-from ..render.writers import REC709_CHROMATICITIES, atomic_output, commit_output, prepare_output, write_png
+from ..render.writers import prepare_output, write_npy
+from .panorama_io import (  # noqa: F401  (CUBE_FILE_FACES, EXR_TILE, LIN_REC709, write_rgba_exr: public here too)
+    CUBE_FILE_FACES,
+    EXR_TILE,
+    LIN_REC709,
+    _open_scratch,
+    _store_tile,
+    _write_outputs,
+    write_rgba_exr,
+)
 from .track import WORLD_FROM_CAM_REST, euler_rotation
 
 PanoramaLayout = Literal["latlong", "cubemap"]
 CubemapFiles = Literal["six", "cross"]
 FORMATS = (".exr", ".png")
 """Output extensions ``export_panorama`` writes."""
-CUBE_FILE_FACES = (("posx", 0), ("negx", 1), ("posy", 2), ("negy", 3), ("posz", 5), ("negz", 4))
-"""(file suffix, index into ``render.cubemap.FACE_NAMES``) of the six files: GL convention, +Z/-Z swapped."""
 TILE_BYTES_PER_PIXEL = 96
 """RAM per pixel of a tile: pixel index (8), ray origin + direction (24, twice while generated), valid flag,
 rgb + alpha + depth (20) and the float32 RGBA tile (16), rounded up."""
-EXR_TILE = 256
-"""Tile size of the tiled EXR files written."""
 MIPMAP_BYTES_PER_PIXEL = 24
 """RAM per pixel while writing a mip-mapped EXR (see Memory in the module docstring; measured 20)."""
-LIN_REC709 = "lin_rec709"
-"""``colorSpace`` header value of the EXR files (OCIO / ACES config role name of scene-linear Rec.709)."""
 
 
 @dataclass(frozen=True)
@@ -263,48 +266,6 @@ def render_tile(model, camera, world_from_cam: np.ndarray, box: tuple[int, int, 
     return np.concatenate([pixels["rgb"], pixels["alpha"][:, None]], axis=-1).reshape(row1 - row0, col1 - col0, 4)
 
 
-def _open_scratch(path: Path, fmt: str, width: int, height: int, half: bool) -> np.ndarray:
-    """The on-disk image the tiles are written into: EXR planes [4, H, W] (float16 / float32) or PNG [H, W, 3]
-    uint8."""
-    if fmt == "exr":
-        shape, dtype = (4, height, width), np.float16 if half else np.float32
-    else:
-        shape, dtype = (height, width, 3), np.uint8
-    try:
-        scratch = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-        reserve_space(path)
-    except OSError as exc:
-        Path(path).unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot create the panorama's scratch file ({exc.strerror or exc}); "
-                         "check the output folder is writable and has room") from exc
-    return scratch
-
-
-def reserve_space(path: Path) -> None:
-    """Allocate every block of the (sparse) file at ``path`` now, so a full disk is an ``OSError`` (ENOSPC) here
-    and not a SIGBUS when a memory-mapped page is first written. Filesystems without ``posix_fallocate``
-    support (EOPNOTSUPP / EINVAL) are left as they are."""
-    if not hasattr(os, "posix_fallocate"):
-        return
-    with open(path, "r+b") as handle:
-        try:
-            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-
-
-def _store_tile(scratch: np.ndarray, tile: np.ndarray, box: tuple[int, int, int, int], fmt: str) -> None:
-    """Encode a rendered tile [h, w, 4] (sRGB-encoded rgb, alpha) into the scratch image at ``box``."""
-    row0, row1, col0, col1 = box
-    if fmt == "exr":
-        linear = encode_rgb(tile[..., :3], "exr")  # [h, w, 3] scene-linear
-        scratch[:3, row0:row1, col0:col1] = linear.transpose(2, 0, 1)
-        scratch[3, row0:row1, col0:col1] = tile[..., 3]
-    else:
-        scratch[row0:row1, col0:col1] = encode_rgb(tile[..., :3], "png")
-
-
 def render_to_scratch(model, camera, world_from_cam: np.ndarray, options: PanoramaOptions, fmt: str,
                       path: Path) -> tuple[np.ndarray, int, int]:
     """Render every tile into a scratch memmap at ``path``; returns (scratch, tiles, peak tile bytes)."""
@@ -320,92 +281,13 @@ def render_to_scratch(model, camera, world_from_cam: np.ndarray, options: Panora
     return scratch, len(boxes), peak
 
 
-def _exr_header(envmap: bool) -> dict:
-    """Header attributes of our EXR files, OpenEXR-package style (compression, colour space, envmap, tiles)."""
-    import OpenEXR  # heavy: OpenEXR (only when EXR files are read or written)
-
-
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "chromaticities": REC709_CHROMATICITIES,
-              "colorSpace": LIN_REC709, "type": OpenEXR.scanlineimage}
-    if hasattr(OpenEXR, "TileDescription"):  # tiled when this OpenEXR can write tiles (3.3+)
-        tiles = OpenEXR.TileDescription()
-        tiles.xSize, tiles.ySize, tiles.mode = EXR_TILE, EXR_TILE, OpenEXR.ONE_LEVEL
-        header |= {"type": OpenEXR.tiledimage, "tiles": tiles}
-    if envmap:
-        header["envmap"] = OpenEXR.ENVMAP_LATLONG
-    return header
-
-
-def _write_mipmapped(tmp: Path, planes: np.ndarray, envmap: bool) -> None:
-    """RGBA planes [4, H, W] -> tiled MIPMAP_LEVELS EXR at ``tmp`` (OpenImageIO make_texture, plain-texture mode:
-    level 0 bit-exact, 2 x 2 box-filtered levels) with our colour-space tags."""
-    import OpenImageIO as oiio  # heavy: OpenImageIO (only for mip-mapped EXR)
-
-
-    pixels = np.ascontiguousarray(np.moveaxis(planes, 0, -1))  # [H, W, 4] interleaved
-    source = oiio.ImageBuf(pixels)
-    del pixels
-    config = oiio.ImageSpec()
-    config.tile_width = config.tile_height = EXR_TILE
-    config.format = oiio.HALF if planes.dtype == np.float16 else oiio.FLOAT
-    config.attribute("compression", "zip")
-    config.attribute("colorSpace", LIN_REC709)
-    config.attribute("chromaticities", oiio.TypeDesc("float[8]"), tuple(REC709_CHROMATICITIES))
-    config.attribute("textureformat", "LatLong Environment" if envmap else "Plain Texture")
-    config.attribute("wrapmodes", "periodic,clamp" if envmap else "clamp,clamp")
-    config.attribute("maketx:filtername", "box")
-    config.attribute("maketx:forcefloat", 0)  # keep half data half (less memory); levels still box-filtered
-    if not oiio.ImageBufAlgo.make_texture(oiio.MakeTxTexture, source, str(tmp), config):
-        raise OSError(f"OpenImageIO could not write a mip-mapped EXR: {oiio.geterror() or 'no reason given'}")
-
-
-def write_rgba_exr(path: Path, planes: np.ndarray, envmap: bool, overwrite: bool = False,
-                   mipmap: bool = False) -> Path:
-    """Write RGBA planes [4, H, W] (scene-linear, float16 or float32) as a tiled ZIP EXR with the colour-space
-    header (Rec.709 chromaticities, ``colorSpace``) and, for latlong images, ``envmap``; with ``mipmap`` the
-    full mip chain; atomically."""
-    with atomic_output(path, overwrite) as tmp:
-        _write_exr_file(tmp, planes, envmap, mipmap)
-    return Path(path)
-
-
-def _write_exr_file(tmp: Path, planes: np.ndarray, envmap: bool, mipmap: bool) -> None:
-    """Write the EXR into ``tmp`` (no atomic rename): OpenImageIO for mip maps, the OpenEXR package otherwise."""
-    import OpenEXR  # heavy: OpenEXR (only when EXR files are read or written)
-
-    if mipmap:
-        _write_mipmapped(tmp, planes, envmap)
-        return
-    channels = {name: np.ascontiguousarray(planes[i]) for i, name in enumerate("RGBA")}
-    OpenEXR.File(_exr_header(envmap), channels).write(str(tmp))
-
-
-def _write_outputs(files: list[Path], scratch: np.ndarray, camera, options: PanoramaOptions, fmt: str) -> None:
-    """Write the finished scratch image into the output file(s) (six cube faces split from the strip). Every
-    file goes to its temp name first; the final names appear only once all files are complete."""
-    six = len(files) == 6
-    size = getattr(camera, "face_size", 0)
-    temps = [prepare_output(path, options.overwrite) for path in files]
-    try:
-        for k, tmp in enumerate(temps):
-            cols = slice(CUBE_FILE_FACES[k][1] * size, (CUBE_FILE_FACES[k][1] + 1) * size) if six else slice(None)
-            if fmt == "exr":
-                _write_exr_file(tmp, scratch[:, :, cols], options.layout == "latlong", options.mipmap)
-            else:
-                write_png(tmp, np.ascontiguousarray(scratch[:, cols]), overwrite=True)
-        for tmp, path in zip(temps, files):
-            commit_output(tmp, path)
-    except OSError as exc:
-        raise InputError(f"{files[0]}: cannot write ({exc.strerror or exc}); check the folder is writable") from exc
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-
-
-def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | None = None) -> PanoramaResult:
+def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | None = None,
+                    shard: ShardSpec | None = None) -> PanoramaResult:
     """Render a 360 panorama of the LoadedRun ``run`` into ``output`` (.exr or .png; cube faces as six sibling
-    files or a cross), tiled within ``options.memory_budget_bytes``. See the module docstring."""
+    files or a cross), tiled within ``options.memory_budget_bytes``. See the module docstring. ``shard`` (default:
+    the ``torchrun`` environment) renders only some tiles, through a working folder (``panorama_shards.py``)."""
     options = options or PanoramaOptions()
+    shard = shard or ShardSpec.parse()
     output = Path(output)
     fmt = output_format(output)
     camera = panorama_camera(options)
@@ -416,6 +298,10 @@ def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | Non
         prepare_output(file, options.overwrite)  # refuse existing files before any work
     pose = panorama_pose(run, options)
     start = time.perf_counter()
+    if shard.sharded:
+        with process_group("cpu"):
+            files, tiles, peak = render_panorama_sharded(run.model, camera, pose, output, options, fmt, shard)
+        return PanoramaResult(files, camera.width, camera.height, time.perf_counter() - start, peak, tiles, pose)
     scratch_path = output.with_name(f".{output.stem}.scratch.npy")
     scratch = None
     try:
@@ -425,3 +311,110 @@ def export_panorama(run: LoadedRun, output: Path, options: PanoramaOptions | Non
         del scratch
         scratch_path.unlink(missing_ok=True)
     return PanoramaResult(files, camera.width, camera.height, time.perf_counter() - start, peak, tiles, pose)
+
+
+# --- sharded (farm shards / torchrun ranks; nerfstage.core.shards) -------------------------------------------------
+# The items are the tiles (``tile_boxes``, row-major, numbered from 1). Each process renders its tiles into the
+# working folder ``.STEM.tiles/`` next to the output, one ``tile_NNNNN.npy`` per tile holding exactly the values
+# the single-process render stores in its scratch image (half/float RGBA planes [4, h, w] for EXR, uint8 RGB
+# [h, w, 3] for PNG); tiles already there and whole are kept (resume). ``assemble_panorama`` -- rank 0 after a
+# barrier under torchrun, or ``nerfstage assemble`` -- stitches them into the scratch image and writes the output
+# file(s) exactly as a single-process export (mip levels built by the same writer), then removes the folder.
+
+JOB_OPTIONS = ("width", "height", "layout", "cubemap_layout", "face_size", "tile_size", "half", "mipmap")
+"""The PanoramaOptions fields the job file records: what the assembly needs to rebuild the output."""
+
+
+def tiles_folder(output: Path) -> Path:
+    """The working folder of a sharded panorama: ``.STEM.tiles`` next to it."""
+    output = Path(output)
+    return output.with_name(f".{output.stem}.tiles")
+
+
+def tile_file(folder: Path, index: int) -> Path:
+    """``tile_NNNNN.npy`` of 0-based tile ``index`` (numbered from 1)."""
+    return Path(folder) / f"tile_{index + 1:05d}.npy"
+
+
+def _tile_shape(box: tuple[int, int, int, int], fmt: str) -> tuple[int, ...]:
+    rows, cols = box[1] - box[0], box[3] - box[2]
+    return (4, rows, cols) if fmt == "exr" else (rows, cols, 3)
+
+
+def _valid_tile(file: Path, box: tuple[int, int, int, int], fmt: str) -> bool:
+    try:
+        return np.load(file, mmap_mode="r", allow_pickle=False).shape == _tile_shape(box, fmt)
+    except (OSError, ValueError, EOFError):
+        return False
+
+
+def _encoded_tile(tile: np.ndarray, box: tuple[int, int, int, int], fmt: str, half: bool) -> np.ndarray:
+    """The scratch values of a rendered tile [h, w, 4] (``_store_tile`` into a tile-sized scratch)."""
+    shape = _tile_shape(box, fmt)
+    dtype = (np.float16 if half else np.float32) if fmt == "exr" else np.uint8
+    local = np.zeros(shape, dtype=dtype)
+    _store_tile(local, tile, (0, tile.shape[0], 0, tile.shape[1]), fmt)
+    return local
+
+
+def render_panorama_sharded(model, camera, pose: np.ndarray, output: Path, options: PanoramaOptions, fmt: str,
+                            spec: ShardSpec) -> tuple[list[Path], int, int]:
+    """Render this process's tiles into the working folder; assemble when ``spec.assembles``. Returns (files of
+    the output, tiles rendered now, peak tile bytes)."""
+    boxes = tile_boxes(camera.width, camera.height, int(options.tile_size))
+    mine = spec.select(len(boxes))  # a bad --frames fails before anything is written
+    folder = tiles_folder(output)
+    job = {"kind": "panorama", "output": Path(output).name, "format": fmt, "tiles": len(boxes),
+           "pose": np.asarray(pose).tolist(), **{k: getattr(options, k) for k in JOB_OPTIONS}}
+    if spec.rank == 0:
+        shards.write_job(folder, job, options.overwrite)
+    shards.barrier()
+    if spec.rank != 0:
+        shards.write_job(folder, job, overwrite=False)
+    background = (0.0, 0.0, 0.0) if fmt == "exr" else (1.0, 1.0, 1.0)
+    todo = [i for i in mine if options.overwrite or not _valid_tile(tile_file(folder, i), boxes[i], fmt)]
+    peak = 0
+    for index in tqdm(todo, desc="panorama", unit="tile", disable=not (options.progress and spec.shows_progress),
+                      dynamic_ncols=True):
+        tile = render_tile(model, camera, pose, boxes[index], background, options.max_rays_per_chunk)
+        peak = max(peak, tile.shape[0] * tile.shape[1] * TILE_BYTES_PER_PIXEL)
+        write_npy(tile_file(folder, index), _encoded_tile(tile, boxes[index], fmt, options.half), overwrite=True)
+    shards.mark_done(folder, spec)
+    shards.barrier()
+    files = assemble_panorama(output, options.overwrite) if spec.assembles else output_files(output, options)
+    return files, len(todo), peak
+
+
+def assemble_panorama(output: Path, overwrite: bool = False) -> list[Path]:
+    """Stitch the tiles of a sharded panorama into its output file(s) (see the module docstring); InputError
+    naming the missing tiles and their shard when some are missing."""
+    output = Path(output)
+    folder = tiles_folder(output)
+    job = shards.read_job(folder)
+    shards.require(job is not None and job.get("kind") == "panorama",
+                   f"{output}: no sharded panorama to assemble (no {shards.JOB_FILE} in {folder})")
+    options = PanoramaOptions(**{k: job[k] for k in JOB_OPTIONS}, overwrite=overwrite, progress=False)
+    camera, fmt = panorama_camera(options), job["format"]
+    boxes = tile_boxes(camera.width, camera.height, int(options.tile_size))
+    missing = [i for i, box in enumerate(boxes) if not _valid_tile(tile_file(folder, i), box, fmt)]
+    if missing:
+        raise InputError(shards.missing_message(output, "tiles", [i + 1 for i in missing],
+                                                [tile_file(folder, i).name for i in missing],
+                                                shards.shard_total(folder)))
+    files = output_files(output, options)
+    scratch_path = output.with_name(f".{output.stem}.scratch.npy")
+    scratch = _open_scratch(scratch_path, fmt, camera.width, camera.height, options.half)
+    try:
+        for index, (row0, row1, col0, col1) in enumerate(boxes):
+            tile = np.load(tile_file(folder, index), allow_pickle=False)
+            if fmt == "exr":
+                scratch[:, row0:row1, col0:col1] = tile
+            else:
+                scratch[row0:row1, col0:col1] = tile
+        _write_outputs(files, scratch, camera, options, fmt)
+    finally:
+        del scratch
+        scratch_path.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    return files
+

@@ -28,13 +28,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.cameras import PerspectiveCamera
+from ..core import shards
 from ..core.errors import ConfigError, InputError, OutputExistsError
+from ..core.shards import ShardSpec, process_group
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
 from ..render.image import DEFAULT_MEMORY_BUDGET, ImageOptions, check_memory_budget, render_image
 from ..render.pipeline import encode_rgb
 from ..render.writers import is_valid_frame, write_png
-from .panorama import write_rgba_exr
+from .panorama_io import write_rgba_exr
 from .track import TrackedFrame, read_track, to_normalized
 
 PlateFormat = Literal["exr", "png"]
@@ -100,19 +102,31 @@ MANIFEST = "nerfstage_plates.json"
 """The plates this tool wrote into a folder (``{"written": [file names]}``): what resume may keep or replace."""
 
 
-def _read_manifest(directory: Path) -> set[str]:
+PART_GLOB = ".nerfstage_plates.part-*.json"
+"""Manifests of the shards of a sharded export (one per shard and rank: no two processes write one file)."""
+
+
+def _read_one(file: Path) -> set[str]:
     try:
-        return {str(name) for name in json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["written"]}
+        return {str(name) for name in json.loads(file.read_text(encoding="utf-8"))["written"]}
     except (OSError, ValueError, KeyError, TypeError):
         return set()
 
 
-def _record(directory: Path, manifest: set[str], path: Path) -> None:
-    """Add ``path`` (just written) to the folder's manifest, atomically."""
+def _read_manifest(directory: Path) -> set[str]:
+    """Every plate this tool wrote into ``directory`` (the manifest and any shard's part of it)."""
+    names = _read_one(directory / MANIFEST)
+    for part in sorted(directory.glob(PART_GLOB)):
+        names |= _read_one(part)
+    return names
+
+
+def _record(directory: Path, manifest: set[str], path: Path, name: str = MANIFEST) -> None:
+    """Add ``path`` (just written) to the folder's manifest (or the shard's part ``name``), atomically."""
     manifest.add(path.name)
-    tmp = directory / f".{MANIFEST}.partial"
+    tmp = directory / f".{name}.partial"
     tmp.write_text(json.dumps({"written": sorted(manifest)}, indent=1), encoding="utf-8")
-    os.replace(tmp, directory / MANIFEST)
+    os.replace(tmp, directory / name)
 
 
 def _foreign(paths: list[Path], manifest: set[str]) -> list[Path]:
@@ -142,10 +156,13 @@ def render_plate(run: LoadedRun, frame: TrackedFrame, path: Path, options: Plate
     return write_rgba_exr(path, planes.astype(dtype), envmap=False, overwrite=True)
 
 
-def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: PlateOptions | None = None) -> PlatesResult:
+def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: PlateOptions | None = None,
+                  shard: ShardSpec | None = None) -> PlatesResult:
     """One background plate per row of ``track_file`` from the LoadedRun ``run`` into ``out_dir`` (see the module
-    docstring); plates already there and valid are kept unless ``options.overwrite``."""
+    docstring); plates already there and valid are kept unless ``options.overwrite``. ``shard`` (default: the
+    ``torchrun`` environment) renders only some plates (``--frames`` counts track rows from 1)."""
     options = options or PlateOptions()
+    shard = shard or ShardSpec.parse()
     _check(options)
     # InputError before anything is written
     frames = read_track(track_file, options.overscan_percent, options.size, options.camera_prim)
@@ -156,19 +173,76 @@ def export_plates(run: LoadedRun, track_file: Path, out_dir: Path, options: Plat
                         "choose a smaller plate size in the track or a larger memory budget")
     directory = Path(out_dir)
     paths = [plate_path(directory, frame.frame, options.format) for frame in frames]
+    mine = shard.select(len(frames)) if shard.sharded else list(range(len(frames)))
     manifest = _read_manifest(directory)
-    foreign = [] if options.overwrite else _foreign(paths, manifest)
+    foreign = [] if options.overwrite else _foreign([paths[i] for i in mine], manifest)
     if foreign:
         raise OutputExistsError(f"{foreign[0]}: exists and was not written by `nerfstage export plates` "
                                 f"({len(foreign)} such file(s)); pass --overwrite to replace them")
     _make_folder(directory)
-    start, rendered = time.perf_counter(), 0
-    for frame, path in tqdm(list(zip(frames, paths)), desc="plates", unit="plate", disable=not options.progress,
-                            dynamic_ncols=True):
+    start = time.perf_counter()
+    if not shard.sharded:
+        rendered = _render_plates(run, frames, paths, mine, options, manifest, MANIFEST, True)
+    else:
+        with process_group("cpu"):
+            rendered = _render_shard(run, frames, paths, mine, options, shard)
+    return PlatesResult(directory, paths, rendered, len(mine) - rendered, time.perf_counter() - start, frames)
+
+
+def _render_plates(run: LoadedRun, frames: list[TrackedFrame], paths: list[Path], mine: list[int],
+                   options: PlateOptions, manifest: set[str], manifest_name: str, progress: bool) -> int:
+    """Render the plates ``mine`` (indices into ``frames``) not already valid; the number rendered."""
+    rendered = 0
+    for index in tqdm(mine, desc="plates", unit="plate", disable=not (options.progress and progress),
+                      dynamic_ncols=True):
+        frame, path = frames[index], paths[index]
         if not options.overwrite and path.name in manifest and is_valid_frame(path, frame.width, frame.height):
             continue
         render_plate(run, frame, path, options)
-        _record(directory, manifest, path)
+        _record(path.parent, manifest, path, manifest_name)
         rendered += 1
-    files = paths
-    return PlatesResult(directory, files, rendered, len(frames) - rendered, time.perf_counter() - start, frames)
+    return rendered
+
+
+def _render_shard(run: LoadedRun, frames: list[TrackedFrame], paths: list[Path], mine: list[int],
+                  options: PlateOptions, spec: ShardSpec) -> int:
+    """This process's plates, its part of the manifest, the job file; rank 0 of a whole job assembles."""
+    directory = paths[0].parent
+    job = {"kind": "plates", "format": options.format,
+           "plates": [[p.name, f.width, f.height] for p, f in zip(paths, frames, strict=True)]}
+    if spec.rank == 0:
+        shards.write_job(directory, job, options.overwrite)
+    shards.barrier()
+    if spec.rank != 0:
+        shards.write_job(directory, job, overwrite=False)
+    part = f".nerfstage_plates.part-{spec.shard[0] if spec.shard else 0}-{spec.rank}.json"
+    rendered = _render_plates(run, frames, paths, mine, options, _read_manifest(directory), part,
+                              spec.shows_progress)
+    shards.mark_done(directory, spec)
+    shards.barrier()
+    if spec.assembles:
+        assemble_plates(directory)
+    return rendered
+
+
+def assemble_plates(directory: Path) -> list[Path]:
+    """Check a sharded plate export is complete (InputError naming missing plates and their shard) and merge the
+    shards' manifests into the folder's one; returns the plates."""
+    directory = Path(directory)
+    job = shards.read_job(directory)
+    shards.require(job is not None and job.get("kind") == "plates",
+                   f"{directory}: no sharded plate export to assemble (no {shards.JOB_FILE} in it)")
+    manifest = _read_manifest(directory)
+    plates = [(directory / name, int(w), int(h)) for name, w, h in job["plates"]]
+    missing = [i for i, (p, w, h) in enumerate(plates) if p.name not in manifest or not is_valid_frame(p, w, h)]
+    if missing:
+        raise InputError(shards.missing_message(directory, "plates", [i + 1 for i in missing],
+                                                [plates[i][0].name for i in missing], shards.shard_total(directory)))
+    tmp = directory / f".{MANIFEST}.partial"
+    tmp.write_text(json.dumps({"written": sorted(manifest)}, indent=1), encoding="utf-8")
+    os.replace(tmp, directory / MANIFEST)
+    for part in directory.glob(PART_GLOB):
+        part.unlink(missing_ok=True)
+    (directory / shards.JOB_FILE).unlink(missing_ok=True)
+    shards.clear_done(directory)
+    return [p for p, _, _ in plates]

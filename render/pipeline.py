@@ -29,13 +29,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..core import shards
 from ..core.errors import ConfigError, InputError
+from ..core.shards import ShardSpec, process_group
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
 from .cubemap import FACE_SUFFIXES
@@ -194,24 +196,36 @@ def default_depth_range(run: LoadedRun, path, options: RenderOptions) -> float:
 
 
 def render_path(run: LoadedRun, output: Path, shot: ShotOptions | None = None, options: RenderOptions | None = None,
-                path=None, splats=None) -> RenderResult:
+                path=None, shard: ShardSpec | None = None, splats=None) -> RenderResult:
     """Render ``shot`` (or a ready ``path``: a CameraPath) through the LoadedRun ``run`` into ``output``
-    (``.mp4`` -> H.264 video; anything else -> a folder of numbered frames). With ``splats`` (GaussianSplats in
-    the run's dataset frame) the frames are rasterised from them instead of ray-marched through the field."""
+    (``.mp4`` -> H.264 video; anything else -> a folder of numbered frames). ``shard`` (default: the ``torchrun``
+    environment) renders only some frames, through the working folder (``render/sharded.py``). With ``splats``
+    (GaussianSplats in the run's dataset frame) the frames are rasterised from them instead of ray-marched through
+    the field."""
     shot, options = shot or ShotOptions(), options or RenderOptions()
+    shard = shard or ShardSpec.parse()
     output = Path(output)
     check_options(output, options)
+    with process_group("cpu"):  # gloo: rendering only needs its barrier, whatever the model's device
+        return _render_path(run, output, shot, options, path, shard, splats)
+
+
+def _render_path(run: LoadedRun, output: Path, shot: ShotOptions, options: RenderOptions, path,
+                 shard: ShardSpec, splats=None) -> RenderResult:
     if path is None:
         path = build_path(shot, run.world_from_cams[run.train_indices] if run.has_cameras else run.world_from_cams,
                           [run.intrinsics[i] for i in run.train_indices])
     first = frame_camera(path, 0, shot, 1.0)
     check_frame_memory(first.width, first.height, options)
     depth_range = default_depth_range(run, path, options)
-    bar = tqdm(total=len(path), desc="render", unit="frame", disable=not options.progress, dynamic_ncols=True)
+    bar = tqdm(total=len(path), desc="render", unit="frame", disable=not (options.progress and shard.shows_progress),
+               dynamic_ncols=True)
     renderer = _Renderer(run, path, shot, options, bar, splats)
     start = time.perf_counter()
     try:
-        if is_video(output):
+        if shard.sharded:
+            result = render_sharded(output, path, renderer, options, depth_range, shard)
+        elif is_video(output):
             result = _render_video(output, path, renderer, options, depth_range)
         else:
             result = _render_frames(output, path, renderer, options, depth_range)
@@ -305,3 +319,97 @@ def save_path(run: LoadedRun, file: Path, shot: ShotOptions, overwrite: bool = F
         raise InputError(f"{file}: the built path has non-finite poses; check the path options")
     write_camera_path(file, path, overwrite)
     return path
+
+
+# --- sharded (farm shards / torchrun ranks; nerfstage.core.shards) -------------------------------------------------
+# Each process renders its frames into the output's working folder: the frame folder itself for PNG / EXR / NPY
+# frames, the MP4's frame cache ``.NAME.frames/`` (PNG) for a video. Frames already there and valid are kept (a
+# re-queued task resumes); ``overwrite`` renders this process's frames again. The final output is assembled by
+# ``assemble_render`` -- rank 0 after a barrier under torchrun, or ``nerfstage assemble`` after farm shards: a
+# video is encoded from the cached frames (the same encoder and frames as a single-process render, so the same
+# file), a frame folder is checked complete. A missing frame is named, with the shard that should have made it.
+
+def working_folder(output: Path) -> Path:
+    """Where the frames of a sharded render go: the MP4's frame cache, or the frame folder."""
+    return frame_cache(output) if is_video(output) else Path(output)
+
+
+def _job(output: Path, writer, renderer: _Renderer, count: int, options: RenderOptions) -> dict[str, Any]:
+    camera = renderer.camera(0)
+    spherical = (renderer.shot.camera or renderer.path.camera_type) == "equirectangular"
+    return {"kind": "video" if is_video(output) else "frames", "output": Path(output).name, "frames": count,
+            "width": camera.width, "height": camera.height, "fps": renderer.path.video_fps(), "crf": options.crf,
+            "spherical": spherical, "frame_kind": writer.kind, "half": writer.half, "envmap": writer.envmap,
+            "face_suffixes": list(writer.face_suffixes or []), "output_kind": options.output}
+
+
+def render_sharded(output: Path, path, renderer: _Renderer, options: RenderOptions, depth_range: float,
+                   spec: ShardSpec) -> RenderResult:
+    """Render this process's frames of ``path`` into the working folder; assemble when ``spec.assembles``."""
+    output = Path(output)
+    kind = "mp4" if is_video(output) else options.frame_format
+    if is_video(output) and not spec.partial:
+        prepare_output(output, options.overwrite)  # a whole job refuses an existing video before any work
+    count = len(path)
+    mine = spec.select(count)  # a bad --frames fails before anything is written
+    folder = working_folder(output)
+    writer = _frame_writer(folder, renderer, options, kind, resume=True, overwrite=True)
+    job = _job(output, writer, renderer, count, options)
+    if spec.rank == 0:
+        shards.write_job(folder, job, options.overwrite)
+    shards.barrier()  # rank 0 has checked the working folder's job
+    if spec.rank != 0:
+        shards.write_job(folder, job, overwrite=False)  # the same job: a no-op check
+    todo = mine if options.overwrite else [i for i in mine if not writer.is_done(i)]
+    renderer.bar.reset(total=len(mine))
+    renderer.bar.update(len(mine) - len(todo))
+    for index in todo:
+        images = renderer(index)
+        frame = encode_frame(images, options, kind, depth_range)
+        if kind == "mp4":
+            writer.write(index, frame)
+        else:
+            _write_frame(writer, index, frame, options, images["alpha"])
+        renderer.bar.update(1)
+    shards.mark_done(folder, spec)
+    shards.barrier()
+    camera = renderer.camera(0)
+    if spec.assembles:
+        assemble_render(output, overwrite=options.overwrite)
+    return RenderResult(output, count, len(todo), camera.width, camera.height, path.video_fps(), 0.0, 0.0,
+                        [writer.paths(i)[0] for i in mine])
+
+
+def assemble_render(output: Path, overwrite: bool = False, progress: bool = False) -> list[Path]:
+    """Build the final output of a sharded render from its working folder (see the module docstring); InputError
+    naming the missing frames and their shard when it is incomplete. Returns the files of the output."""
+    output = Path(output)
+    folder = working_folder(output)
+    job = shards.read_job(folder)
+    shards.require(job is not None and job["kind"] in ("video", "frames"),
+                   f"{output}: no sharded render to assemble (no {shards.JOB_FILE} in {folder})")
+    writer = FrameSequenceWriter(folder, job["frame_kind"], job["width"], job["height"], resume=True,
+                                 overwrite=True, half=job["half"], envmap=job["envmap"],
+                                 face_suffixes=tuple(job["face_suffixes"]) or None)
+    missing = [i for i in range(job["frames"]) if not writer.is_done(i)]
+    if missing:
+        names = [writer.paths(i)[0].name for i in missing]
+        raise InputError(shards.missing_message(output, "frames", [i + 1 for i in missing], names,
+                                                       shards.shard_total(folder)))
+    if job["kind"] == "frames":
+        (folder / shards.JOB_FILE).unlink(missing_ok=True)
+        shards.clear_done(folder)
+        return [p for i in range(job["frames"]) for p in writer.paths(i)]
+    return [_encode_video(output, writer, job, overwrite)]
+
+
+def _encode_video(video: Path, writer: FrameSequenceWriter, job: dict[str, Any], overwrite: bool) -> Path:
+    """The MP4 from the cached frames, then the cache removed."""
+    with VideoWriter(video, job["width"], job["height"], job["fps"], job["crf"], job["spherical"], overwrite) as out:
+        for index in range(job["frames"]):
+            frame = _cached_frame(writer, index)
+            shards.require(frame is not None, f"{writer.paths(index)[0]}: unreadable cached frame; delete it and "
+                                              "rerun its shard")
+            out.write(np.asarray(frame))
+    shutil.rmtree(writer.directory, ignore_errors=True)
+    return video

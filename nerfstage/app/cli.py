@@ -22,12 +22,14 @@ from ..core.version import __version__
 from .cli_common import (
     MEMORY_GB,
     Device,
+    Frames,
     MaxRaysPerChunk,
     MemoryGb,
     Quiet,
     RedoStages,
     RunArg,
     Seed,
+    Shard,
     command_scope,
     finite,
     fills,
@@ -39,6 +41,8 @@ from .cli_common import (
     non_negative,
     numbers,
     positive,
+    shard_note,
+    shard_spec,
 )
 
 PRESETS_HELP = " | ".join(PRESET_NAMES)
@@ -332,12 +336,15 @@ def render(
     splats: Annotated[Optional[Path], typer.Option(
         "--splats", help="Render from these Gaussian splats (.ply 3DGS layout, .spz, .glb/.gltf) instead of the "
                          "field.")] = None,
+    frames: Frames = None,
+    shard: Shard = None,
     quiet: Quiet = False,
 ) -> None:
     """Fly a virtual camera through a trained run: MP4, PNG/EXR/NPY frames, 360 plates, camera_path.json."""
     from nerfstage.nerf.run import load_run  # heavy: torch (not at CLI start-up)
     from nerfstage.render.pipeline import RenderOptions, check_options, render_path  # heavy: torch (not at start-up)
     from nerfstage.render.pipeline import save_path as write_path  # heavy: torch (not at CLI start-up)
+    from nerfstage.core.shards import bind_local_device  # light, but kept out of CLI start-up
     from nerfstage.render.plan import ShotOptions  # heavy: torch (not at CLI start-up)
 
     if output_file is None and save_path is None:
@@ -354,20 +361,40 @@ def render(
                 max_rays_per_chunk=max_rays_per_chunk, memory_budget_bytes=memory_bytes(memory_gb)),
         half=half, resume=resume, overwrite=overwrite, progress=not quiet,
     )
+    spec = shard_spec(frames, shard)
     if output_file is not None:
         check_options(output_file, options)
+    bind_local_device()
     loaded = load_run(run, device=device)
     built = write_path(loaded, save_path, shot, overwrite) if save_path is not None else None
     if save_path is not None:
         print(f"saved {len(built)} frames of camera path -> {save_path}")
     if output_file is None:
         return
-    with output_lock(output_file):
-        result = render_path(loaded, output_file, shot, options, path=built, splats=_read_splats(splats))
+    with output_lock(output_file, spec.lock_part):
+        result = render_path(loaded, output_file, shot, options, path=built, shard=spec, splats=_read_splats(splats))
+    if spec.rank != 0:
+        return
     print(
         f"{result.frames} frames {result.width}x{result.height} @ {result.fps:g} fps ({result.rendered} rendered "
         f"in {result.seconds:.1f} s, {result.rays_per_second:.0f} rays/s) -> {result.output}"
     )
+    if shard_note(spec, output_file):
+        print(shard_note(spec, output_file))
+
+
+@app.command()
+def assemble(
+    output: Annotated[Path, typer.Argument(help="The -o of a sharded render / export panorama / export plates.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing final file.")] = False,
+) -> None:
+    """Build the final file of a farm render from its shards (MP4 encoded, EXR tiles stitched, plate set checked);
+    a missing frame, tile or plate is named with the shard that should have written it."""
+    from nerfstage.app.assemble import assemble as run_assemble  # heavy: torch (not at CLI start-up)
+
+    what, files = run_assemble(output, overwrite)
+    shown = str(files[0]) if len(files) == 1 else f"{len(files)} files in {files[0].parent}"
+    print(f"assembled {what} -> {shown}")
 
 
 def _read_splats(path: Path | None):

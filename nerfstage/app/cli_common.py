@@ -197,3 +197,26 @@ def numbers(text: Optional[str], count: int, name: str, example: str) -> Optiona
     if len(values) != count or not all(math.isfinite(v) for v in values):
         raise ConfigError(f"{name} {text!r}: expected {count} comma-separated numbers, e.g. {example}")
     return values
+
+
+Frames = Annotated[Optional[str], typer.Option(
+    "--frames", help="Farm task: render only frames (tiles, plates) A-B, 1-based inclusive; then "
+    "`nerfstage assemble`.")]
+Shard = Annotated[Optional[str], typer.Option(
+    "--shard", help="Farm task: render only every N-th frame (tile, plate) from the K-th (K/N, e.g. "
+    "$SLURM_ARRAY_TASK_ID/8); then `nerfstage assemble`.")]
+
+
+def shard_spec(frames: Optional[str], shard: Optional[str]):
+    """The ShardSpec of ``--frames`` / ``--shard`` and the ``torchrun`` environment (errors name the flag)."""
+    from nerfstage.core.shards import ShardSpec  # light (no torch), kept out of CLI start-up
+
+    return ShardSpec.parse(frames, shard)
+
+
+def shard_note(spec, output: Path) -> str:
+    """A line after a farm shard: what to do once every shard is done ('' for a whole job)."""
+    if not spec.partial:
+        return ""
+    return f"{spec.label()} done; when every shard is done: nerfstage assemble {output}"
+

@@ -19,11 +19,13 @@ from ..core.lock import output_lock
 from .cli_common import (
     MEMORY_GB,
     Device,
+    Frames,
     MaxRaysPerChunk,
     MemoryGb,
     Overwrite,
     Quiet,
     RunArg,
+    Shard,
     fills,
     finite,
     given,
@@ -33,6 +35,8 @@ from .cli_common import (
     non_negative,
     numbers,
     positive,
+    shard_note,
+    shard_spec,
 )
 
 export_app = new_app("export", "Meshes, point clouds, 360 plates, tracked-camera plates, Gaussian splats, cameras "
@@ -40,8 +44,10 @@ export_app = new_app("export", "Meshes, point clouds, 360 plates, tracked-camera
 
 
 def _load(run: Path, device: str):
+    from nerfstage.core.shards import bind_local_device  # light, but kept out of CLI start-up
     from nerfstage.nerf.run import load_run  # heavy: torch (not at CLI start-up)
 
+    bind_local_device()
     return load_run(run, device=device)
 
 
@@ -175,6 +181,8 @@ def panorama(
     max_rays_per_chunk: MaxRaysPerChunk = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
+    frames: Frames = None,
+    shard: Shard = None,
     quiet: Quiet = False,
 ) -> None:
     """360 plate for an LED wall: latlong up to 16384x8192 rendered in tiles, or cubemap faces."""
@@ -191,10 +199,15 @@ def panorama(
                 half=False if full_float else None, mipmap=mipmap, max_rays_per_chunk=max_rays_per_chunk),
         overwrite=overwrite, progress=not quiet,
     )
-    with output_lock(output):
-        result = export_panorama(_load(run, device), output, options)
+    spec = shard_spec(frames, shard)
+    with output_lock(output, spec.lock_part):
+        result = export_panorama(_load(run, device), output, options, shard=spec)
+    if spec.rank != 0:
+        return
     print(f"panorama {result.width}x{result.height} in {result.tiles} tiles, {result.seconds:.1f} s -> "
           f"{_files(result.files)}")
+    if shard_note(spec, output):
+        print(shard_note(spec, output))
 
 
 @export_app.command(cls=fills("nerfstage.export.plates:PlateOptions", overscan="overscan_percent",
@@ -219,6 +232,8 @@ def plates(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-render plates already there.")] = False,
     device: Device = "auto",
+    frames: Frames = None,
+    shard: Shard = None,
     quiet: Quiet = False,
 ) -> None:
     """One background plate per tracked frame (pose, fov, sensor from the track file); resumes by default."""
@@ -231,10 +246,15 @@ def plates(
                            overwrite=overwrite, progress=not quiet)
     # a malformed track file fails before the run is loaded
     read_track(track, options.overscan_percent, options.size, options.camera_prim)
-    with output_lock(output):
-        result = export_plates(_load(run, device), track, output, options)
+    spec = shard_spec(frames, shard)
+    with output_lock(output, spec.lock_part):
+        result = export_plates(_load(run, device), track, output, options, shard=spec)
+    if spec.rank != 0:
+        return
     print(f"{len(result.files)} plates ({result.rendered} rendered, {result.skipped} kept) in {result.seconds:.1f} s "
           f"-> {result.directory}")
+    if shard_note(spec, output):
+        print(shard_note(spec, output))
 
 
 @export_app.command(cls=fills("nerfstage.export.camera:CameraExportOptions", "nerfstage.render.plan:ShotOptions",

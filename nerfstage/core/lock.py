@@ -20,10 +20,12 @@ from .errors import InputError, LockedError
 from .files import ensure_folder
 
 
-def lock_path(output: Path) -> Path:
-    """The lock file of ``output``: ``PARENT/.NAME.nerfstage-lock``."""
+def lock_path(output: Path, part: str | None = None) -> Path:
+    """The lock file of ``output`` (``PARENT/.NAME.nerfstage-lock``), or of one ``part`` of it (a render shard:
+    ``PARENT/.NAME.PART.nerfstage-lock``)."""
     output = Path(output).absolute()
-    return output.parent / f".{output.name}.nerfstage-lock"
+    return output.parent / (f".{output.name}.nerfstage-lock" if part is None else
+                            f".{output.name}.{part}.nerfstage-lock")
 
 
 def _holder(fd: int) -> str:
@@ -61,11 +63,11 @@ def _acquire(path: Path, output: Path) -> int:
 
 
 @contextmanager
-def output_lock(output: Path) -> Iterator[Path]:
-    """Hold the exclusive lock of ``output`` (a run folder, an output folder or file) inside the block; yields the
-    lock file. LockedError naming the holder's PID when another process holds it."""
+def output_lock(output: Path, part: str | None = None) -> Iterator[Path]:
+    """Hold the exclusive lock of ``output`` (a run folder, an output folder or file), or of one ``part`` of it,
+    inside the block; yields the lock file. LockedError naming the holder's PID when another process holds it."""
     output = Path(output)
-    path = lock_path(output)
+    path = lock_path(output, part)
     made = _missing_folders(path.parent)
     ensure_folder(path.parent)
     try:

@@ -169,7 +169,9 @@ def test_exr_carries_a_box_filtered_mip_chain_with_level_0_bit_exact(loaded, tmp
 
 
 def test_a_failing_cube_face_leaves_none_of_the_six_files(loaded, tmp_path, monkeypatch):
-    calls, original = [], pano._write_exr_file
+    from nerfstage.export import panorama_io  # the EXR writer moved there (issue 17 split panorama.py)
+
+    calls, original = [], panorama_io._write_exr_file
 
     def failing_write(*args, **kwargs):
         calls.append(1)
@@ -177,7 +179,7 @@ def test_a_failing_cube_face_leaves_none_of_the_six_files(loaded, tmp_path, monk
             raise OSError(28, "No space left on device")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pano, "_write_exr_file", failing_write)
+    monkeypatch.setattr(panorama_io, "_write_exr_file", failing_write)
     with pytest.raises(InputError, match="cannot write"):
         export_panorama(loaded, tmp_path / "cube.exr", quiet(width=32, layout="cubemap"))
     assert len(calls) == 4 and list(tmp_path.iterdir()) == []  # three faces were written, none was kept
