@@ -423,7 +423,7 @@ def test_enospc_during_image_writes(tiny_run, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "x.mp4").exists()
     monkeypatch.undo()
 
-    from nerfstage.export import panorama
+    from nerfstage.export import panorama_io
 
     written = []
 
@@ -433,7 +433,7 @@ def test_enospc_during_image_writes(tiny_run, tmp_path, capsys, monkeypatch):
         if len(written) in (1, 5):
             raise _enospc(str(tmp))
 
-    monkeypatch.setattr(panorama, "_write_exr_file", fourth_file_fills_the_disk)
+    monkeypatch.setattr(panorama_io, "_write_exr_file", fourth_file_fills_the_disk)
     code, lines = _run_cli(capsys, "export", "panorama", tiny_run.run_dir, "-o", tmp_path / "p.exr", "--width", "64",
                            "--device", "cpu", "--quiet")
     assert code == 2 and len(lines) == 1 and "No space left" in lines[0] and "p.exr" in lines[0], lines

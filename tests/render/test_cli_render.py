@@ -133,7 +133,8 @@ def test_unwritable_output_and_missing_checkpoint_exit_2(tiny_run, tmp_path, cap
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert cli("render", tiny_run.run_dir, "-o", blocker / "out.mp4", "--fps", 1, "--seconds", 1) == 2
-    assert "cannot create" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(blocker) in err and "is a file; expected a folder" in err
     broken = tmp_path / "run"
     shutil.copytree(tiny_run.run_dir, broken)
     shutil.rmtree(broken / "checkpoints")
