@@ -2,7 +2,8 @@
 and its silhouette is compared with ours.
 
 Steps: train the tiny synthetic run of the tests (24 frames of 64x48, 100 CPU steps; or ``--run``), export the
-objects' mesh (``export mesh`` cropped to ``tests/export/lineup.BOX``, GLB) and an orbit camera (``export camera``:
+objects' mesh (``export mesh`` cropped to ``tests/export/lineup.BOX``, GLB,
+faces with their centre in the box) and an orbit camera (``export camera``:
 ``shot.glb`` and ``shot.usda``, 128x96, 3 frames), then run ``blender --background --python`` (installed with
 ``apt-get install -y blender`` when missing: Debian's 3.4) which
 
@@ -40,6 +41,10 @@ WIDTH, HEIGHT, FPS = 128, 96, 3
 BLENDER_SCRIPT = textwrap.dedent('''
     import json, sys
     import bpy
+    import numpy
+
+    if not hasattr(numpy, "bool"):  # Blender 3.4's glTF importer uses np.bool, gone since numpy 1.24 (Debian 12)
+        numpy.bool = bool
 
     args = json.loads(sys.argv[sys.argv.index("--") + 1])
     result = {"version": bpy.app.version_string, "usd": bool(getattr(bpy.app.build_options, "usd", False))}
@@ -92,11 +97,15 @@ BLENDER_SCRIPT = textwrap.dedent('''
 
 
 def ensure_blender() -> str:
-    found = shutil.which("blender")
-    if found:
-        return found
-    print("blender not found: apt-get install -y blender (Debian 3.4; large download)")
-    subprocess.run(["apt-get", "install", "-y", "-qq", "blender"], check=True)
+    """The blender binary, installed with apt when missing (with python3-numpy: Debian's Blender runs the system
+    Python 3, and its glTF importer needs numpy without depending on it)."""
+    if not shutil.which("blender"):
+        print("blender not found: apt-get install -y blender python3-numpy (Debian 3.4; large download)")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "blender", "python3-numpy"], check=True)
+    probe = subprocess.run(["blender", "--background", "--factory-startup", "--python-expr", "import numpy"],
+                           capture_output=True, text=True, timeout=300)
+    if "ModuleNotFoundError" in probe.stdout + probe.stderr:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "python3-numpy"], check=True)
     return shutil.which("blender") or "blender"
 
 
@@ -115,15 +124,21 @@ def tiny_run(work: Path) -> Path:
 
 
 def exports(run, work: Path) -> dict:
-    from lineup import BOX
+    import trimesh
+    from lineup import BOX, faces_in_box
+
+    from nerfstage.export.gltf import write_mesh
 
     from nerfstage.export.camera import export_camera, write_track
     from nerfstage.export.from_run import MeshExportOptions, export_mesh
-    from nerfstage.export.scene import write_mesh_layer
+    from nerfstage.export.scene import _mesh_z_up, write_mesh_layer
     from nerfstage.render.plan import ShotOptions
 
-    mesh = export_mesh(run, work / "objects.glb", MeshExportOptions(bbox=BOX, resolution=96, max_faces=None,
-                                                                    min_component_fraction=0.0, progress=False))
+    mesh = export_mesh(run, work / "objects_grid.glb", MeshExportOptions(bbox=BOX, resolution=96, max_faces=None,
+                                                                         min_component_fraction=0.0, progress=False))
+    full = _mesh_z_up(work / "objects_grid.glb")  # the crop grid is a little larger than BOX: keep BOX's faces
+    faces = faces_in_box(np.asarray(full.vertices), np.asarray(full.faces))
+    write_mesh(trimesh.Trimesh(full.vertices, faces, process=False), work / "objects.glb", overwrite=True)
     write_mesh_layer(work / "objects.glb", work / "objects.usdc", 1.0, overwrite=True)
     shot = ShotOptions(path="orbit", width=WIDTH, height=HEIGHT, fps=FPS, seconds=1.0)
     _, track = export_camera(run, work / "shot.usda", shot)
