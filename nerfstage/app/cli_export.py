@@ -1,4 +1,5 @@
-"""``nerfstage export mesh|pointcloud|panorama|plates``: a trained run leaves nerfstage for engines and LED walls.
+"""``nerfstage export mesh|pointcloud|panorama|plates|camera|scene``: a trained run leaves nerfstage for engines,
+DCC tools and LED walls.
 
 Registered in ``nerfstage/app/cli.py`` as a typer sub-app. Thin like the rest of the CLI: options are parsed here, the
 work is done by ``nerfstage.export`` (imported inside the commands, so ``nerfstage --help`` stays cheap), library
@@ -30,7 +31,8 @@ from .cli_common import (
     numbers,
 )
 
-export_app = new_app("export", "Meshes, point clouds, 360 plates and tracked-camera plates from a trained run.")
+export_app = new_app("export", "Meshes, point clouds, 360 plates, tracked-camera plates, camera moves and USD sets "
+                               "from a trained run.")
 
 
 def _load(run: Path, device: str):
