@@ -168,45 +168,50 @@ def open_usd(file: Path):
     return stage
 
 
+def _usd_frame(camera, code, mpu: float, z_up: bool, file: Path) -> tuple[np.ndarray, float, tuple]:
+    """(world_from_cam [4, 4] dataset frame in metres, vertical fov degrees, (focal, aperture w, h) mm) of a
+    UsdGeomCamera at one time code."""
+    pose = np.array(camera.ComputeLocalToWorldTransform(code), dtype=np.float64).T  # Gf row vectors
+    pose[:3, :3] /= np.linalg.norm(pose[:3, :3], axis=0, keepdims=True)  # drop any scale
+    pose[:3, 3] *= mpu  # stage units -> metres (the dataset frame of a metric capture)
+    pose = pose if z_up else np.linalg.inv(Y_UP_FROM_Z_UP) @ pose
+    gf = camera.GetCamera(code)
+    focal, h_ap, v_ap = float(gf.focalLength), float(gf.horizontalAperture), float(gf.verticalAperture)
+    if not (focal > 0 and v_ap > 0 and h_ap > 0):
+        raise InputError(f"{file}: camera {camera.GetPath()} has focalLength={focal}, apertures "
+                         f"{h_ap} x {v_ap} at time {code.GetValue()}; expected positive values")
+    fov = math.degrees(2.0 * math.atan(0.5 * v_ap / focal))
+    return pose, fov, tuple(value * 100.0 * mpu for value in (focal, h_ap, v_ap))  # tenths of a unit -> mm
+
+
 def read_usd_camera(file: Path, prim_path: str | None = None) -> tuple[CameraTrack, dict]:
     """The animated camera of a USD file (``prim_path`` or its first camera) in the dataset frame (Z-up, the
     stage's units as metres x metersPerUnit; Y-up stages are turned). Returns the track and per-frame lens
-    ``{"focal_mm": [F], "sensor_width_mm": [F], "sensor_height_mm": [F], "resolution": (w, h) | None}``."""
+    ``{"focal_mm": [F], "sensor_width_mm": [F], "sensor_height_mm": [F], "resolution": (w, h) | None,
+    "frames": [F] frame numbers (time codes)}``."""
     from pxr import Usd, UsdGeom  # heavy: usd-core
 
     file = Path(file)
     stage = open_usd(file)
     camera = find_usd_camera(stage, file, prim_path)
-    times = _usd_times(camera) or [Usd.TimeCode.Default().GetValue()]
-    if times == [Usd.TimeCode.Default().GetValue()]:
-        codes = [Usd.TimeCode.Default()]
-    else:
-        codes = [Usd.TimeCode(t) for t in times]
+    times = _usd_times(camera)  # [] for a static camera: one frame at the default time
+    codes = [Usd.TimeCode(t) for t in times] or [Usd.TimeCode.Default()]
+    frames = [int(round(t)) for t in times] or [1]
     mpu = float(UsdGeom.GetStageMetersPerUnit(stage))
     z_up = UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z
     poses, fovs, lens = [], [], {"focal_mm": [], "sensor_width_mm": [], "sensor_height_mm": []}
     for code in codes:
-        pose = np.array(camera.ComputeLocalToWorldTransform(code), dtype=np.float64).T  # Gf row vectors
-        pose[:3, :3] /= np.linalg.norm(pose[:3, :3], axis=0, keepdims=True)  # drop any scale
-        pose[:3, 3] *= mpu  # stage units -> metres (the dataset frame of a metric capture)
-        poses.append(pose if z_up else np.linalg.inv(Y_UP_FROM_Z_UP) @ pose)
-        gf = camera.GetCamera(code)
-        focal, v_ap, h_ap = float(gf.focalLength), float(gf.verticalAperture), float(gf.horizontalAperture)
-        if not (focal > 0 and v_ap > 0 and h_ap > 0):
-            raise InputError(f"{file}: camera {camera.GetPath()} has focalLength={focal}, apertures "
-                             f"{h_ap} x {v_ap} at time {code.GetValue()}; expected positive values")
-        fovs.append(math.degrees(2.0 * math.atan(0.5 * v_ap / focal)))
-        for key, value in (("focal_mm", focal), ("sensor_width_mm", h_ap), ("sensor_height_mm", v_ap)):
-            lens[key].append(value * 100.0 * mpu)
+        pose, fov, mm = _usd_frame(camera, code, mpu, z_up, file)
+        poses.append(pose)
+        fovs.append(fov)
+        for key, value in zip(lens, mm, strict=True):
+            lens[key].append(value)
     resolution = _usd_resolution(stage, camera.GetPath())
     fps = float(stage.GetTimeCodesPerSecond()) or 24.0
-    start = int(round(times[0])) if codes[0] != Usd.TimeCode.Default() else 1
     width, height = resolution or (0, 0)
-    track = CameraTrack(np.stack(poses), np.array(fovs), width, height, fps, start, 1.0,
+    track = CameraTrack(np.stack(poses), np.array(fovs), width, height, fps, frames[0], 1.0,
                         float(lens["sensor_width_mm"][0]), camera.GetPrim().GetName())
-    return track, {**{k: np.array(v) for k, v in lens.items()}, "resolution": resolution,
-                   "frames": [int(round(t)) for t in times] if len(times) == len(codes) and
-                   codes[0] != Usd.TimeCode.Default() else [start]}
+    return track, {**{k: np.array(v) for k, v in lens.items()}, "resolution": resolution, "frames": frames}
 
 
 # --- Nuke .chan ---------------------------------------------------------------------------------------------------

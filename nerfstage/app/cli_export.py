@@ -39,8 +39,8 @@ from .cli_common import (
     shard_spec,
 )
 
-export_app = new_app("export", "Meshes, point clouds, 360 plates, tracked-camera plates, Gaussian splats, cameras "
-                                "and USD sets from a trained run.")
+export_app = new_app("export", "Meshes, point clouds, 360 plates, tracked-camera plates, Gaussian splats, camera "
+                               "moves and USD sets from a trained run.")
 
 
 def _load(run: Path, device: str):

@@ -193,3 +193,26 @@ def test_cli_export_camera(tiny_run, tmp_path, capsys):
     assert "unknown camera file extension" in capsys.readouterr().err
     assert cli("export", "camera", run, "-o", tmp_path / "shot.chan") == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_usd_track_from_a_y_up_centimetre_stage(tmp_path):
+    """A DCC's Y-up stage in centimetres (Maya, Unreal's exporter): read back in metres, Z-up, lens in mm."""
+    from pxr import Gf, Usd, UsdGeom
+
+    from nerfstage.export.track import read_track
+
+    stage = Usd.Stage.CreateNew(str(tmp_path / "dcc.usda"))
+    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
+    UsdGeom.SetStageMetersPerUnit(stage, 0.01)
+    camera = UsdGeom.Camera.Define(stage, "/cam")
+    camera.AddTranslateOp().Set(Gf.Vec3d(100.0, 150.0, -250.0), 1001)  # 1 m right, 1.5 m up, 2.5 m "forward"
+    camera.CreateFocalLengthAttr(35.0)  # tenths of a cm = mm
+    camera.CreateHorizontalApertureAttr(36.0)
+    camera.CreateVerticalApertureAttr(24.0)
+    stage.GetRootLayer().Save()
+    frames = read_track(tmp_path / "dcc.usda", size=(1920, 1280))
+    assert [f.frame for f in frames] == [1001]
+    assert frames[0].world_from_cam[:3, 3] == pytest.approx([1.0, 2.5, 1.5])  # (x, z, -y) back: Z-up metres
+    assert frames[0].world_from_cam[:3, 2] == pytest.approx([0.0, -1.0, 0.0])  # looks along +Y (Y-up -Z)
+    assert (frames[0].focal_mm, frames[0].sensor_width_mm) == pytest.approx((35.0, 36.0))
+    assert frames[0].fov_y_deg == pytest.approx(math.degrees(2 * math.atan(12 / 35)))

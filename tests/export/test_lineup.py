@@ -31,6 +31,7 @@ def lineup(tiny_run, tmp_path_factory):
     return run, result, shot, file, track
 
 
+@pytest.mark.slow
 def test_mesh_through_usd_camera_lines_up_with_our_render(lineup):
     from pxr import Usd, UsdGeom
 

@@ -93,3 +93,17 @@ def test_scene_refuses_to_overwrite_and_cli_reports(run_copy, tmp_path, capsys):
     assert "2 camera path(s)" in out and "made now" not in out
     assert cli("export", "scene", run_copy.run_dir, "-o", tmp_path / "set2", "-q") == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_dome_light_turns_the_openexr_latlong_onto_the_plate(run_copy):
+    """The DomeLight's local +Y (pole) goes to the plate's up, local +Z (latlong centre) to its forward and local
+    +X (OpenEXR longitude +90 degrees: left of the centre seen from inside) to its left -- the panorama's default
+    frame is level in the normalised frame, centre along +Y, image right along +X (render/equirect.py)."""
+    from nerfstage.export.scene import dome_rotation
+
+    to_dataset = np.asarray(run_copy.scene.transform)[:, :3].T  # normalised -> dataset directions
+    rotation = dome_rotation(run_copy)[:3, :3]
+    assert rotation[:, 1] == pytest.approx(to_dataset @ [0, 0, 1])
+    assert rotation[:, 2] == pytest.approx(to_dataset @ [0, 1, 0])
+    assert rotation[:, 0] == pytest.approx(to_dataset @ [-1, 0, 0])
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
