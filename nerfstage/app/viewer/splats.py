@@ -20,6 +20,9 @@ from ...nerf.run import LoadedRun
 from ...render.splats.io import SPLAT_SUFFIXES, read_splats
 from ...render.splats.transform import quat_to_matrix, sh_colour
 
+SPLATS_MODE, NERF_MODE = "Splats (real time)", "NeRF (final look)"
+"""What the viewer shows when it has splats: the browser's splat renderer, or the field's progressive render."""
+
 
 def find_splats(run_dir: Path) -> Path | None:
     """``export/scene.(ply|spz|glb|gltf)`` beside or inside the run folder (ply first), or None."""
