@@ -74,7 +74,16 @@ def check_splat_output(output: Path, overwrite: bool) -> str:
 
 def distill(run: LoadedRun, splats, options: SplatExportOptions, progress: Progress | None):
     """The splats optimised against the field (``export/splats_distill.py``)."""
-    from .splats_distill import DistillOptions, distill_splats  # heavy: the rasteriser (C++ kernel, optional gsplat)
+    try:
+        from .splats_distill import (  # heavy: the rasteriser (C++ kernel, optional gsplat)
+            DistillOptions,
+            distill_splats,
+        )
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.splats_distill":
+            raise
+        raise ConfigError("the splat distillation (export/splats_distill.py) is not installed in this nerfstage; "
+                          "pass --steps 0 to write the splats as placed from the field", field="steps") from exc
 
     wanted = {"max_splats": int(options.max_splats)}
     if options.steps is not None:

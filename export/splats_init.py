@@ -8,8 +8,8 @@ Steps of :func:`splats_from_run` (all in the run's normalised frame, then mapped
    (positions interpolated, orientations slerped), with the project's chunked renderer; back-project the pixels
    whose weight is at least ``min_weight`` (``pointcloud.back_project``).
 2. **Merge** the points on a voxel grid: the voxel is ``voxel_factor`` times the median spacing of the points
-   (nearest-neighbour distance), grown by 25 % steps until at most ``max_splats`` voxels are occupied; one splat
-   at the mean of each voxel's points.
+   (nearest-neighbour distance), grown until at most ``max_splats`` voxels are occupied; one splat at the mean of
+   each voxel's points.
 3. **Shape**: the surface normal is the negative, normalised density gradient (autograd through the field); a
    splat is a disc ``tangent_scale`` times the mean distance to its 3 nearest splats across and ``thin_ratio``
    times that along the normal (rotation maps the local z axis to the normal). Where the gradient vanishes, the
@@ -65,8 +65,9 @@ class SplatInitOptions:
     """Use every n-th training view."""
     extra_views: int = 1
     """Novel views rendered between each pair of consecutive (used) training views."""
-    downscale: int = 2
-    """Render the views at 1 / downscale of their size."""
+    downscale: int = 4
+    """Render the views at 1 / downscale of their size (a quarter: 200 x 200 of an 800 x 800 view still gives
+    tens of points per final splat over ~200 views)."""
     min_weight: float = 0.5
     """Pixels whose accumulated weight (opacity) is lower give no point."""
     voxel_factor: float = 1.0
@@ -152,15 +153,26 @@ def point_spacing(points: np.ndarray, seed: int = 0, sample: int = 20_000) -> fl
     return max(spacing * math.sqrt(len(pick) / len(points)), 1e-9)
 
 
+def voxel_keys(points: np.ndarray, lo: np.ndarray, voxel: float) -> np.ndarray:
+    """[n] int64 key of each point's voxel (row-major cell index; [n, 3] cells when they do not fit 62 bits)."""
+    cells = np.floor((points - lo) / voxel).astype(np.int64)  # [n, 3]
+    dims = cells.max(axis=0) + 1
+    if float(np.prod(dims.astype(np.float64))) < 2.0 ** 62:
+        return (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+    return cells
+
+
 def merge_on_voxels(points: np.ndarray, voxel: float, max_splats: int) -> tuple[np.ndarray, float]:
-    """Mean point of each occupied voxel [m, 3] and the voxel size used (grown by 25 % until m <= max_splats)."""
+    """Mean point of each occupied voxel [m, 3] and the voxel size used, grown until m <= max_splats (by the square
+    root of the excess, as for points on surfaces, and at least 10 % a step)."""
     lo = points.min(axis=0)
     while True:
-        keys = np.floor((points - lo) / voxel).astype(np.int64)
-        _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+        keys = voxel_keys(points, lo, voxel)
+        _, inverse, counts = np.unique(keys, axis=0 if keys.ndim == 2 else None, return_inverse=True,
+                                       return_counts=True)
         if len(counts) <= max_splats:
             break
-        voxel *= 1.25
+        voxel *= max(1.1, math.sqrt(len(counts) / max_splats))
     inverse = inverse.reshape(-1)
     sums = np.zeros((len(counts), 3))
     np.add.at(sums, inverse, points)

@@ -1,5 +1,5 @@
-"""The whole chain in one call: footage -> dataset -> trained run -> videos, mesh and plates (``nerfstage run``),
-and the same on the built-in synthetic capture (``nerfstage demo``).
+"""The whole chain in one call: footage -> dataset -> trained run -> videos, mesh, splats and plates
+(``nerfstage run``), and the same on the built-in synthetic capture (``nerfstage demo``).
 
 Stages run in order (``chain_stages``) and each one is skipped when its outputs already exist and are valid (an MP4
 decodes with the right frame count and size, the GLB loads with faces, the EXR opens, the run's metrics.json
@@ -13,7 +13,7 @@ WORKDIR layout::
     dataset/      capture: images/, transforms.json, sparse model, capture_report.json
     run/          train: config.json, dataparser_transforms.json, checkpoints/, metrics.json
     renders/      orbit.mp4, dolly_zoom.mp4; demo: ground_truth/ (the same cameras rendered by the synthetic scene)
-    export/       mesh.glb, plate_latlong.exr, cubemap/ (six EXR faces)
+    export/       mesh.glb, scene.ply (Gaussian splats; or .spz / .glb), plate_latlong.exr, cubemap/ (six EXR faces)
     thumbnails/   PNG previews: a middle frame of each MP4, the plate tone-mapped, the mesh's coloured vertices
     summary.json  per stage: skipped, seconds, figures, files
     report.html   thumbnails, metrics, capture report and links to every file (one self-contained page)
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..capture.pipeline import CaptureOptions
 from ..core.errors import ConfigError, InputError
@@ -36,6 +36,9 @@ from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, Preset, check_preset, st
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from . import chain_stages as stages
 from .report import write_report
+
+SplatFormat = Literal["ply", "spz", "glb"]
+SPLAT_FORMATS: tuple[str, ...] = ("ply", "spz", "glb")
 
 
 @dataclass
@@ -70,6 +73,13 @@ class ChainOptions:
     """Density-grid samples along the longest axis of the mesh's crop box."""
     mesh_max_faces: int = 200_000
     """Decimate the mesh to at most this many faces."""
+    splat_format: SplatFormat = "ply"
+    """File format of the Gaussian splats, ``export/scene.<format>``: ply (original 3DGS layout, what engines
+    import), spz (compressed) or glb (glTF with KHR_gaussian_splatting)."""
+    splat_max_splats: int = 500_000
+    """Most Gaussian splats exported."""
+    splat_steps: int | None = None
+    """Distillation steps of the splats against the field; None = the distillation's default, 0 = none."""
     max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays rendered at once in the render and export stages (the memory budget)."""
     seed: int = 0
@@ -80,6 +90,11 @@ class ChainOptions:
     """Redo every stage even when its outputs are valid."""
     progress: bool = True
     """Show progress bars."""
+
+    def __post_init__(self):
+        if self.splat_format not in SPLAT_FORMATS:
+            raise ConfigError(f"splat_format={self.splat_format!r}: expected one of {', '.join(SPLAT_FORMATS)}",
+                              field="splat_format")
 
 
 def chain_options(preset: str = DEFAULT_PRESET, **overrides: Any) -> ChainOptions:
@@ -158,6 +173,7 @@ def _run_stages(workdir: Path, input_path: Path, options: ChainOptions, summary:
     redo = stages.train_stage(workdir / "dataset", workdir / "run", options, summary, redo, on_train_step)
     stages.render_stage(workdir / "run", workdir / "renders", options, summary, redo, demo)
     stages.mesh_stage(workdir / "run", workdir / "export", options, summary, redo)
+    stages.splats_stage(workdir / "run", workdir / "export", options, summary, redo)
     stages.panorama_stage(workdir / "run", workdir / "export", options, summary, redo)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     summary["files"] = _list_files(workdir, summary)
@@ -196,6 +212,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(line)
     lines.append(f"train: {train['split']} PSNR {train['psnr']:.2f} dB, SSIM {train['ssim']:.4f} after "
                  f"{train['steps']} steps")
+    splats = summary["stages"].get("splats")
+    if splats:
+        lines.append(f"splats: {splats['splats']} Gaussians, {splats['bytes'] / 1e6:.2f} MB "
+                     f"({', '.join(splats['files'])})")
     novel = summary["stages"].get("render", {}).get("novel_path")
     if novel:
         lines.append(f"novel paths vs ground truth: PSNR {novel['mean_psnr']:.2f} dB, SSIM {novel['mean_ssim']:.4f} "

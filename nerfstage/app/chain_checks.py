@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import NerfstageError
 from ..export.gltf import read_mesh
+from ..render.splats.io import read_splats
 from ..render.writers import read_exr
 
 
@@ -84,3 +86,15 @@ def exr_size(path: Path) -> dict[str, Any] | None:
         return None
     height, width = next(iter(channels.values())).shape[:2]
     return {"width": int(width), "height": int(height), "channels": sorted(channels)}
+
+
+def splat_info(path: Path) -> dict[str, Any] | None:
+    """``{"splats", "bytes"}`` of a splat file (.ply / .spz / .glb) after reading it whole; None if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        splats = read_splats(path)
+    except (NerfstageError, OSError, ValueError):
+        return None
+    return {"splats": splats.num_splats, "bytes": path.stat().st_size} if splats.num_splats > 0 else None

@@ -22,6 +22,8 @@ from ..capture.synthetic import SyntheticOptions, load_ground_truth, write_synth
 from ..core.errors import NerfstageError
 from ..export.from_run import MeshExportOptions, export_mesh
 from ..export.panorama import PanoramaOptions, export_panorama, latlong_size
+from ..export.splats_export import SplatExportOptions, export_splats
+from ..export.splats_init import SplatInitOptions
 from ..nerf.checkpoint import checkpoint_step, latest_checkpoint
 from ..nerf.config import TrainConfig, build_config, config_from_dict, config_to_dict
 from ..nerf.run import LoadedRun, finished_metrics, load_run
@@ -29,12 +31,14 @@ from ..nerf.trainer import train
 from ..render.paths.base import CameraPath
 from ..render.pipeline import RenderOptions, render_path
 from ..render.plan import ShotOptions, build_path, rig_of, training_arc
-from .chain_checks import exr_size, glb_faces, video_info
+from .chain_checks import exr_size, glb_faces, splat_info, video_info
 from .chain_truth import TRUTH_DIR, novel_path_figures, run_true_poses, true_from_run
 
 STAMPS = ".chain"
 VIDEOS = {"orbit": "orbit.mp4", "dolly_zoom": "dolly_zoom.mp4"}
 MESH_NAME, PLATE_NAME, CUBEMAP_DIR = "mesh.glb", "plate_latlong.exr", "cubemap"
+SPLATS_STEM = "scene"
+"""export/scene.ply (or .spz / .glb: ``ChainOptions.splat_format``)."""
 
 
 def _workdir(summary: dict) -> Path:
@@ -291,6 +295,29 @@ def mesh_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bo
             progress=options.progress))
         info = glb_faces(path)
     _record(summary, "mesh", skipped, start, [path], **(info or {"faces": 0, "vertices": 0}))
+    return not skipped
+
+
+# --- export: Gaussian splats -----------------------------------------------------------------------------------
+
+def splats_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bool) -> bool:
+    """Trained run -> Gaussian splats in the dataset frame, ``export/scene.ply`` (3DGS layout) or ``.spz`` /
+    ``.glb`` (``nerfstage.export.splats_export.export_splats``: placed from the field, then distilled)."""
+    start = time.perf_counter()
+    request = {"format": options.splat_format, "max_splats": options.splat_max_splats, "steps": options.splat_steps}
+    path = export_dir / f"{SPLATS_STEM}.{options.splat_format}"
+    same = not redo and _same_request(summary, "splats", request)
+    info = splat_info(path) if same else None
+    skipped = info is not None
+    if not skipped:
+        _write_stamp(summary, "splats", request)
+        init = SplatInitOptions(max_rays_per_chunk=options.max_rays_per_chunk, seed=options.seed)
+        export_splats(_load(run_dir, options), path, SplatExportOptions(
+            max_splats=options.splat_max_splats, steps=options.splat_steps, init=init, overwrite=True,
+            progress=options.progress))
+        info = splat_info(path)
+    _record(summary, "splats", skipped, start, [path], format=options.splat_format,
+            **(info or {"splats": 0, "bytes": 0}))
     return not skipped
 
 

@@ -236,20 +236,24 @@ def run_(
     preset: Annotated[str, typer.Option(help=f"{PRESETS_HELP}.")] = DEFAULT_PRESET,
     frames: Annotated[Optional[int], typer.Option(help="Frames taken from a video (overrides the preset).",
         callback=positive)] = None,
+    splat_format: Annotated[Optional[str], typer.Option(
+        "--splat-format", help="Gaussian splats as export/scene.ply (3DGS) | spz | glb.")] = None,
     seed: Seed = None,
     device: Device = "auto",
     overwrite: RedoStages = False,
     quiet: Quiet = False,
 ) -> None:
-    """The whole chain: capture -> train -> orbit and dolly-zoom MP4s -> GLB mesh, EXR plate and cubemap, with
-    summary.json and report.html. Valid outputs of an earlier run are kept, so an interrupted run continues."""
+    """The whole chain: capture -> train -> orbit and dolly-zoom MP4s -> GLB mesh, Gaussian splats, EXR plate and
+    cubemap, with summary.json and report.html. Valid outputs of an earlier run are kept, so an interrupted run
+    continues."""
     from nerfstage.app.chain import (  # heavy: torch (not at CLI start-up)
         chain_options,
         run_chain,
         summary_lines,
     )
 
-    options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
+    options = chain_options(preset, frames=frames, splat_format=lowered(splat_format), seed=seed, device=device,
+                            overwrite=overwrite, progress=not quiet)
     with output_lock(output):
         print("\n".join(summary_lines(run_chain(input, output, options))))
 

@@ -2,7 +2,8 @@
 with the stage table, the training metrics, the capture report and relative links to every file.
 
 Thumbnails are also kept as PNGs in WORKDIR/thumbnails/ (a middle frame of each MP4, the latlong plate
-tone-mapped to sRGB, a point-splat preview of the mesh); each is rebuilt only when missing or older than its source.
+tone-mapped to sRGB, a flat-shaded preview of the mesh, the Gaussian splats' centres in their diffuse colour); each
+is rebuilt only when missing or older than its source.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import cv2
 import numpy as np
 
 from ..export.gltf import read_mesh
+from ..render.splats.io import read_splats
+from ..render.splats.transform import Y_UP_FROM_Z_UP
 from ..render.writers import linear_to_srgb, read_exr, to_srgb8
 from .chain_checks import glb_faces, video_frame, video_info
 from .chain_truth import TRUTH_DIR
@@ -149,6 +152,8 @@ def _thumbnails(workdir: Path, summary: dict) -> list[tuple[str, Path]]:
                ("dolly_zoom.mp4 (middle frame)", workdir / "renders" / "dolly_zoom.mp4", _video_thumb),
                ("latlong plate (tone-mapped)", workdir / "export" / "plate_latlong.exr", _plate_thumb),
                ("mesh.glb (vertex colours)", workdir / "export" / "mesh.glb", _mesh_thumb)]
+    for name in summary["stages"].get("splats", {}).get("files", []):
+        sources.append((f"{Path(name).name} (splat centres, diffuse colour)", workdir / name, _splats_thumb))
     out = []
     for caption, source, make in sources:
         if not source.is_file():
@@ -234,6 +239,27 @@ def _mesh_thumb(path: Path, size: int = 360) -> np.ndarray | None:
     image = np.full((size, size, 3), 255, dtype=np.uint8)
     for f in np.argsort(view[faces].mean(axis=1)[:, 2]):  # far faces first, nearer ones paint over them
         cv2.fillConvexPoly(image, pixels[faces[f]], shaded[f].tolist(), lineType=cv2.LINE_AA, shift=2)
+    return image
+
+
+def _splats_thumb(path: Path, size: int = 360) -> np.ndarray | None:
+    """Orthographic view of the splat centres (opacity >= 0.3) as dots in their diffuse colour, far ones first,
+    seen from the same side as the mesh preview."""
+    try:
+        splats = read_splats(path)
+    except Exception:  # noqa: BLE001 - a damaged file just has no preview
+        return None
+    keep = (splats.opacity_logits > -0.85).numpy()  # sigmoid(-0.85) = 0.3
+    points = splats.means.double().numpy()[keep] @ Y_UP_FROM_Z_UP.T  # file axes of the mesh preview (Y-up)
+    if len(points) == 0:
+        return None
+    colours = np.clip(splats.sh[:, 0, :].double().numpy()[keep] * 0.28209479177387814 + 0.5, 0, 1) * 255.0
+    view = _view_points(points)
+    extent = max(np.ptp(view[:, 0]), np.ptp(view[:, 1]), 1e-9)
+    pixels = np.stack([(view[:, 0] / extent + 0.5) * (size - 1), (0.5 - view[:, 1] / extent) * (size - 1)], -1)
+    image = np.full((size, size, 3), 255, dtype=np.uint8)
+    for i in np.argsort(view[:, 2]):  # far splats first
+        cv2.circle(image, (int(pixels[i, 0]), int(pixels[i, 1])), 2, colours[i].tolist(), -1, lineType=cv2.LINE_AA)
     return image
 
 

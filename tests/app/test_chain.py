@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 import pytest
 
 from nerfstage.app.chain import chain_options, run_chain
-from nerfstage.app.chain_checks import exr_size, glb_faces, video_info
+from nerfstage.app.chain_checks import exr_size, glb_faces, splat_info, video_info
 
 # A tiny chain: 24 frames of 320x240 footage (SfM needs that much), trained on 80x60 images for 40 steps.
 TINY_TRAIN = {
@@ -26,7 +26,8 @@ TINY_TRAIN = {
 }
 TINY = {"frames": 24, "max_size": 320, "train_overrides": TINY_TRAIN, "video_width": 64, "video_height": 48,
         "video_seconds": 1.0, "video_fps": 8.0, "plate_width": 128, "cubemap_face": 32, "mesh_resolution": 32,
-        "mesh_max_faces": 2000, "device": "cpu", "progress": False}
+        "mesh_max_faces": 2000, "splat_max_splats": 500, "splat_steps": 0, "device": "cpu", "progress": False}
+# splat_steps 0: the splats as placed from the field (the distillation has its own tests; tests/export)
 FOOTAGE = (24, 320, 240)
 
 
@@ -73,6 +74,9 @@ def test_run_writes_every_file_valid(chain):
     mesh = glb_faces(workdir / "export" / "mesh.glb")
     assert mesh["faces"] > 0 and mesh["faces"] <= 2000
     assert summary["stages"]["mesh"]["faces"] == mesh["faces"]
+    splats = splat_info(workdir / "export" / "scene.ply")
+    assert 50 < splats["splats"] <= 500 and summary["stages"]["splats"]["splats"] == splats["splats"]
+    assert summary["stages"]["splats"]["files"] == ["export/scene.ply"] and "export/scene.ply" in summary["files"]
     plate = exr_size(workdir / "export" / "plate_latlong.exr")
     assert (plate["width"], plate["height"]) == (128, 64) and {"R", "G", "B"} <= set(plate["channels"])
     faces = sorted((workdir / "export" / "cubemap").glob("*.exr"))
@@ -83,13 +87,15 @@ def test_summary_holds_the_figures_of_every_stage(chain):
     workdir, summary = chain
     assert json.loads((workdir / "summary.json").read_text()) == json.loads(json.dumps(summary))
     stages = summary["stages"]
-    assert list(stages) == ["capture", "train", "render", "mesh", "panorama"]
+    assert list(stages) == ["capture", "train", "render", "mesh", "splats", "panorama"]
     assert stages["capture"]["frames_registered"] == 24
     train = stages["train"]
     assert train["steps"] == 40 and train["resumed_from_step"] == 0
     assert 8.0 < train["psnr"] < 60.0 and 0.0 < train["ssim"] <= 1.0
     assert stages["render"]["rendered_now"] == {"orbit": 8, "dolly_zoom": 8}
     assert stages["panorama"]["plate"]["width"] == 128 and stages["panorama"]["cubemap_faces"] == 6
+    splat_file = workdir / "export" / "scene.ply"
+    assert stages["splats"]["format"] == "ply" and stages["splats"]["bytes"] == splat_file.stat().st_size
 
 
 def test_report_is_one_page_whose_links_resolve(chain):
@@ -97,11 +103,12 @@ def test_report_is_one_page_whose_links_resolve(chain):
     text = (workdir / "report.html").read_text()
     parser = _Links()
     parser.feed(text)
-    assert len(parser.images) == 4 and all(src.startswith("data:image/png;base64,") for src in parser.images)
+    assert len(parser.images) == 5 and all(src.startswith("data:image/png;base64,") for src in parser.images)
     for href in parser.hrefs:
         assert not href.startswith(("/", "http")) and (workdir / href).is_file(), href
     assert set(summary["files"]) <= set(parser.hrefs)
     assert f"{summary['stages']['train']['psnr']:.4g}" in text
+    assert "scene.ply (splat centres, diffuse colour)" in text
 
 
 def test_second_run_does_no_work(chain, footage):
@@ -146,7 +153,7 @@ def test_killed_training_resumes_from_its_checkpoint(chain, footage, tmp_path):
     stages = summary["stages"]
     assert stages["capture"]["skipped"] and not stages["train"]["skipped"]
     assert stages["train"]["resumed_from_step"] == 10 and stages["train"]["steps"] == 20
-    assert all(not stages[name]["skipped"] for name in ("render", "mesh", "panorama"))
+    assert all(not stages[name]["skipped"] for name in ("render", "mesh", "splats", "panorama"))
     assert video_info(workdir / "renders" / "dolly_zoom.mp4")["frames"] == 8
 
 
@@ -158,6 +165,17 @@ def test_a_changed_request_redoes_only_the_stages_it_touches(chain, footage, tmp
     assert ran == ["panorama"]
     assert exr_size(workdir / "export" / "plate_latlong.exr")["width"] == 64
     assert exr_size(workdir / "export" / "cubemap" / "cubemap_posx.exr")["width"] == 16
+
+
+def test_another_splat_format_redoes_only_the_splats(chain, footage, tmp_path):
+    workdir = tmp_path / "glb"
+    shutil.copytree(chain[0], workdir)
+    summary = run_chain(footage, workdir, tiny_options(splat_format="glb"))
+    ran = [name for name, stage in summary["stages"].items() if not stage["skipped"]]
+    assert ran == ["splats"] and summary["stages"]["splats"]["files"] == ["export/scene.glb"]
+    assert splat_info(workdir / "export" / "scene.glb")["splats"] == summary["stages"]["splats"]["splats"]
+    with pytest.raises(Exception, match="splat_format='obj'"):
+        tiny_options(splat_format="obj")
 
 
 def _nerfstage(*args: str) -> subprocess.CompletedProcess:

@@ -53,7 +53,7 @@ def test_demo_captures_the_synthetic_footage_accurately(demo_dir):
 
 def test_demo_runs_every_stage_and_lists_every_file(demo_dir):
     workdir, summary = demo_dir
-    assert list(summary["stages"]) == ["synthetic", "capture", "train", "render", "mesh", "panorama"]
+    assert list(summary["stages"]) == ["synthetic", "capture", "train", "render", "mesh", "splats", "panorama"]
     expected = {"synthetic/synthetic.mp4", "dataset/transforms.json", "run/metrics.json", "renders/orbit.mp4",
                 "renders/dolly_zoom.mp4", "export/mesh.glb", "export/plate_latlong.exr", "summary.json",
                 "report.html", "thumbnails/orbit.png"}
@@ -107,5 +107,5 @@ def test_a_lost_dataset_file_redoes_capture_and_what_follows(demo_dir):
     summary = run_demo(workdir, tiny_options(), DemoFootage(WIDTH, HEIGHT))
     skipped = {name: stage["skipped"] for name, stage in summary["stages"].items()}
     assert skipped == {"synthetic": True, "capture": False, "train": False, "render": False, "mesh": False,
-                       "panorama": False}
+                       "splats": False, "panorama": False}
     assert (workdir / "dataset" / "transforms.json").is_file()

@@ -143,23 +143,51 @@ def test_gltf_is_y_up_with_extension_attributes(tmp_path):
     assert position.max == pytest.approx([0.0, 1.0, 0.0])  # +Z up became +Y up
 
 
-def validator_module() -> Path:
-    """The npm package gltf-validator, installed once into a cache folder; skips without node/npm (not under CI)."""
-    module = VALIDATOR_CACHE / "node_modules" / "gltf-validator"
+def npm_module(name: str) -> Path:
+    """The npm package ``name``, installed once into a cache folder; skips without node/npm (fails under CI)."""
+    module = VALIDATOR_CACHE / "node_modules" / name
     if shutil.which("node") is None or (not module.exists() and shutil.which("npm") is None):
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("node and npm are needed for the Khronos glTF validator under CI=true")
-        pytest.skip("node/npm not installed: cannot run the Khronos glTF validator")
+            pytest.fail(f"node and npm are needed for {name} under CI=true")
+        pytest.skip(f"node/npm not installed: cannot run {name}")
     if not module.exists():
-        subprocess.run(["npm", "install", "--silent", "--prefix", str(VALIDATOR_CACHE), "gltf-validator"],
+        subprocess.run(["npm", "install", "--silent", "--prefix", str(VALIDATOR_CACHE), name],
                        check=True, timeout=300, capture_output=True)
     return module
 
 
 def validate(path: Path) -> dict:
-    out = subprocess.run(["node", str(VALIDATOR_JS), str(validator_module()), str(path)], check=True,
+    out = subprocess.run(["node", str(VALIDATOR_JS), str(npm_module("gltf-validator")), str(path)], check=True,
                          capture_output=True, text=True, timeout=120)
     return json.loads(out.stdout)
+
+
+def spz_js(source: Path, target: Path) -> None:
+    """Convert SPZ <-> PLY with the npm package spz-js (an independent implementation of SPZ version 2)."""
+    subprocess.run(["node", str(Path(__file__).with_name("spz_js_convert.mjs")), str(npm_module("spz-js")),
+                    str(source), str(target)], check=True, capture_output=True, text=True, timeout=120)
+
+
+def test_spz_interoperates_with_an_independent_implementation(tmp_path):
+    """Our SPZ (version 2) read by spz-js and written back as a 3DGS PLY holds the splats in SPZ's Y-up frame
+    within the quantisation; a PLY of Y-up splats packed by spz-js reads back into our dataset frame."""
+    from nerfstage.render.splats.ply import read_ply, write_ply
+    from nerfstage.render.splats.spz import spz_bytes
+
+    splats = random_splats(100)
+    y_up = rotate_splats(splats, Y_UP_FROM_Z_UP)
+    (tmp_path / "ours.spz").write_bytes(spz_bytes(splats, version=2))
+    spz_js(tmp_path / "ours.spz", tmp_path / "theirs.ply")
+    theirs = read_ply(tmp_path / "theirs.ply")
+    write_ply(tmp_path / "y_up.ply", y_up)
+    spz_js(tmp_path / "y_up.ply", tmp_path / "theirs.spz")
+    back = read_splats(tmp_path / "theirs.spz")
+    for got, want in ((theirs, y_up), (back, splats)):
+        assert (got.means - want.means).abs().max() <= 0.5 / 4096 + 1e-6
+        assert (got.log_scales - want.log_scales).abs().max() <= 0.5 / 16 + 1e-6
+        assert (got.sh[:, 0] - want.sh[:, 0]).abs().max() <= 0.5 / (0.15 * 255) + 1e-5
+        assert (torch.sigmoid(got.opacity_logits) - torch.sigmoid(want.opacity_logits)).abs().max() <= 0.5 / 255 + 1e-6
+    assert (theirs.sh[:, 1:] - y_up.sh[:, 1:]).abs().max() <= (16 / 2 + 0.5) / 128 + 1e-5  # same frame: per value
 
 
 # The validator (npm gltf-validator 2.0.0-dev.3.10, the latest) predates extension-prefixed attribute semantics

@@ -14,6 +14,7 @@ from pathlib import Path
 from ...core.errors import NerfstageError
 from ...render.pipeline import RenderOptions, frame_cache, render_path
 from .scene_path import draw_path
+from .splats import NERF_MODE, SPLATS_MODE
 from .views import view_of_camera
 
 NO_KEYFRAME = "-"
@@ -29,8 +30,6 @@ class Gui:
         with gui.add_folder("View"):
             self.display = None
             if viewer.splats is not None:
-                from .server import NERF_MODE, SPLATS_MODE
-
                 self.display = gui.add_dropdown("Show", (SPLATS_MODE, NERF_MODE), initial_value=SPLATS_MODE,
                                                 hint="Splats drawn by the browser in real time, or the field's "
                                                      "progressive render (the final look)")

@@ -21,7 +21,7 @@ from .gui import build_gui
 from .keyframes import KeyframeEditor, PathOptions
 from .progressive import ProgressiveRenderer, resolution_levels
 from .scene import SceneInfo, add_scene, scene_of_run
-from .splats import find_splats, viser_splats
+from .splats import NERF_MODE, SPLATS_MODE, find_splats, viser_splats
 from .views import model_render_fn, view_of_camera, viser_pose_of
 
 
@@ -47,10 +47,6 @@ class ViewerOptions:
     splats: Path | None = None
     """Gaussian splats (.ply / .spz / .glb, dataset frame) drawn in real time; None = the run's
     ``export/scene.*`` when there is one (``viewer.splats.find_splats``)."""
-
-
-SPLATS_MODE, NERF_MODE = "Splats (real time)", "NeRF (final look)"
-"""What the viewer shows when it has splats: the browser's splat renderer, or the field's progressive render."""
 
 
 class Viewer:

@@ -4,8 +4,9 @@ field's progressive render as the toggle for the final look.
 A run's splats are ``--splats FILE`` or the ``export/scene.{ply,spz,glb}`` that ``nerfstage run`` writes next to
 the run folder (``WORKDIR/run`` -> ``WORKDIR/export``) or inside it. Splat files are in the dataset frame; the
 viewer works in the run's normalised frame, so centres and covariances are mapped with the dataparser transform
-(``normalized = scale * (R p + t)``). viser draws one colour per splat: the SH's diffuse term
-(``0.2821 * f_dc + 0.5``; view-dependent colour is the NeRF toggle's job).
+(``normalized = scale * (R p + t)``). viser draws one colour per splat: its SH colour seen head-on, looking
+against the splat's thinnest axis (the surface normal of splats placed from the field; the full view-dependent
+colour is the NeRF toggle's job).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ...nerf.run import LoadedRun
 from ...render.splats.io import SPLAT_SUFFIXES, read_splats
-from ...render.splats.transform import quat_to_matrix
+from ...render.splats.transform import quat_to_matrix, sh_colour
 
-SH_C0 = 0.28209479177387814
+SPLATS_MODE, NERF_MODE = "Splats (real time)", "NeRF (final look)"
+"""What the viewer shows when it has splats: the browser's splat renderer, or the field's progressive render."""
 
 
 def find_splats(run_dir: Path) -> Path | None:
@@ -46,7 +49,9 @@ def viser_splats(path: Path, run: LoadedRun) -> dict[str, np.ndarray]:
     rotation = quat_to_matrix(splats.quats).double().numpy()  # [n, 3, 3]
     scales = np.exp(splats.log_scales.double().numpy())  # [n, 3]
     axes = linear[None] @ rotation * scales[:, None, :]  # [n, 3, 3]: columns = scaled local axes, normalised frame
-    rgbs = np.clip(splats.sh[:, 0, :].double().numpy() * SH_C0 + 0.5, 0.0, 1.0)
+    thinnest = np.argmin(scales, axis=1)  # [n]
+    normals = torch.from_numpy(rotation[np.arange(len(scales)), :, thinnest]).float()  # [n, 3] dataset frame
+    rgbs = np.clip(sh_colour(splats.sh, -normals).double().numpy(), 0.0, 1.0)
     opacities = 1.0 / (1.0 + np.exp(-splats.opacity_logits.double().numpy()))
     return {"centers": (splats.means.double().numpy() @ linear.T + m[:, 3]).astype(np.float32),
             "covariances": (axes @ axes.transpose(0, 2, 1)).astype(np.float32),

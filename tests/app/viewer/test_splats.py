@@ -48,8 +48,14 @@ def test_splats_map_into_the_runs_normalised_frame(loaded, tmp_path):
     for i, local in enumerate((np.diag([0.1, 0.02, 0.05]) ** 2,
                                np.diag([0.02, 0.1, 0.05]) ** 2)):  # turned 90 degrees: x and y swap
         np.testing.assert_allclose(arrays["covariances"][i], s * s * r @ local @ r.T, rtol=1e-4, atol=1e-9)
-    np.testing.assert_allclose(arrays["rgbs"], 0.5)
+    np.testing.assert_allclose(arrays["rgbs"], 0.5)  # SH all zero: 0.5 from every side
     np.testing.assert_allclose(arrays["opacities"][:, 0], [0.5, 1 / (1 + np.exp(-2.0))], rtol=1e-6)
+    lit = two_splats()
+    lit.sh[:, 1, :] = 0.2  # Y_1 = -0.4886 y: seen head-on against the thinnest axis (local y)
+    write_splats(tmp_path / "lit.ply", lit)
+    rgbs = viser_splats(tmp_path / "lit.ply", loaded)["rgbs"]
+    np.testing.assert_allclose(rgbs[0], 0.5 + 0.2 * 0.48860251, rtol=1e-5)  # normal +y, seen along -y
+    np.testing.assert_allclose(rgbs[1], 0.5, atol=1e-6)  # normal -x after the turn: seen along +x, y = 0
 
 
 def test_find_splats_beside_or_inside_the_run(tmp_path):
