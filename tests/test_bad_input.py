@@ -270,6 +270,8 @@ ROWS = [
     Row("run-ckpt-cut-plates", f"export plates {{run_ckpt_cut}} --track {{track}} -o {{out}}/p {Q}",
         says=("step-",)),
     Row("run-ckpt-cut-eval", f"eval {{run_ckpt_cut}} {Q}", says=("step-",)),
+    Row("run-ckpt-nan-resume", f"train -o {{run_ckpt_nan}} --resume --steps 200 {Q}", says=("step-", "NaN")),
+    Row("run-ckpt-cut-resume", f"train -o {{run_ckpt_cut}} --resume --steps 200 {Q}", says=("step-",)),
     Row("run-no-ckpt-pointcloud", f"export pointcloud {{run_no_ckpt}} -o {{out}}/p.ply {Q}", says=("checkpoints",)),
     # 6: a second writer is refused, naming the holder's PID
     Row("lock-train-resume", f"train -o {{run_good}} --resume --steps 200 {Q}", says=("{pid}",), holds="{run_good}"),
