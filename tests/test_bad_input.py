@@ -254,7 +254,7 @@ ROWS = [
     Row("pose-zero", f"train {{scene_zero}} -o {{out}}/run --steps 5 {Q}", says=("transforms.json", "frame 3")),
     Row("pose-nan", f"train {{scene_nan}} -o {{out}}/run --steps 5 {Q}", says=("transforms.json", "frame 3")),
     Row("pose-scaled", f"train {{scene_scaled}} -o {{out}}/run --steps 5 {Q}", says=("transforms.json", "frame 3")),
-    Row("pose-zero-capture", "capture --colmap {out}/nothing --images {scene}/images -o {out}/ds --quiet",
+    Row("os-capture-missing-colmap", "capture --colmap {out}/nothing --images {scene}/images -o {out}/ds --quiet",
         says=("{out}/nothing",)),
     # 5: damaged run folders are refused naming the damaged file
     Row("run-config-steps-render", f"{R} -o {{out}}/x.mp4 --width 32 --height 24 --seconds 0.1 {Q}"
