@@ -531,3 +531,23 @@ def test_ctrl_c_in_training_checkpoints_that_step_and_resume_ends_bit_identical(
     ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("a", "b"))
     assert (ma["steps"], ma["psnr"], ma["ssim"]) == (mb["steps"], mb["psnr"], mb["ssim"]) == (steps, *(mb["psnr"],
                                                                                                    mb["ssim"]))
+
+
+def test_colmap_log_lines_go_to_its_log_not_the_terminal(tiny_run, tmp_path):
+    """A photo folder of mixed sizes that SfM cannot reconstruct: our one line only; COLMAP's own glog lines
+    (``E20261207 ... sfm.cc:310] Failed to create any sparse model``) are routed away from stderr."""
+    import re
+
+    import cv2
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(sorted((tiny_run.dataset_dir / "images").iterdir())[:12]):
+        pixels = cv2.imread(str(image))
+        cv2.imwrite(str(photos / f"{i:03d}.png"), cv2.resize(pixels, (96, 48)) if i % 2 else pixels)
+    proc = subprocess.run([sys.executable, "-m", "nerfstage", "capture", str(photos), "-o", str(tmp_path / "ds"),
+                           "--quiet"], capture_output=True, text=True, timeout=300)
+    glog = [line for line in proc.stderr.splitlines() if re.match(r"^[IWEF]\d{8} ", line)]
+    assert not glog, proc.stderr
+    if proc.returncode != 0:
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
