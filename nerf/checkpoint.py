@@ -74,6 +74,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return data
 
 
+def check_finite(data: dict[str, Any], path: Path) -> None:
+    """CheckpointError naming ``path`` when a floating-point tensor of the model holds NaN or infinity."""
+    state = data.get("model") if isinstance(data.get("model"), dict) else {}
+    broken = [name for name, value in state.items()
+              if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise CheckpointError(f"{path}: {len(broken)} tensor(s) hold NaN or infinity (first: {broken[0]}); the "
+                              "checkpoint is damaged: resume from an earlier one or train again")
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint of a run, or None."""
     found = list_checkpoints(run_dir)

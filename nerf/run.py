@@ -24,7 +24,7 @@ from ..capture.loader import as_dataset
 from ..core.errors import CheckpointError, DatasetError, InputError
 from ..core.geometry import Intrinsics
 from .camera_opt import refine_from_checkpoint
-from .checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
+from .checkpoint import check_finite, checkpoint_step, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, load_config
 from .data import SceneTransform, read_dataparser_transforms, resolve_device, split_indices
 from .renderer import make_model
@@ -125,12 +125,7 @@ def _require_files(run_dir: Path) -> Path:
 
 
 def _build_model(config: TrainConfig, data: dict, device: torch.device, path: Path) -> torch.nn.Module:
-    state = data.get("model") if isinstance(data.get("model"), dict) else {}
-    broken = [name for name, value in state.items()
-              if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
-    if broken:
-        raise CheckpointError(f"{path}: {len(broken)} tensor(s) hold NaN or infinity (first: {broken[0]}); the "
-                              "checkpoint is damaged: resume from an earlier one or train again")
+    check_finite(data, path)
     try:
         scene = data["scene"]
         model = make_model(config, scene["aabb"], int(scene["num_images"]), device)

@@ -299,9 +299,11 @@ class Trainer:
         }
         return ckpt.save_checkpoint(self.run_dir, self.state.step, payload, self.config.keep_checkpoints)
 
-    def restore(self, path: Path) -> None:
-        """Continue from checkpoint ``path``."""
-        data = ckpt.load_checkpoint(path, map_location="cpu")
+    def restore(self, path: Path, data: dict[str, Any] | None = None) -> None:
+        """Continue from checkpoint ``path`` (``data``: its content when already read and checked)."""
+        if data is None:
+            data = ckpt.load_checkpoint(path, map_location="cpu")
+            ckpt.check_finite(data, path)
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.batcher.load_state_dict(data["batcher"])
@@ -442,12 +444,15 @@ def _train_locked(data: Dataset, run_dir: Path, config: TrainConfig, resume: boo
         torch.set_num_threads(config.num_threads)
     ckpt.seed_everything(config.seed)
     scene, aabb = _scene_frame(data, run_dir, config, resume)
+    latest = ckpt.latest_checkpoint(run_dir) if resume else None
+    saved = ckpt.load_checkpoint(latest, map_location="cpu") if latest is not None else None
+    if saved is not None:
+        ckpt.check_finite(saved, latest)  # a damaged run is refused before anything in it changes
     save_config(run_dir / "config.json", config)
     write_dataparser_transforms(run_dir / "dataparser_transforms.json", scene)
     trainer = Trainer(config, data, run_dir, scene, torch.tensor(aabb, dtype=torch.float32))
-    latest = ckpt.latest_checkpoint(run_dir) if resume else None
-    if latest is not None:
-        trainer.restore(latest)
+    if saved is not None:
+        trainer.restore(latest, saved)
     return trainer.run(progress=progress, on_step=on_step, save_images=save_images, callback=callback)
 
 

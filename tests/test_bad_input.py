@@ -254,7 +254,7 @@ ROWS = [
     Row("pose-zero", f"train {{scene_zero}} -o {{out}}/run --steps 5 {Q}", says=("transforms.json", "frame 3")),
     Row("pose-nan", f"train {{scene_nan}} -o {{out}}/run --steps 5 {Q}", says=("transforms.json", "frame 3")),
     Row("pose-scaled", f"train {{scene_scaled}} -o {{out}}/run --steps 5 {Q}", says=("transforms.json", "frame 3")),
-    Row("pose-zero-capture", "capture --colmap {out}/nothing --images {scene}/images -o {out}/ds --quiet",
+    Row("os-capture-missing-colmap", "capture --colmap {out}/nothing --images {scene}/images -o {out}/ds --quiet",
         says=("{out}/nothing",)),
     # 5: damaged run folders are refused naming the damaged file
     Row("run-config-steps-render", f"{R} -o {{out}}/x.mp4 --width 32 --height 24 --seconds 0.1 {Q}"
@@ -270,6 +270,8 @@ ROWS = [
     Row("run-ckpt-cut-plates", f"export plates {{run_ckpt_cut}} --track {{track}} -o {{out}}/p {Q}",
         says=("step-",)),
     Row("run-ckpt-cut-eval", f"eval {{run_ckpt_cut}} {Q}", says=("step-",)),
+    Row("run-ckpt-nan-resume", f"train -o {{run_ckpt_nan}} --resume --steps 200 {Q}", says=("step-", "NaN")),
+    Row("run-ckpt-cut-resume", f"train -o {{run_ckpt_cut}} --resume --steps 200 {Q}", says=("step-",)),
     Row("run-no-ckpt-pointcloud", f"export pointcloud {{run_no_ckpt}} -o {{out}}/p.ply {Q}", says=("checkpoints",)),
     # 6: a second writer is refused, naming the holder's PID
     Row("lock-train-resume", f"train -o {{run_good}} --resume --steps 200 {Q}", says=("{pid}",), holds="{run_good}"),
@@ -529,3 +531,23 @@ def test_ctrl_c_in_training_checkpoints_that_step_and_resume_ends_bit_identical(
     ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("a", "b"))
     assert (ma["steps"], ma["psnr"], ma["ssim"]) == (mb["steps"], mb["psnr"], mb["ssim"]) == (steps, *(mb["psnr"],
                                                                                                    mb["ssim"]))
+
+
+def test_colmap_log_lines_go_to_its_log_not_the_terminal(tiny_run, tmp_path):
+    """A photo folder of mixed sizes that SfM cannot reconstruct: our one line only; COLMAP's own glog lines
+    (``E20261207 ... sfm.cc:310] Failed to create any sparse model``) are routed away from stderr."""
+    import re
+
+    import cv2
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(sorted((tiny_run.dataset_dir / "images").iterdir())[:12]):
+        pixels = cv2.imread(str(image))
+        cv2.imwrite(str(photos / f"{i:03d}.png"), cv2.resize(pixels, (96, 48)) if i % 2 else pixels)
+    proc = subprocess.run([sys.executable, "-m", "nerfstage", "capture", str(photos), "-o", str(tmp_path / "ds"),
+                           "--quiet"], capture_output=True, text=True, timeout=300)
+    glog = [line for line in proc.stderr.splitlines() if re.match(r"^[IWEF]\d{8} ", line)]
+    assert not glog, proc.stderr
+    if proc.returncode != 0:
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

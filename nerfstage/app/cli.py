@@ -92,10 +92,12 @@ def capture(
         Optional[Path], typer.Argument(help="A video file, or a folder of images (omit with --colmap).")
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write.")] = ...,
-    frames: Annotated[Optional[int], typer.Option(help="Target number of frames taken from a video.",
-        callback=positive)] = None,
-    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Longest image side, pixels.",
-        callback=positive)] = None,
+    frames: Annotated[
+        Optional[int], typer.Option(help="Target number of frames taken from a video.", callback=positive)
+    ] = None,
+    max_size: Annotated[
+        Optional[int], typer.Option("--max-size", help="Longest image side, pixels.", callback=positive)
+    ] = None,
     matcher: Annotated[Optional[str], typer.Option(help="auto | sequential | exhaustive.")] = None,
     match_budget: Annotated[
         Optional[float], typer.Option("--match-budget", help="auto, photos: seconds exhaustive matching may take "
@@ -106,8 +108,8 @@ def capture(
         Optional[str], typer.Option("--camera-model", help="SIMPLE_RADIAL | OPENCV | PINHOLE | OPENCV_FISHEYE.")
     ] = None,
     loop_every: Annotated[Optional[int], typer.Option(
-        "--loop-every", help="Sequential/retrieval matching: loop-closing pass on frame gaps multiple of N (0 = off)."
-    , callback=non_negative)] = None,
+        "--loop-every", help="Sequential/retrieval matching: loop-closing pass on frame gaps multiple of N (0 = off).",
+        callback=non_negative)] = None,
     seed: Seed = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
     colmap: Annotated[
@@ -158,8 +160,9 @@ def train(
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder to write.")] = ...,
     preset: Annotated[str, typer.Option(help=f"{PRESETS_HELP} (sized for the device).")] = DEFAULT_PRESET,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides the preset).",
-        callback=positive)] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Training steps (overrides the preset).", callback=positive)
+    ] = None,
     time_budget: Annotated[
         Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.", callback=positive)
     ] = None,
@@ -169,7 +172,7 @@ def train(
     ] = False,
     eval_every: Annotated[
         Optional[int], typer.Option("--eval-every", help="Log a held-out view's PSNR every N steps (0 = off).",
-            callback=non_negative)
+                                    callback=non_negative)
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random step.", callback=non_negative)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
@@ -234,8 +237,9 @@ def run_(
     input: Annotated[Path, typer.Argument(help="A phone video or a folder of photos.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Work folder for every output.")] = ...,
     preset: Annotated[str, typer.Option(help=f"{PRESETS_HELP}.")] = DEFAULT_PRESET,
-    frames: Annotated[Optional[int], typer.Option(help="Frames taken from a video (overrides the preset).",
-        callback=positive)] = None,
+    frames: Annotated[
+        Optional[int], typer.Option(help="Frames taken from a video (overrides the preset).", callback=positive)
+    ] = None,
     splat_format: Annotated[Optional[str], typer.Option(
         "--splat-format", help="Gaussian splats as export/scene.ply (3DGS) | spz | glb.")] = None,
     seed: Seed = None,
@@ -264,8 +268,9 @@ def demo(
     preset: Annotated[str, typer.Option(
         help=f"{PRESETS_HELP} (the demo's default, {DEMO_PRESET}, runs the whole chain in minutes on 2 CPU cores)."
     )] = DEMO_PRESET,
-    frames: Annotated[Optional[int], typer.Option(help="Frames of synthetic footage (overrides the preset).",
-        callback=positive)] = None,
+    frames: Annotated[
+        Optional[int], typer.Option(help="Frames of synthetic footage (overrides the preset).", callback=positive)
+    ] = None,
     seed: Seed = None,
     device: Device = "auto",
     overwrite: RedoStages = False,
@@ -298,13 +303,16 @@ def render(
     camera: Annotated[
         Optional[str], typer.Option(help="perspective | fisheye | equirectangular | cubemap | orthographic.")
     ] = None,
-    width: Annotated[Optional[int], typer.Option(help="Frame width, pixels (default: the training images').",
-        callback=positive)] = None,
-    height: Annotated[Optional[int], typer.Option(help="Frame height, pixels (cubemap cross: 3 x face size).",
-        callback=positive)] = None,
+    width: Annotated[
+        Optional[int], typer.Option(help="Frame width, pixels (default: the training images').", callback=positive)
+    ] = None,
+    height: Annotated[
+        Optional[int], typer.Option(help="Frame height, pixels (cubemap cross: 3 x face size).", callback=positive)
+    ] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).", callback=positive)] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).",
-        callback=positive)] = None,
+    seconds: Annotated[
+        Optional[float], typer.Option(help="Duration in seconds (default 4).", callback=positive)
+    ] = None,
     fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.", callback=positive)] = None,
     what: Annotated[Optional[str], typer.Option("--output", help="rgb | depth | alpha | normal.")] = None,
     frame_format: Annotated[
@@ -324,14 +332,17 @@ def render(
     turns: Annotated[Optional[float], typer.Option(help="Orbit / spiral revolutions.", callback=finite)] = None,
     focus_distance: Annotated[
         Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject / lens focus distance.",
-            callback=positive)
+                                      callback=positive)
     ] = None,
-    fov_end: Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.",
-        callback=positive)] = None,
-    aperture: Annotated[Optional[float], typer.Option(help="Thin-lens aperture radius (0 = pinhole).",
-        callback=non_negative)] = None,
-    lens_samples: Annotated[Optional[int], typer.Option("--lens-samples", help="Lens samples per pixel (DOF).",
-        callback=positive)] = None,
+    fov_end: Annotated[
+        Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.", callback=positive)
+    ] = None,
+    aperture: Annotated[
+        Optional[float], typer.Option(help="Thin-lens aperture radius (0 = pinhole).", callback=non_negative)
+    ] = None,
+    lens_samples: Annotated[
+        Optional[int], typer.Option("--lens-samples", help="Lens samples per pixel (DOF).", callback=positive)
+    ] = None,
     ease: Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = None,
     cubemap_layout: Annotated[Optional[str], typer.Option("--cubemap-layout", help="cross | strip | six.")] = None,
     smoothing: Annotated[

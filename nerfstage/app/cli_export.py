@@ -73,16 +73,19 @@ def mesh(
         Optional[str], typer.Option(help="Crop box xmin,ymin,zmin,xmax,ymax,zmax (dataset frame; default: what "
                                          "the cameras saw).")
     ] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Density iso-level (default: automatic).",
-        callback=finite)] = None,
-    resolution: Annotated[Optional[int], typer.Option(help="Grid samples along the crop box's longest axis.",
-        callback=positive)] = None,
+    threshold: Annotated[
+        Optional[float], typer.Option(help="Density iso-level (default: automatic).", callback=finite)
+    ] = None,
+    resolution: Annotated[
+        Optional[int], typer.Option(help="Grid samples along the crop box's longest axis.", callback=positive)
+    ] = None,
     max_faces: Annotated[
         Optional[int], typer.Option("--max-faces", help="Decimate to at most this many faces.", callback=positive)
     ] = None,
     texture: Annotated[bool, typer.Option("--texture", help="UV-unwrap and bake a colour texture PNG.")] = False,
-    texture_size: Annotated[Optional[int], typer.Option("--texture-size", help="Texture side, texels.",
-        callback=positive)] = None,
+    texture_size: Annotated[
+        Optional[int], typer.Option("--texture-size", help="Texture side, texels.", callback=positive)
+    ] = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
     quiet: Quiet = False,
@@ -110,8 +113,9 @@ def mesh(
 def pointcloud(
     run: RunArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="points.ply (binary, Z-up, dataset frame).")],
-    num_points: Annotated[Optional[int], typer.Option("--num-points", help="Most points written.",
-        callback=positive)] = None,
+    num_points: Annotated[
+        Optional[int], typer.Option("--num-points", help="Most points written.", callback=positive)
+    ] = None,
     neighbors: Annotated[
         Optional[int], typer.Option(help="Outlier test: neighbours per point (0 = no removal).", callback=non_negative)
     ] = None,
@@ -121,10 +125,12 @@ def pointcloud(
     min_opacity: Annotated[
         Optional[float], typer.Option("--min-opacity", help="Skip pixels rendered less opaque.", callback=non_negative)
     ] = None,
-    view_stride: Annotated[Optional[int], typer.Option("--view-stride", help="Use every n-th training view.",
-        callback=positive)] = None,
-    downscale: Annotated[Optional[int], typer.Option(help="Render the views at 1/n of their size.",
-        callback=positive)] = None,
+    view_stride: Annotated[
+        Optional[int], typer.Option("--view-stride", help="Use every n-th training view.", callback=positive)
+    ] = None,
+    downscale: Annotated[
+        Optional[int], typer.Option(help="Render the views at 1/n of their size.", callback=positive)
+    ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the subsampling.", callback=non_negative)] = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
@@ -153,26 +159,29 @@ def panorama(
     width: Annotated[
         Optional[int], typer.Option(help="Latlong width, pixels (also sets the default face size).", callback=positive)
     ] = None,
-    height: Annotated[Optional[int], typer.Option(help="Latlong height, pixels (default: width / 2).",
-        callback=positive)] = None,
+    height: Annotated[
+        Optional[int], typer.Option(help="Latlong height, pixels (default: width / 2).", callback=positive)
+    ] = None,
     layout: Annotated[Optional[str], typer.Option(help="latlong | cubemap.")] = None,
     cubemap_layout: Annotated[
         Optional[str], typer.Option("--cubemap-layout", help="six (files _posx.._negz) | cross.")
     ] = None,
-    face_size: Annotated[Optional[int], typer.Option("--face-size", help="Cubemap face side (default: width / 4).",
-        callback=positive)] = None,
+    face_size: Annotated[
+        Optional[int], typer.Option("--face-size", help="Cubemap face side (default: width / 4).", callback=positive)
+    ] = None,
     position: Annotated[
         Optional[str], typer.Option(help="Centre x,y,z in dataset coordinates (default: the scene centre).")
     ] = None,
     camera_index: Annotated[
         Optional[int], typer.Option("--camera-index", help="Take position and orientation from this camera.",
-            callback=non_negative)
+                                    callback=non_negative)
     ] = None,
     yaw: Annotated[Optional[float], typer.Option(help="Turn left, degrees.", callback=finite)] = None,
     pitch: Annotated[Optional[float], typer.Option(help="Tilt up, degrees.", callback=finite)] = None,
     roll: Annotated[Optional[float], typer.Option(help="Roll clockwise, degrees.", callback=finite)] = None,
-    tile_size: Annotated[Optional[int], typer.Option("--tile-size", help="Tile side, pixels (0 = no tiling).",
-        callback=non_negative)] = None,
+    tile_size: Annotated[
+        Optional[int], typer.Option("--tile-size", help="Tile side, pixels (0 = no tiling).", callback=non_negative)
+    ] = None,
     memory_gb: MemoryGb = None,
     full_float: Annotated[bool, typer.Option("--float", help="EXR as 32-bit float instead of half.")] = False,
     mipmap: Annotated[
@@ -217,8 +226,9 @@ def plates(
     track: Annotated[Path, typer.Option("--track", help="Tracked camera file (.csv, .json, .usd[a|c|z] camera, "
                                                         "Nuke .chan; see docs).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for plate_NNNNN.exr|png.")],
-    overscan: Annotated[Optional[float], typer.Option(help="Overscan, percent of the plate size.",
-        callback=non_negative)] = None,
+    overscan: Annotated[
+        Optional[float], typer.Option(help="Overscan, percent of the plate size.", callback=non_negative)
+    ] = None,
     plate_format: Annotated[
         Optional[str], typer.Option("--format", help="exr (scene-linear half) | png (sRGB).")
     ] = None,

@@ -27,7 +27,7 @@ def ensure_folder(folder: Path) -> Path:
     """Create ``folder`` (and parents); InputError naming it when a file is in the way or it cannot be made."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: is a file; expected a folder (choose another output)")
+        raise InputError(f"{folder}: is a file; cannot create a folder there (choose another output)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
