@@ -171,7 +171,8 @@ def numbers(text: Optional[str], count: int, name: str, example: str) -> Optiona
 
 
 Frames = Annotated[Optional[str], typer.Option(
-    "--frames", help="Farm task: render only frames (tiles, plates) A-B, 1-based inclusive; then `nerfstage assemble`.")]
+    "--frames", help="Farm task: render only frames (tiles, plates) A-B, 1-based inclusive; then "
+    "`nerfstage assemble`.")]
 Shard = Annotated[Optional[str], typer.Option(
     "--shard", help="Farm task: render only every N-th frame (tile, plate) from the K-th (K/N, e.g. "
     "$SLURM_ARRAY_TASK_ID/8); then `nerfstage assemble`.")]
