@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from ..capture.dataset import Dataset
 from ..capture.loader import as_dataset
 from ..core.cameras import camera_from_intrinsics
 from ..core.errors import CheckpointError, ConfigError, Interrupted, OutputExistsError
+from ..core.shards import barrier, bind_local_device, process_group, world_from_env
 from ..core.geometry import Intrinsics, convert_camera_axes
 from ..core.lock import output_lock
 from ..core.rays import generate_ray_batch
@@ -51,6 +52,7 @@ from .camera_opt import make_camera_optimizer
 from .chunked import OUTPUT_KEYS, render_rays_chunked
 from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict, load_config, resolve_sampler
 from .config import check_ranges, save_config
+from .distributed import RANK_SEED_STRIDE, DataParallel, per_rank
 from .data import (
     RayBatcher,
     SceneTransform,
@@ -179,6 +181,11 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, dataset: Dataset, run_dir: Path, scene: SceneTransform,
                  scene_aabb: torch.Tensor):
+        self.dp = DataParallel()
+        self.job_config = config
+        """The run's config as saved (its batch is the whole job's; ``config`` holds this rank's share)."""
+        config = dataclasses.replace(config, batch_rays=per_rank(config.batch_rays, self.dp.world_size),
+                                     target_samples=per_rank(config.target_samples, self.dp.world_size))
         self.config, self.run_dir, self.dataset = config, Path(run_dir), dataset
         self.device = resolve_device(config.device)
         train_idx, eval_idx, self.split = split_indices(dataset, config.data.hold_every)
@@ -190,7 +197,12 @@ class Trainer:
         self.camera_opt = make_camera_optimizer(config.pose_refinement, len(train_idx), self.device)
         extra = [self.camera_opt.param_group(config.pose_lr)] if self.camera_opt is not None else []
         self.optimizer = make_optimizer(self.model, config.lr, self.device, extra)
-        self.batcher = RayBatcher(self.train_views, config.seed, config.model.background)
+        self.dp.broadcast_module(self.model)
+        generator = getattr(self.model, "generator", None)
+        if self.dp.rank > 0 and isinstance(generator, torch.Generator):  # each rank its own marching jitter
+            generator.manual_seed(generator.initial_seed() + RANK_SEED_STRIDE * self.dp.rank)
+        self.batcher = RayBatcher(self.train_views, config.seed + RANK_SEED_STRIDE * self.dp.rank,
+                                  config.model.background)
         self.scene_aabb, self.scene = scene_aabb, scene
         self.state = TrainState(num_rays=config.batch_rays)
         self.model_lock = threading.Lock()
@@ -204,6 +216,8 @@ class Trainer:
             group["lr"] = group["initial_lr"] * factor
         self.model.train()
         self.model.update_occupancy(state.step)
+        if self.dp.active and state.step % cfg.model.occupancy_update_every == 0:
+            self.dp.broadcast_buffers(getattr(self.model, "occupancy", None))
         batch = self.batcher.next(state.num_rays)
         origins, directions = batch["origins"], batch["directions"]
         if self.camera_opt is not None:
@@ -215,6 +229,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if total.requires_grad:
             total.backward()
+        if self.dp.active:  # every rank steps with the averaged gradients, even one whose batch had none
+            self.dp.average_gradients([p for g in self.optimizer.param_groups for p in g["params"]])
+            self.optimizer.step()
+        elif total.requires_grad:
             self.optimizer.step()
         samples = int(out["num_samples"])
         rays = state.num_rays
@@ -285,9 +303,14 @@ class Trainer:
         return {key: value.reshape(h, w, *value.shape[1:]) for key, value in out.items()}
 
     def checkpoint(self) -> Path:
-        """Write the checkpoint of the current step."""
+        """Write the checkpoint of the current step (rank 0; every rank takes part: it holds all batchers)."""
+        batchers = self.dp.gather(self.batcher.state_dict())
+        generators = self.dp.gather(_model_generator_state(self.model))
+        path = ckpt.checkpoint_path(self.run_dir, self.state.step)
+        if not self.dp.is_main:
+            return path
         payload = {
-            "config": config_to_dict(self.config),
+            "config": config_to_dict(self.job_config),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": ckpt.rng_state(),
@@ -297,6 +320,8 @@ class Trainer:
             "trainer": dataclasses.asdict(self.state),
             "scene": {"aabb": self.scene_aabb.cpu(), "num_images": len(self.train_views)},
         }
+        if self.dp.active:
+            payload |= {"rank_batchers": batchers, "rank_model_generators": generators}
         return ckpt.save_checkpoint(self.run_dir, self.state.step, payload, self.config.keep_checkpoints)
 
     def restore(self, path: Path, data: dict[str, Any] | None = None) -> None:
@@ -306,7 +331,14 @@ class Trainer:
             ckpt.check_finite(data, path)
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
-        self.batcher.load_state_dict(data["batcher"])
+        rank = self.dp.rank
+        ranks = data.get("rank_batchers")
+        if ranks is not None and len(ranks) == self.dp.world_size:  # the same job size: each rank its own
+            data["batcher"], data["model_generator"] = ranks[rank], data["rank_model_generators"][rank]
+        elif rank > 0:  # another job size: rank 0 keeps its state, the other ranks their fresh seeds
+            data["batcher"] = None
+        if data["batcher"] is not None:
+            self.batcher.load_state_dict(data["batcher"])
         if self.camera_opt is not None:
             self.camera_opt.load_state_dict(data["camera_opt"])
         generator = getattr(self.model, "generator", None)
@@ -329,7 +361,8 @@ class Trainer:
         ``save_images`` when given); returns the metrics dict. ``callback`` gets a :class:`TrainStepInfo` after
         every step, outside ``model_lock``."""
         cfg, state = self.config, self.state
-        bar = tqdm(total=cfg.steps, initial=state.step, disable=not progress, desc="train", unit="step",
+        bar = tqdm(total=cfg.steps, initial=state.step, disable=not (progress and self.dp.is_main), desc="train",
+                   unit="step",
                    dynamic_ncols=True)
         window = {"loss": 0.0, "rays": 0, "seconds": 0.0, "n": 0}
         with deferred_interrupt() as stop:
@@ -337,7 +370,7 @@ class Trainer:
         bar.close()
         if stop.requested:
             raise Interrupted(self._interrupted_message(self.checkpoint()))
-        if not ckpt.checkpoint_path(self.run_dir, state.step).exists():
+        if not self.dp.share(ckpt.checkpoint_path(self.run_dir, state.step).exists()):
             self.checkpoint()
         return self.final_metrics(progress, save_images)
 
@@ -358,7 +391,7 @@ class Trainer:
             self._progress(bar, window, info, elapsed)
             if cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0:
                 self.checkpoint()
-            if cfg.eval_every > 0 and state.step % cfg.eval_every == 0:
+            if cfg.eval_every > 0 and state.step % cfg.eval_every == 0 and self.dp.is_main:
                 bar.write(f"step {state.step}: held-out view PSNR {self.quick_eval():.2f} dB")
             if callback is not None:
                 callback(self._step_info(info, elapsed))
@@ -372,7 +405,7 @@ class Trainer:
 
     def _out_of_time(self) -> bool:
         budget = self.config.time_budget_s
-        return budget is not None and self.state.train_seconds >= budget
+        return budget is not None and self.dp.any(self.state.train_seconds >= budget)
 
     def _progress(self, bar, window: dict, info: dict, elapsed: float) -> None:
         window["loss"] += info["loss"]
@@ -387,16 +420,28 @@ class Trainer:
             window.update(loss=0.0, rays=0, seconds=0.0, n=0)
 
     def final_metrics(self, progress: bool, save_images: Path | None = None) -> dict[str, Any]:
-        """Evaluate the held-out views and write RUN/metrics.json."""
+        """Evaluate the held-out views and write RUN/metrics.json (rank 0; every rank returns the metrics)."""
+        state = dataclasses.asdict(self.state)
+        state["total_samples"] = int(self.dp.sum(state["total_samples"]))  # the whole job's samples and rays
+        state["total_rays"] = int(self.dp.sum(state["total_rays"]))
+        comm = self.dp.comm_seconds / max(self.dp.steps, 1)
+        if not self.dp.is_main:
+            return self.dp.share(None)
+        metrics = self._evaluate(progress, save_images, state)
+        if self.dp.active:
+            metrics |= {"world_size": self.dp.world_size, "comm_seconds_per_step": comm,
+                        "allreduce_bytes_per_step": self.dp.bytes_per_step}
+        write_metrics(self.run_dir / "metrics.json", metrics)
+        return self.dp.share(metrics)
+
+    def _evaluate(self, progress: bool, save_images: Path | None, state: dict) -> dict[str, Any]:
         metrics: dict[str, Any] = {"psnr": math.nan, "ssim": math.nan}
         start = time.perf_counter()
         if self.eval_views is not None:
             metrics = evaluate_views(self.model, self.eval_views, self.config.eval_chunk, progress, save_images)
         metrics["eval_seconds"] = time.perf_counter() - start
         eval_views = 0 if self.eval_views is None else len(self.eval_views)
-        metrics.update(run_figures(self.split, eval_views, self.state.step, dataclasses.asdict(self.state),
-                                   self.device, self.model))
-        write_metrics(self.run_dir / "metrics.json", metrics)
+        metrics.update(run_figures(self.split, eval_views, self.state.step, state, self.device, self.model))
         return metrics
 
 
@@ -431,14 +476,21 @@ def train(
     resolve_device(config.device)
     data = as_dataset(dataset if dataset is not None else config.dataset)
     validate_dataset(data)
-    with output_lock(run_dir):
-        return _train_locked(data, run_dir, config, resume, overwrite, progress, on_step, save_images, callback)
+    bind_local_device()
+    with process_group(str(resolve_device(config.device))):
+        rank = world_from_env()[0]
+        with output_lock(run_dir) if rank == 0 else nullcontext():  # rank 0 writes RUN
+            return _train(data, run_dir, config, resume, overwrite, progress, on_step, save_images, callback)
 
 
-def _train_locked(data: Dataset, run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool, progress: bool,
-                  on_step, save_images, callback) -> dict[str, Any]:
-    """``train`` once the run folder's lock is held and the dataset is valid."""
-    prepare_run_dir(run_dir, resume, overwrite)
+def _train(data: Dataset, run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool, progress: bool,
+           on_step, save_images, callback) -> dict[str, Any]:
+    """``train`` inside its process group (a no-op one outside torchrun), the dataset valid and RUN's lock held
+    by rank 0, which alone writes to RUN."""
+    rank = world_from_env()[0]
+    if rank == 0:
+        prepare_run_dir(run_dir, resume, overwrite)
+    barrier()
     config = dataclasses.replace(config, dataset=str(data.root), model=scene_model_config(config, is_bounded(data)))
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
@@ -448,8 +500,9 @@ def _train_locked(data: Dataset, run_dir: Path, config: TrainConfig, resume: boo
     saved = ckpt.load_checkpoint(latest, map_location="cpu") if latest is not None else None
     if saved is not None:
         ckpt.check_finite(saved, latest)  # a damaged run is refused before anything in it changes
-    save_config(run_dir / "config.json", config)
-    write_dataparser_transforms(run_dir / "dataparser_transforms.json", scene)
+    if rank == 0:
+        save_config(run_dir / "config.json", config)
+        write_dataparser_transforms(run_dir / "dataparser_transforms.json", scene)
     trainer = Trainer(config, data, run_dir, scene, torch.tensor(aabb, dtype=torch.float32))
     if saved is not None:
         trainer.restore(latest, saved)

@@ -36,7 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core import shards
-from ..core.errors import ConfigError, InputError
+from ..core.errors import ConfigError, InputError, OutputExistsError
 from ..core.shards import ShardSpec, process_group
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
@@ -353,6 +353,10 @@ def render_sharded(output: Path, path, renderer: _Renderer, options: RenderOptio
     count = len(path)
     mine = spec.select(count)  # a bad --frames fails before anything is written
     folder = working_folder(output)
+    if kind != "mp4" and not options.overwrite and shards.read_job(folder) is None and \
+            any(folder.glob(f"frame_*.{kind}")):
+        raise OutputExistsError(f"{folder}: already holds frame_*.{kind} frames of another render; pass "
+                                "--overwrite or choose another folder")
     writer = _frame_writer(folder, renderer, options, kind, resume=True, overwrite=True)
     job = _job(output, writer, renderer, count, options)
     if spec.rank == 0:

@@ -19,6 +19,7 @@ from ..core.errors import ConfigError, DatasetError, Interrupted, NerfstageError
 from ..core.lock import output_lock
 from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, PRESET_NAMES
 from ..core.version import __version__
+from .cli_farm import remember_argv
 from .cli_common import (
     MEMORY_GB,
     Device,
@@ -185,11 +186,21 @@ def train(
     )] = None,
     viewer: Annotated[bool, typer.Option(
         "--viewer", help="Watch training live at http://127.0.0.1:7007; stays open afterwards until Ctrl+C.")] = False,
+    nproc: Annotated[Optional[int], typer.Option(
+        "--nproc", help="Data-parallel on N processes of this machine (torch.distributed.run; gloo on CPU, NCCL on "
+        "CUDA); the batch is the whole job's. Clusters: torchrun ... -m nerfstage train.")] = None,
 ) -> None:
     """Train a hash-grid radiance field on DATASET into the run folder OUTPUT (RUN/metrics.json at the end)."""
     from nerfstage.nerf.config import build_config  # heavy: torch (not at CLI start-up)
+    from nerfstage.core.shards import world_from_env  # light, but kept out of CLI start-up
     from nerfstage.nerf.trainer import train as run_training  # heavy: torch (not at CLI start-up)
 
+    if nproc is not None and (nproc < 1 or nproc > 1024):
+        raise ConfigError(f"--nproc {nproc}: expected 1 to 1024 processes")
+    if nproc is not None and nproc > 1 and world_from_env()[1] == 1:
+        from .cli_farm import launch_nproc  # heavy: torch.distributed.run (only for --nproc)
+
+        raise SystemExit(launch_nproc(nproc, "--nproc"))
     callback = training_viewer() if viewer else None
     given = {"steps": steps, "time_budget_s": time_budget, "eval_every": eval_every, "seed": seed,
              "pose_refinement": pose_refinement}
@@ -207,6 +218,8 @@ def train(
         if scene_centre is not None:
             config = dataclasses.replace(config, data=dataclasses.replace(config.data, scene_centre=scene_centre))
         metrics = run_training(dataset, output, config, overwrite=overwrite, progress=not quiet, callback=callback)
+    if world_from_env()[0] != 0:
+        return
     print(
         f"{metrics['split']} PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on {metrics['eval_views']} "
         f"views; {metrics['steps']} steps in {metrics['train_seconds']:.0f} s on {metrics['device']} "
@@ -437,16 +450,31 @@ def main(argv: list[str] | None = None) -> None:
     # viewer beside a training run, two runs at once); passive waiting costs nothing measurable on an idle machine.
     # Set before any command imports torch; a value the user exported wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    with command_scope():
-        try:
-            app(args=argv, standalone_mode=True)
-        except NerfstageError as err:
-            _fail(err)
-        except OSError as err:
-            _fail_os(err)
-        except KeyboardInterrupt:
-            print("nerfstage: interrupted", file=sys.stderr)
-            raise SystemExit(130)
+    remember_argv(sys.argv[1:] if argv is None else argv)
+    try:
+        with command_scope():
+            try:
+                app(args=argv, standalone_mode=True)
+            except NerfstageError as err:
+                _fail(err)
+            except OSError as err:
+                _fail_os(err)
+            except KeyboardInterrupt:
+                print("nerfstage: interrupted", file=sys.stderr)
+                raise SystemExit(130)
+    except SystemExit as done:
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            _leave_torchrun_rank(done.code)
+        raise
+
+
+def _leave_torchrun_rank(code) -> None:
+    """End a torchrun rank now that its command is done: a gloo rank's background threads can abort the
+    interpreter's normal shutdown ('terminate called without an active exception', seen after a finished
+    training job), which torchrun would report as a failure of work that succeeded."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":

@@ -280,6 +280,8 @@ def process_group(device: str = "cpu") -> Iterator[bool]:
     joined = init_process_group(device)
     try:
         yield joined
+        if joined:
+            barrier()  # every rank done before any leaves: gloo aborts a rank whose peer tore down first
     finally:
         if joined:
             destroy_process_group()

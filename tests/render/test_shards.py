@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nerfstage.app.assemble import assemble
-from nerfstage.core.errors import ConfigError, InputError
+from nerfstage.core.errors import ConfigError, InputError, OutputExistsError
 from nerfstage.core.shards import ShardSpec, parse_frames, parse_shard, ranges
 from nerfstage.export.panorama import PanoramaOptions, export_panorama
 from nerfstage.export.plates import PlateOptions, export_plates
@@ -137,6 +137,8 @@ def test_two_farm_shards_then_assemble_equal_one_process_mp4_and_png(loaded, tmp
     assert single.output.read_bytes() == (tmp_path / "two.mp4").read_bytes()
 
     render_path(loaded, tmp_path / "one_png", SHOT, quiet())
+    with pytest.raises(OutputExistsError, match="already holds frame_"):  # frames of another render: never kept
+        render_path(loaded, tmp_path / "one_png", SHOT, quiet(), shard=shard(1, 2))
     for frames in ("1-3", "4-7"):  # Deadline-style frame ranges
         render_path(loaded, tmp_path / "two_png", SHOT, quiet(), shard=ShardSpec(parse_frames(frames)))
     assemble(tmp_path / "two_png")
