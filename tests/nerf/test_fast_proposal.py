@@ -151,8 +151,8 @@ def test_trained_unbounded_scene_renders_the_same_with_baked_grids(proposal_run,
     fewer = render_image(run.model, camera, pose, ("rgb",))["rgb"]
     run.model.inference.proposal = "reference"
     slow = render_image(run.model, camera, pose, ("rgb",))["rgb"]
-    assert psnr(fast, slow) >= 40.0, psnr(fast, slow)
-    assert psnr(fewer, slow) >= 30.0, psnr(fewer, slow)  # measured 0.0 dB on this 200-step scene
+    assert psnr(fast, slow) >= 40.0, psnr(fast, slow)  # measured 83.5 dB (skipping only)
+    assert psnr(fewer, slow) >= 31.0, psnr(fewer, slow)  # measured 33.0 dB (24/12 -> 11 of 32/16 -> 16 samples)
 
     import nerfstage.nerf.baked as baked_module
 
