@@ -108,6 +108,22 @@ def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else -10 * math.log10(mse)
 
 
+def no_grid_arm(run, pose, fov_y: float, reference: np.ndarray) -> None:
+    """The fast path without empty-space skipping (fewer samples and early termination only), 800x533: what
+    the baked grids add."""
+    import dataclasses
+
+    inf = run.model.inference
+    kept = inf.skip
+    inf.proposal, inf.skip = "fast", dataclasses.replace(kept, skip_opacity=0.0)
+    try:
+        seconds, rgb, per_ray = render_frame(run, pose, fov_y, SIZES["800x533"])
+    finally:
+        inf.skip = kept
+    print(f"fast without the baked grids 800x533: {seconds:.2f} s, {per_ray:.1f} queries per ray, PSNR vs "
+          f"reference {psnr_db(rgb, reference):.1f} dB")
+
+
 def main() -> int:
     args = parse()
     from nerfstage.nerf.baked import CACHE_NAME
@@ -146,6 +162,7 @@ def main() -> int:
                   f"({m['seconds_per_view']:.2f} s per view)")
     for name in sizes:
         print(f"{name}: PSNR fast vs reference {psnr_db(frames['fast'][name], frames['reference'][name]):.1f} dB")
+    no_grid_arm(run, pose, fov_y, frames["reference"]["800x533"])
     print(f"load average at the end: {machine()}")
     if args.profile:
         run.model.inference.proposal = "fast"
