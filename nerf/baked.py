@@ -137,12 +137,10 @@ def bake_stage(density: DensityFn, options: BakeOptions, device: torch.device) -
 def stage_densities(model) -> list[DensityFn]:
     """Density functions over [0, 1]^3 of each stage of a proposal-sampled NerfModel (proposal networks, then
     the radiance field without the bounded box's mask, which only lowers it)."""
-    from .inference import mlp_forward
-
     field = model.field
 
     def field_density(x: Tensor) -> Tensor:
-        return torch.exp(mlp_forward(field.density_mlp, field.encoding(x))[:, 0])
+        return torch.exp(field.density_mlp(field.encoding(x))[:, 0])
 
     return [*model.proposal.networks, field_density]
 
