@@ -44,7 +44,8 @@ class BakeOptions:
     """How the per-cell density bounds are baked."""
 
     resolution: int = 128
-    """Cells per side of each grid (over the hash grid's [0, 1]^3)."""
+    """Cells per side of each grid (over the hash grid's [0, 1]^3); 0: no grids (nothing baked or cached; the
+    fast path then skips no empty space, the rest of it runs)."""
     dilation: int = 1
     """Cells each bound is spread to in every direction (max-pool), covering peaks between lattice points."""
     margin: float = 1.5
@@ -206,6 +207,8 @@ def load_or_bake(model, run_dir: Path, options: BakeOptions | None = None) -> Ba
     options = options or BakeOptions()
     if model.proposal is None:
         raise CheckpointError(f"{run_dir}: baked density grids need a proposal-sampled run")
+    if options.resolution <= 0:
+        return BakedGrids(0, [], "")
     key = cache_key(model, options)
     path = Path(run_dir) / CACHE_NAME
     cached = read_cache(path, key)

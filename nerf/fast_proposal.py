@@ -47,7 +47,7 @@ def _stage_density(fn, baked: BakedGrids | None, stage: int, x: Float[Tensor, "n
             break
         xb = x[alive, c0:c1].reshape(-1, 3)  # [a b, 3]
         db = deltas[alive, c0:c1].reshape(-1)
-        if baked is not None and options.skip_opacity > 0:
+        if baked is not None and baked.grids and options.skip_opacity > 0:
             want = (baked.bound(stage, xb) * db >= options.skip_opacity).nonzero().squeeze(1)
         else:
             want = torch.arange(len(xb), device=xb.device)

@@ -106,6 +106,16 @@ def test_cache_is_keyed_by_the_weights_and_the_options(tmp_path):
     assert read_cache(tmp_path / CACHE_NAME, rebaked.key) is not None
 
 
+def test_resolution_zero_bakes_nothing_and_renders_without_skipping(tmp_path):
+    model = structured_model()
+    origins, dirs = some_rays(64)
+    empty = load_or_bake(model, tmp_path, BakeOptions(resolution=0))
+    assert empty.grids == [] and not (tmp_path / CACHE_NAME).exists()
+    out = render_proposal_fast(model, origins, dirs, torch.ones(64, 3), empty,
+                               dataclasses.replace(AS_TRAINED, stop_transmittance=0.0))
+    assert torch.allclose(out["rgb"], reference(model, origins, dirs)["rgb"], atol=1e-5)
+
+
 def test_inference_counts_scale_the_trained_ones():
     assert inference_counts((64, 32), 24, SkipOptions()) == [48, 24, 16]
     assert inference_counts((64, 32), 24, AS_TRAINED) == [64, 32, 24]
