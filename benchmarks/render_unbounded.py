@@ -41,6 +41,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--skip-opacity", type=float, default=None, help="SkipOptions.skip_opacity")
     parser.add_argument("--stop-transmittance", type=float, default=None, help="SkipOptions.stop_transmittance")
     parser.add_argument("--profile", action="store_true", help="cProfile one more 800x533 'after' frame")
+    parser.add_argument("--timing-rounds", type=int, default=0,
+                        help="then N rounds of 800x533 frames, the three paths in turn (same load for each)")
     return parser.parse_args()
 
 
@@ -124,6 +126,24 @@ def no_grid_arm(run, pose, fov_y: float, reference: np.ndarray) -> None:
           f"reference {psnr_db(rgb, reference):.1f} dB")
 
 
+def timing_rounds(run, pose, fov_y: float, rounds: int) -> None:
+    """``rounds`` rounds of one 800x533 frame per path (reference, fast, fast without grids) in turn; medians."""
+    import dataclasses
+
+    inf = run.model.inference
+    kept = inf.skip
+    arms = {"reference": ("reference", kept), "fast": ("fast", kept),
+            "fast without grids": ("fast", dataclasses.replace(kept, skip_opacity=0.0))}
+    seconds: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(rounds):
+        for name, (path, skip) in arms.items():
+            inf.proposal, inf.skip = path, skip
+            seconds[name].append(render_frame(run, pose, fov_y, SIZES["800x533"])[0])
+    inf.proposal, inf.skip = "fast", kept
+    for name, values in seconds.items():
+        print(f"rounds 800x533 {name}: median {float(np.median(values)):.2f} s of {[round(v, 2) for v in values]}")
+
+
 def main() -> int:
     args = parse()
     from nerfstage.nerf.baked import CACHE_NAME
@@ -163,6 +183,8 @@ def main() -> int:
     for name in sizes:
         print(f"{name}: PSNR fast vs reference {psnr_db(frames['fast'][name], frames['reference'][name]):.1f} dB")
     no_grid_arm(run, pose, fov_y, frames["reference"]["800x533"])
+    if args.timing_rounds > 0:
+        timing_rounds(run, pose, fov_y, args.timing_rounds)
     print(f"load average at the end: {machine()}")
     if args.profile:
         run.model.inference.proposal = "fast"
