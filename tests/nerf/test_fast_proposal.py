@@ -152,6 +152,7 @@ def test_trained_unbounded_scene_renders_the_same_with_baked_grids(proposal_run,
     from nerfstage.render.image import render_image
 
     run = load_run(proposal_run, device="cpu")
+    assert run.model.baked_grids().grids == []  # the default: nothing baked
     run.model.inference.bake, run.model.inference.skip = SMALL_BAKE, AS_TRAINED
     pose = run.world_from_cams[run.cameras.eval_indices[0]]
     camera = PerspectiveCamera.from_fov(96, 72, 60.0)
