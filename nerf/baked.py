@@ -43,8 +43,12 @@ DensityFn = Callable[[Tensor], Tensor]
 class BakeOptions:
     """How the per-cell density bounds are baked."""
 
-    resolution: int = 128
-    """Cells per side of each grid (over the hash grid's [0, 1]^3)."""
+    resolution: int = 0
+    """Cells per side of each grid (over the hash grid's [0, 1]^3), e.g. 128; 0 (default): no grids (nothing
+    baked or cached; the fast path then skips no empty space, the rest of it runs). Measured on office_360
+    (benchmarks/RESULTS.md): at 128 the proposal networks' fog marks 79 % of the cells occupied, skipping cuts the
+    queries from 86 to 76 per ray, but 800x533 frames took 16.9 s with the grids vs 13.9 s without (medians of 3,
+    load ~4), and baking costs ~60 s under load on the first render: not worth it by default."""
     dilation: int = 1
     """Cells each bound is spread to in every direction (max-pool), covering peaks between lattice points."""
     margin: float = 1.5
@@ -66,6 +70,16 @@ class SkipOptions:
     """Columns (samples per ray) evaluated per round; the alive test runs between rounds."""
     min_weight: float = 1.0e-4
     """The colour MLP runs only on samples of at least this weight (as ``proposal_inference``)."""
+    proposal_fraction: float = 0.75
+    """Each proposal network's samples per ray at inference, as a fraction of the trained count (rounded; 1:
+    as trained). office_360 (default preset, 64/32 -> 24 trained), held-out PSNR on every 13th pixel of the 8
+    held-out views against the trained counts (25.987 dB), and PSNR against the trained counts' image:
+    48/24 -> 24 +0.008 dB (45.2 dB); 32/32 -> 24 -0.020 (43.9); 48/24 -> 16 -0.035 (42.6); 48/32 -> 16 -0.029
+    (43.1); 64/32 -> 16 -0.018 (43.3); 32/32 -> 16 -0.065 (41.7); 32/24 -> 16 -0.108 (40.6); 32/16 -> 24 -0.128
+    (40.0); 32/16 -> 16 -0.225 (38.3); 16/16 -> 16 -1.64 (29.4)."""
+    nerf_fraction: float = 2.0 / 3.0
+    """The radiance field's samples per ray at inference, as a fraction of the trained count (rounded; 1: as
+    trained). Default 48/24 -> 16 of 64/32 -> 24: a network query costs the field about 4 proposal queries."""
 
 
 @dataclass
@@ -127,12 +141,10 @@ def bake_stage(density: DensityFn, options: BakeOptions, device: torch.device) -
 def stage_densities(model) -> list[DensityFn]:
     """Density functions over [0, 1]^3 of each stage of a proposal-sampled NerfModel (proposal networks, then
     the radiance field without the bounded box's mask, which only lowers it)."""
-    from .inference import mlp_forward
-
     field = model.field
 
     def field_density(x: Tensor) -> Tensor:
-        return torch.exp(mlp_forward(field.density_mlp, field.encoding(x))[:, 0])
+        return torch.exp(field.density_mlp(field.encoding(x))[:, 0])
 
     return [*model.proposal.networks, field_density]
 
@@ -198,6 +210,8 @@ def load_or_bake(model, run_dir: Path, options: BakeOptions | None = None) -> Ba
     options = options or BakeOptions()
     if model.proposal is None:
         raise CheckpointError(f"{run_dir}: baked density grids need a proposal-sampled run")
+    if options.resolution <= 0:
+        return BakedGrids(0, [], "")
     key = cache_key(model, options)
     path = Path(run_dir) / CACHE_NAME
     cached = read_cache(path, key)

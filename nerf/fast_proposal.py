@@ -1,5 +1,6 @@
-"""Fast inference of the proposal path: the same samples as ``ProposalSampler.sample`` at evaluation, with the
-network queries that cannot matter skipped.
+"""Fast inference of the proposal path: the samples of ``ProposalSampler.sample`` at evaluation (with fewer of
+them per ray: ``SkipOptions.proposal_fraction`` / ``nerf_fraction``, measured), with the network queries that
+cannot matter skipped.
 
 Each stage (every proposal network, then the radiance field) evaluates its ``k`` samples per ray in blocks of
 columns, nearest first. A sample is queried only when
@@ -11,8 +12,8 @@ columns, nearest first. A sample is queried only when
 
 Skipped samples get density 0. The compositing weights, the inverse-CDF resampling and the colour pass are those
 of ``ProposalSampler.sample`` and ``inference.proposal_inference`` (pure torch, no jitter), so with both
-thresholds at 0 the image is the reference one to float rounding, and otherwise it differs by at most the skipped
-opacity (tests compare the two).
+thresholds at 0 and the trained sample counts the image is the reference one to float rounding, and otherwise
+the skipping changes it by at most the skipped opacity (tests compare the two).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _stage_density(fn, baked: BakedGrids | None, stage: int, x: Float[Tensor, "n
             break
         xb = x[alive, c0:c1].reshape(-1, 3)  # [a b, 3]
         db = deltas[alive, c0:c1].reshape(-1)
-        if baked is not None and options.skip_opacity > 0:
+        if baked is not None and baked.grids and options.skip_opacity > 0:
             want = (baked.bound(stage, xb) * db >= options.skip_opacity).nonzero().squeeze(1)
         else:
             want = torch.arange(len(xb), device=xb.device)
@@ -85,8 +86,9 @@ def render_proposal_fast(
     c = sampler.config
     n = len(origins)
     near, far = model.proposal_near_far(origins, directions)
-    edges = uniform_bins(n, c.num_proposal_samples[0], False, None, origins.device)
-    counts = list(c.num_proposal_samples[1:]) + [c.num_nerf_samples]
+    first, *rest = inference_counts(c.num_proposal_samples, c.num_nerf_samples, options)
+    edges = uniform_bins(n, first, False, None, origins.device)
+    counts = rest
     evaluated = 0
     for stage, (network, count) in enumerate(zip(sampler.networks, counts)):
         x, deltas, _ = _stage_points(field, origins, directions, edges, near, far)
@@ -100,6 +102,13 @@ def render_proposal_fast(
                                          geo_dim=field.config.geo_feat_dim)
     evaluated += queried
     return _composite(field, directions, sigma, geo, deltas, mids, background, options.min_weight, evaluated)
+
+
+def inference_counts(proposal: tuple[int, ...], nerf: int, options: SkipOptions) -> list[int]:
+    """Samples per ray of each proposal network, then of the field, at inference (the trained counts scaled by
+    ``options.proposal_fraction`` / ``nerf_fraction``, rounded, at least 1)."""
+    scaled = [max(1, round(k * options.proposal_fraction)) for k in proposal]
+    return [*scaled, max(1, round(nerf * options.nerf_fraction))]
 
 
 def _stage_points(field, origins: Tensor, directions: Tensor, edges: Tensor, near: Tensor,

@@ -70,8 +70,10 @@ class NerfModel(nn.Module):
         self.baked_cache, self.baked = (Path(run_dir) if run_dir is not None else None), None
 
     def baked_grids(self) -> BakedGrids | None:
-        """``baked``, read from or baked into ``baked_cache`` on first use (None without a cache folder)."""
-        if self.baked is None and self.baked_cache is not None and self.proposal is not None:
+        """``baked``, read from or baked into ``baked_cache`` on first use and again when ``inference.bake``'s
+        resolution changes (None without a cache folder); empty grids when that resolution is 0 (the default)."""
+        stale = self.baked is None or self.baked.resolution != max(self.inference.bake.resolution, 0)
+        if stale and self.baked_cache is not None and self.proposal is not None:
             self.baked = load_or_bake(self, self.baked_cache, self.inference.bake)
         return self.baked
 

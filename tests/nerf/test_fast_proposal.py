@@ -21,12 +21,14 @@ from nerfstage.nerf.baked import (
     write_cache,
 )
 from nerfstage.nerf.config import ProposalConfig
-from nerfstage.nerf.fast_proposal import render_proposal_fast
+from nerfstage.nerf.fast_proposal import inference_counts, render_proposal_fast
 from nerfstage.nerf.metrics import psnr
 
 from .test_proposal import small_proposal_model, some_rays
 
 SMALL_BAKE = BakeOptions(resolution=16)
+AS_TRAINED = SkipOptions(proposal_fraction=1.0, nerf_fraction=1.0)
+"""The fast path's skipping only: the trained sample counts."""
 
 
 def structured_model(seed: int = 0, offset: float = 0.0):
@@ -52,7 +54,7 @@ def test_zero_thresholds_give_the_reference_image():
     origins, dirs = some_rays()
     baked = bake(model, SMALL_BAKE)
     out = render_proposal_fast(model, origins, dirs, torch.ones(len(origins), 3), baked,
-                               SkipOptions(skip_opacity=0.0, stop_transmittance=0.0))
+                               dataclasses.replace(AS_TRAINED, skip_opacity=0.0, stop_transmittance=0.0))
     ref = reference(model, origins, dirs)
     for key in ("rgb", "accumulation", "depth"):
         assert torch.allclose(out[key], ref[key], atol=1e-5, rtol=1e-5), key
@@ -76,7 +78,7 @@ def test_skipping_saves_queries_and_keeps_the_image_within_40_db():
     model = structured_model(offset=-8.0)  # empty space around thin structure (mean opacity 0.27)
     origins, dirs = some_rays(2048)
     ref = reference(model, origins, dirs)
-    model.inference.proposal = "fast"
+    model.inference.proposal, model.inference.skip = "fast", AS_TRAINED
     model.baked = bake(model, SMALL_BAKE)
     fast = model.render_rays(origins, dirs)
     c = model.proposal.config
@@ -102,6 +104,22 @@ def test_cache_is_keyed_by_the_weights_and_the_options(tmp_path):
     assert read_cache(tmp_path / CACHE_NAME, rebaked.key) is None
     assert load_or_bake(model, tmp_path, SMALL_BAKE).key == rebaked.key
     assert read_cache(tmp_path / CACHE_NAME, rebaked.key) is not None
+
+
+def test_resolution_zero_bakes_nothing_and_renders_without_skipping(tmp_path):
+    model = structured_model()
+    origins, dirs = some_rays(64)
+    empty = load_or_bake(model, tmp_path, BakeOptions(resolution=0))
+    assert empty.grids == [] and not (tmp_path / CACHE_NAME).exists()
+    out = render_proposal_fast(model, origins, dirs, torch.ones(64, 3), empty,
+                               dataclasses.replace(AS_TRAINED, stop_transmittance=0.0))
+    assert torch.allclose(out["rgb"], reference(model, origins, dirs)["rgb"], atol=1e-5)
+
+
+def test_inference_counts_scale_the_trained_ones():
+    assert inference_counts((64, 32), 24, SkipOptions()) == [48, 24, 16]
+    assert inference_counts((64, 32), 24, AS_TRAINED) == [64, 32, 24]
+    assert inference_counts((2,), 1, SkipOptions(proposal_fraction=0.1, nerf_fraction=0.1)) == [1, 1]
 
 
 def test_cache_bounds_round_up_in_half_precision(tmp_path):
@@ -134,14 +152,18 @@ def test_trained_unbounded_scene_renders_the_same_with_baked_grids(proposal_run,
     from nerfstage.render.image import render_image
 
     run = load_run(proposal_run, device="cpu")
-    run.model.inference.bake = SMALL_BAKE
+    assert run.model.baked_grids().grids == []  # the default: nothing baked
+    run.model.inference.bake, run.model.inference.skip = SMALL_BAKE, AS_TRAINED
     pose = run.world_from_cams[run.cameras.eval_indices[0]]
     camera = PerspectiveCamera.from_fov(96, 72, 60.0)
     fast = render_image(run.model, camera, pose, ("rgb",))["rgb"]
     assert (proposal_run / CACHE_NAME).is_file()
+    run.model.inference.skip = SkipOptions()  # and with the default inference sample counts (fewer)
+    fewer = render_image(run.model, camera, pose, ("rgb",))["rgb"]
     run.model.inference.proposal = "reference"
     slow = render_image(run.model, camera, pose, ("rgb",))["rgb"]
-    assert psnr(fast, slow) >= 40.0, psnr(fast, slow)
+    assert psnr(fast, slow) >= 40.0, psnr(fast, slow)  # measured 83.5 dB (skipping only)
+    assert psnr(fewer, slow) >= 31.0, psnr(fewer, slow)  # measured 33.0 dB (24/12 -> 11 of 32/16 -> 16 samples)
 
     import nerfstage.nerf.baked as baked_module
 
