@@ -113,3 +113,28 @@ def test_bad_options_are_refused():
         DistillOptions(novel_fraction=1.5)
     with pytest.raises(ConfigError, match="steps"):
         DistillOptions(steps=0)
+
+
+def test_training_views_use_the_teacher_only_below_photo_weight_one(run):
+    from nerfstage.export.splats_distill import _loss
+
+    views = training_views(run, DistillOptions(image_side=32))[:2]
+    image = torch.full((views[0].camera.height, views[0].camera.width, 3), 0.5)
+    _loss(run, views[0], image, DistillOptions(photo_weight=1.0))
+    assert views[0].teacher is None  # the photo alone: no render of the field
+    mixed = _loss(run, views[1], image, DistillOptions(photo_weight=0.5))
+    assert views[1].teacher is not None and float(mixed) > 0
+
+
+def test_ssim_is_the_gaussian_window_ssim():
+    from skimage.metrics import structural_similarity
+
+    from nerfstage.export.splats_distill import ssim_map
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(40, 50, 3, generator=g)
+    b = (a + 0.1 * torch.randn(40, 50, 3, generator=g)).clamp(0, 1)
+    ref = structural_similarity(a.numpy(), b.numpy(), channel_axis=2, data_range=1.0, gaussian_weights=True,
+                                sigma=1.5, use_sample_covariance=False)
+    assert float(ssim_map(a, b)) == pytest.approx(ref, abs=0.01)  # zero padding at the border vs skimage's crop
+    assert float(ssim_map(a, a)) == pytest.approx(1.0, abs=1e-5)
