@@ -29,6 +29,8 @@ class SplatExportOptions:
     """Most splats written (the initialisation's budget and the distillation's densification cap)."""
     steps: int | None = None
     """Distillation steps; None = the distillation's default; 0 = write the initial splats as they are."""
+    time_budget_s: float | None = 600.0
+    """Stop the distillation after this many seconds (the CPU budget of issue 16: 10 minutes); None = every step."""
     init: SplatInitOptions = field(default_factory=SplatInitOptions)
     """How the splats are placed (``max_splats`` above overrides its budget)."""
     overwrite: bool = False
@@ -74,18 +76,9 @@ def check_splat_output(output: Path, overwrite: bool) -> str:
 
 def distill(run: LoadedRun, splats, options: SplatExportOptions, progress: Progress | None):
     """The splats optimised against the field (``export/splats_distill.py``)."""
-    try:
-        from .splats_distill import (  # heavy: the rasteriser (C++ kernel, optional gsplat)
-            DistillOptions,
-            distill_splats,
-        )
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.splats_distill":
-            raise
-        raise ConfigError("the splat distillation (export/splats_distill.py) is not installed in this nerfstage; "
-                          "pass --steps 0 to write the splats as placed from the field", field="steps") from exc
+    from .splats_distill import DistillOptions, distill_splats  # heavy: the rasteriser (C++ kernel, optional gsplat)
 
-    wanted = {"max_splats": int(options.max_splats)}
+    wanted = {"max_splats": int(options.max_splats), "time_budget_s": options.time_budget_s}
     if options.steps is not None:
         wanted["steps"] = int(options.steps)
     distill_options = DistillOptions(**wanted)

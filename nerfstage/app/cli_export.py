@@ -367,7 +367,7 @@ def scene(
         print(f"  skipped {skipped}")
 
 
-@export_app.command(cls=fills("nerfstage.export.splats_export:SplatExportOptions"))
+@export_app.command(cls=fills("nerfstage.export.splats_export:SplatExportOptions", time_budget="time_budget_s"))
 def splats(
     run: RunArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="scene.ply (3DGS layout, Z-up) | .spz | .glb | "
@@ -377,6 +377,9 @@ def splats(
     steps: Annotated[
         Optional[int], typer.Option(help="Distillation steps against the field (0 = the initial splats only).",
                                     callback=non_negative)
+    ] = None,
+    time_budget: Annotated[Optional[float], typer.Option(
+        "--time-budget", help="Stop the distillation after this many seconds.", callback=positive)
     ] = None,
     overwrite: Overwrite = False,
     device: Device = "auto",
@@ -389,7 +392,8 @@ def splats(
         export_splats,
     )
 
-    options = SplatExportOptions(**given(max_splats=max_splats, steps=steps), overwrite=overwrite,
+    options = SplatExportOptions(**given(max_splats=max_splats, steps=steps, time_budget_s=time_budget),
+                                 overwrite=overwrite,
                                  progress=not quiet)
     check_splat_output(output, overwrite)  # bad extension / existing file: refused before the run is loaded
     with output_lock(output):
