@@ -53,11 +53,3 @@ def test_existing_file_and_unknown_extension_exit_2_with_one_line(tiny_run, tmp_
     assert len(err.splitlines()) == 1 and "unknown splat file extension '.obj'" in err
     assert cli("export", "splats", tiny_run.run_dir, "-o", tmp_path / "s.ply", "--max-splats", "0", "-q") == 2
     assert "--max-splats 0" in capsys.readouterr().err
-
-
-def test_a_missing_distillation_is_a_one_line_error(tiny_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "nerfstage.export.splats_distill", None)  # import fails as if absent
-    assert cli("export", "splats", tiny_run.run_dir, "-o", tmp_path / "s.ply", "--max-splats", "100", "-q") == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "splat distillation" in err and "--steps 0" in err
-    assert not (tmp_path / "s.ply").exists()
