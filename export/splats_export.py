@@ -43,6 +43,9 @@ class SplatExportOptions:
             raise ConfigError(f"max_splats={self.max_splats}: expected a positive number", field="max_splats")
         if self.steps is not None and int(self.steps) < 0:
             raise ConfigError(f"steps={self.steps}: expected 0 or more", field="steps")
+        if self.time_budget_s is not None and not float(self.time_budget_s) > 0:
+            raise ConfigError(f"time_budget_s={self.time_budget_s}: expected a positive number of seconds",
+                              field="time_budget_s")
 
 
 class StageBars:

@@ -80,6 +80,8 @@ class ChainOptions:
     """Most Gaussian splats exported."""
     splat_steps: int | None = None
     """Distillation steps of the splats against the field; None = the distillation's default, 0 = none."""
+    splat_time_budget_s: float = 600.0
+    """Seconds the splat distillation may take at most."""
     max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays rendered at once in the render and export stages (the memory budget)."""
     seed: int = 0

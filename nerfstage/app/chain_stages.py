@@ -304,7 +304,8 @@ def splats_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: 
     """Trained run -> Gaussian splats in the dataset frame, ``export/scene.ply`` (3DGS layout) or ``.spz`` /
     ``.glb`` (``nerfstage.export.splats_export.export_splats``: placed from the field, then distilled)."""
     start = time.perf_counter()
-    request = {"format": options.splat_format, "max_splats": options.splat_max_splats, "steps": options.splat_steps}
+    request = {"format": options.splat_format, "max_splats": options.splat_max_splats, "steps": options.splat_steps,
+               "time_budget_s": options.splat_time_budget_s}
     path = export_dir / f"{SPLATS_STEM}.{options.splat_format}"
     same = not redo and _same_request(summary, "splats", request)
     info = splat_info(path) if same else None
@@ -313,8 +314,8 @@ def splats_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: 
         _write_stamp(summary, "splats", request)
         init = SplatInitOptions(max_rays_per_chunk=options.max_rays_per_chunk, seed=options.seed)
         export_splats(_load(run_dir, options), path, SplatExportOptions(
-            max_splats=options.splat_max_splats, steps=options.splat_steps, init=init, overwrite=True,
-            progress=options.progress))
+            max_splats=options.splat_max_splats, steps=options.splat_steps, time_budget_s=options.splat_time_budget_s,
+            init=init, overwrite=True, progress=options.progress))
         info = splat_info(path)
     _record(summary, "splats", skipped, start, [path], format=options.splat_format,
             **(info or {"splats": 0, "bytes": 0}))

@@ -63,7 +63,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "chain": {"train_overrides": {"data": {"eval_view_stride": 4}}, "video_width": 320, "video_height": 240,
                   "video_seconds": 2.0, "video_fps": 8.0, "plate_width": 512, "cubemap_face": 96,
-                  "mesh_resolution": 96, "mesh_max_faces": 30_000, "splat_max_splats": 100_000, "splat_steps": 150},
+                  "mesh_resolution": 96, "mesh_max_faces": 30_000, "splat_max_splats": 100_000, "splat_steps": 300,
+                  "splat_time_budget_s": 90.0},
     },
     "default": {
         "capture": {},
