@@ -35,6 +35,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..core.errors import InputError
+from ..core.files import read_gltf
 from ..render.writers import atomic_output
 from .camera_track import CameraTrack
 
@@ -354,7 +355,7 @@ def read_gltf_camera(file: Path) -> CameraTrack:
     KHR_animation_pointer yfov), back in the dataset frame (Z-up)."""
     import pygltflib  # heavy: pygltflib
 
-    gltf = pygltflib.GLTF2().load(str(file))
+    gltf = read_gltf(file)
     if gltf.buffers and gltf.buffers[0].uri and gltf.buffers[0].uri.startswith("data:"):
         gltf.convert_buffers(pygltflib.BufferFormat.BINARYBLOB)
     node_index = next((i for i, n in enumerate(gltf.nodes) if n.camera is not None), None)

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -456,10 +457,11 @@ def test_bad_input_is_one_line_and_changes_nothing(row: Row, fixtures, tmp_path,
     capsys.readouterr()
     with output_lock(Path(row.holds.format(**names)), row.part) if row.holds else _nothing():
         before = snapshot(*watched)
-        with pytest.raises(SystemExit) as exit_:
+        with pytest.raises(SystemExit) as exit_, warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")  # a Python warning is more lines on the user's terminal
             main(shlex.split(row.args.format(**names)))
         after = snapshot(*watched)
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err + "".join(f"{w.filename}: {w.category.__name__}: {w.message}\n" for w in warned)
     lines = [line for line in err.splitlines() if line.strip()]
     assert exit_.value.code == row.code, err
     assert len(lines) == 1 and "Traceback" not in err, err
