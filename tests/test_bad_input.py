@@ -131,6 +131,11 @@ def fixtures(tiny_run, tmp_path_factory) -> dict[str, Path]:
     found["big_track"].write_text(TRACK_HEADER + "1,0,-2,0.5,0.7071068,0.7071068,0,0,35,36,24,60000,40000\n")
     found.update(_bad_interchange_files(root))
     found["sharded"] = _one_of_two_shards(tiny_run.run_dir, root / "sharded")
+    found["sharded_pano"] = root / "sharded" / "p.exr"
+    main_ok(f"export panorama {tiny_run.run_dir} -o {found['sharded_pano']} --width 64 --tile-size 16 --shard 1/2 {Q}")
+    found["done_video"] = root / "sharded" / "x.mp4"  # every frame rendered; a user's file holds the final name
+    main_ok(f"render {tiny_run.run_dir} -o {found['done_video']} --width 24 --height 16 --seconds 0.1 --shard 1/1 {Q}")
+    found["done_video"].write_bytes(b"my own video")
     return found
 
 
@@ -149,6 +154,9 @@ def _bad_interchange_files(root: Path) -> dict[str, Path]:
         "nocam.usda": b'#usda 1.0\n\ndef Xform "World"\n{\n}\n',
         "bad.chan": b"1 0 0 5 0 0 0 50\n2 0 zero 5 0 0 0\n",
         "path.json": b"{not json",
+        "cam.usda": b'#usda 1.0\n\ndef Camera "Cam"\n{\n    float focalLength = 35\n}\n',
+        "cut.usdc": b"PXR-USDC\x00\x08\x00\x00 cut short",
+        "empty.chan": b"",
     }
     found = {}
     for name, data in contents.items():
@@ -401,6 +409,12 @@ CAMERA_ROWS = [
     Row("track-size-text", f"export plates {{run}} --track {{bad_chan}} --size a,b -o {{out}}/p {Q}",
         says=("--size",)),
     Row("track-ext", f"export plates {{run}} --track {{cut_ply}} -o {{out}}/p {Q}", says=("{cut_ply}",)),
+    Row("track-usd-no-size", f"export plates {{run}} --track {{cam_usda}} -o {{out}}/p {Q}",
+        says=("{cam_usda}", "--size")),
+    Row("track-usdc-cut", f"export plates {{run}} --track {{cut_usdc}} --size 24,16 -o {{out}}/p {Q}",
+        says=("{cut_usdc}",)),
+    Row("track-chan-empty", f"export plates {{run}} --track {{empty_chan}} --size 24,16 -o {{out}}/p {Q}",
+        says=("{empty_chan}",)),
 ]
 
 SCENE_ROWS = [
@@ -437,6 +451,8 @@ SHARD_ROWS = [
     Row("lock-shard", f"{R} {F} --shard 1/2", says=("{pid}",), holds="{out}/f", part="all.s1of2.r0of1"),
     Row("asm-missing-shard", "assemble {sharded}", says=("shard 2/2",)),
     Row("asm-nothing", "assemble {out}/nothing.mp4", says=("{out}/nothing.mp4",)),
+    Row("asm-panorama-missing-tile", "assemble {sharded_pano}", says=("shard 2/2",)),
+    Row("asm-exists", "assemble {done_video}", says=("{done_video}", "--overwrite")),
     Row("asm-below-file", "assemble {file}/x.mp4", says=("{file}",)),
 ]
 
@@ -486,7 +502,9 @@ def test_the_table_covers_every_class_and_subcommand():
     commands = {" ".join(row.args.split()[:2]) if row.args.startswith("export") else row.args.split()[0]
                 for row in ROWS}
     assert commands >= {"capture", "train", "eval", "run", "demo", "render", "view", "export mesh",
-                        "export pointcloud", "export panorama", "export plates"}
+                        "export pointcloud", "export panorama", "export plates", "export splats", "export camera",
+                        "export scene", "assemble"}
+    assert len(SPLAT_ROWS + CAMERA_ROWS + SCENE_ROWS + SHARD_ROWS) >= 30
 
 
 # ------------------------------------------------------------------------------------------ fault injection
