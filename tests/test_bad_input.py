@@ -440,6 +440,8 @@ SHARD_ROWS = [
     Row("shard-frames-reversed", f"{R} {F} --frames 5-2", says=("5-2",)),
     Row("shard-frames-text", f"{R} {F} --frames a-b", says=("a-b",)),
     Row("shard-frames-past", f"{R} {F} --frames 2-9", says=("2-9", "3 items")),
+    Row("shard-frames-past-bar", f"{R} -o {{out}}/f --format png --width 24 --height 16 --seconds 0.1 --device cpu "
+        "--frames 2-9", says=("2-9", "3 items")),  # no --quiet: refused before the progress bar opens
     Row("shard-k-over-n", f"{R} {F} --shard 3/2", says=("3/2",)),
     Row("shard-k-zero", f"{R} {F} --shard 0/4", says=("0/4",)),
     Row("shard-text", f"{R} {F} --shard a/b", says=("a/b",)),
