@@ -631,6 +631,29 @@ def test_a_second_process_is_refused_naming_its_pid(tiny_run, tmp_path, capsys):
         holder.wait()
 
 
+def test_a_second_process_on_one_shard_is_refused_and_other_shards_run(tiny_run, tmp_path, capsys):
+    """Another process renders shard 1/2 of a frame render: a second ``--shard 1/2`` is refused naming its PID and
+    writes nothing; ``--shard 2/2`` of the same output runs beside it and writes only its own frame."""
+    out = tmp_path / "f"
+    code = ("import sys, time\nfrom nerfstage.core.lock import output_lock\n"
+            "with output_lock(sys.argv[1], 'all.s1of2.r0of1'):\n    print('held', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    args = ["render", tiny_run.run_dir, "-o", out, "--format", "png", "--width", "24", "--height", "16", "--seconds",
+            "0.1", "--device", "cpu", "--quiet"]
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(tmp_path)
+        status, lines = _run_cli(capsys, *args, "--shard", "1/2")
+        assert status == 2 and len(lines) == 1 and f"PID {holder.pid}" in lines[0], lines
+        assert snapshot(tmp_path) == before
+        status, lines = _run_cli(capsys, *args, "--shard", "2/2")
+        assert status == 0, lines
+        assert sorted(p.name for p in out.glob("frame_*.png")) == ["frame_00002.png"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 TRAIN_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
