@@ -157,6 +157,7 @@ def _bad_interchange_files(root: Path) -> dict[str, Path]:
         "cam.usda": b'#usda 1.0\n\ndef Camera "Cam"\n{\n    float focalLength = 35\n}\n',
         "cut.usdc": b"PXR-USDC\x00\x08\x00\x00 cut short",
         "empty.chan": b"",
+        "xyz.ply": PLY_HEADER.replace("1000", "1").encode() + b"\0" * 12,  # a point cloud, not splats
     }
     found = {}
     for name, data in contents.items():
@@ -379,6 +380,7 @@ SPLAT_ROWS = [
     Row("splat-render-not-glb", f"{R} --splats {{not_glb}} -o {{out}}/x.mp4 {Q}", says=("{not_glb}",)),
     Row("splat-render-ext", f"{R} --splats {{track}} -o {{out}}/x.mp4 {Q}", says=("{track}",)),
     Row("splat-view-cut-ply", "view {run} --splats {cut_ply} --device cpu", says=("{cut_ply}",)),
+    Row("splat-view-not-3dgs", "view {run} --splats {xyz_ply} --device cpu", says=("{xyz_ply}", "f_dc_0")),
     Row("splat-view-missing", "view {run} --splats {out}/none.spz --device cpu", says=("{out}/none.spz",)),
     Row("splat-run-format", f"run {{scene}}/images -o {{out}}/work --splat-format xyz {Q}", says=("xyz",)),
 ]
@@ -479,10 +481,12 @@ def test_bad_input_is_one_line_and_changes_nothing(row: Row, fixtures, tmp_path,
             warnings.simplefilter("always")  # a Python warning is more lines on the user's terminal
             main(shlex.split(row.args.format(**names)))
         after = snapshot(*watched)
-    err = capsys.readouterr().err + "".join(f"{w.filename}: {w.category.__name__}: {w.message}\n" for w in warned)
+    out, err = capsys.readouterr()
+    err = err + "".join(f"{w.filename}: {w.category.__name__}: {w.message}\n" for w in warned)
     lines = [line for line in err.splitlines() if line.strip()]
     assert exit_.value.code == row.code, err
     assert len(lines) == 1 and "Traceback" not in err, err
+    assert not out.strip(), out  # refused before anything starts (a viewer's banner, a summary)
     for text in row.says:
         assert text.format(**names) in lines[0], lines[0]
     assert after == before, sorted(set(after.items()) ^ set(before.items()))
