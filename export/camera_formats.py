@@ -35,6 +35,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..core.errors import InputError
+from ..core.files import read_gltf
 from ..render.writers import atomic_output
 from .camera_track import CameraTrack
 
@@ -156,13 +157,19 @@ def find_usd_camera(stage, file: Path, prim_path: str | None = None):
     return UsdGeom.Camera(cameras[0])
 
 
+def _tf_reason(exc: Exception) -> str:
+    """The reason of a Tf.ErrorException without its C++ location (``Error in '...' at line N in file F : 'why'``)."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+    return text.rsplit(" : ", 1)[-1].strip("'")
+
+
 def open_usd(file: Path):
     from pxr import Usd  # heavy: usd-core
 
     try:
         stage = Usd.Stage.Open(str(file))
     except Exception as exc:  # pxr raises Tf.ErrorException, not a nerfstage error
-        raise InputError(f"{file}: not a readable USD file ({str(exc).splitlines()[-1]})") from None
+        raise InputError(f"{file}: not a readable USD file ({_tf_reason(exc)})") from None
     if stage is None:
         raise InputError(f"{file}: not a readable USD file")
     return stage
@@ -354,7 +361,7 @@ def read_gltf_camera(file: Path) -> CameraTrack:
     KHR_animation_pointer yfov), back in the dataset frame (Z-up)."""
     import pygltflib  # heavy: pygltflib
 
-    gltf = pygltflib.GLTF2().load(str(file))
+    gltf = read_gltf(file)
     if gltf.buffers and gltf.buffers[0].uri and gltf.buffers[0].uri.startswith("data:"):
         gltf.convert_buffers(pygltflib.BufferFormat.BINARYBLOB)
     node_index = next((i for i, n in enumerate(gltf.nodes) if n.camera is not None), None)

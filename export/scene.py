@@ -319,7 +319,40 @@ def export_scene(run, folder: Path, options: SceneExportOptions | None = None) -
     if not run.has_cameras:
         raise ConfigError(f"{run.run_dir}: the run's dataset ({run.dataset_path}) is not available; the set's "
                           "training cameras come from it")
+    _check_given(options)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_set(run, folder, options)
+    except BaseException:  # a failed new set leaves no folder behind (a folder the user had is not removed)
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _check_given(options: SceneExportOptions) -> None:
+    """Read the mesh, splats and plate the user gave before anything is written (InputError naming the file)."""
+    if options.mesh is not None:
+        _mesh_z_up(_found(options.mesh, Path("."), "mesh.glb"))
+    if options.splats is not None:
+        from ..render.splats.io import read_splats  # heavy: torch
+
+        read_splats(_found(options.splats, Path("."), "scene.ply"))
+    if options.plate is not None:
+        _check_plate(_found(options.plate, Path("."), "plate_latlong.exr"))
+
+
+def _check_plate(file: Path) -> None:
+    """InputError unless ``file`` is an EXR image OpenImageIO can open."""
+    import OpenImageIO as oiio  # heavy: OpenImageIO
+
+    image = oiio.ImageInput.open(str(file)) if file.suffix.lower() == ".exr" else None
+    if image is None:
+        raise InputError(f"{file}: not a readable latlong EXR (the dome light's plate must be an .exr image)")
+    image.close()
+
+
+def _write_set(run, folder: Path, options: SceneExportOptions) -> SceneResult:
     made: list[str] = []
     files = [_mesh(run, folder, options, made)]
     files += [folder / "mesh.glb"] if "mesh" in made else []

@@ -218,6 +218,8 @@ def _render_path(run: LoadedRun, output: Path, shot: ShotOptions, options: Rende
     first = frame_camera(path, 0, shot, 1.0)
     check_frame_memory(first.width, first.height, options)
     depth_range = default_depth_range(run, path, options)
+    if shard.sharded:
+        shard.select(len(path))  # a bad --frames fails before the progress bar opens
     bar = tqdm(total=len(path), desc="render", unit="frame", disable=not (options.progress and shard.shows_progress),
                dynamic_ncols=True)
     renderer = _Renderer(run, path, shot, options, bar, splats)

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -128,7 +129,57 @@ def fixtures(tiny_run, tmp_path_factory) -> dict[str, Path]:
     found["track"].write_text(TRACK_HEADER + "1,0,-2,0.5,0.7071068,0.7071068,0,0,35,36,24,24,16\n")
     found["big_track"] = root / "big_track.csv"
     found["big_track"].write_text(TRACK_HEADER + "1,0,-2,0.5,0.7071068,0.7071068,0,0,35,36,24,60000,40000\n")
+    found.update(_bad_interchange_files(root))
+    found["sharded"] = _one_of_two_shards(tiny_run.run_dir, root / "sharded")
+    found["sharded_pano"] = root / "sharded" / "p.exr"
+    main_ok(f"export panorama {tiny_run.run_dir} -o {found['sharded_pano']} --width 64 --tile-size 16 --shard 1/2 {Q}")
+    found["done_video"] = root / "sharded" / "x.mp4"  # every frame rendered; a user's file holds the final name
+    main_ok(f"render {tiny_run.run_dir} -o {found['done_video']} --width 24 --height 16 --seconds 0.1 --shard 1/1 {Q}")
+    found["done_video"].write_bytes(b"my own video")
     return found
+
+
+PLY_HEADER = ("ply\nformat binary_little_endian 1.0\nelement vertex 1000\nproperty float x\nproperty float y\n"
+              "property float z\nend_header\n")
+
+
+def _bad_interchange_files(root: Path) -> dict[str, Path]:
+    """Damaged splat / camera files: a PLY cut short, an SPZ that is not gzip, a USD stage without a camera, a
+    .chan with text where numbers go, a GLB that is not glTF, a camera path that is not JSON."""
+    contents = {
+        "cut.ply": PLY_HEADER.encode() + b"\0" * 100,
+        "cut.spz": b"\x1f\x8b\x08\x00 not the rest of a gzip stream",
+        "empty.ply": b"",
+        "not.glb": b"glTF but not really",
+        "nocam.usda": b'#usda 1.0\n\ndef Xform "World"\n{\n}\n',
+        "bad.chan": b"1 0 0 5 0 0 0 50\n2 0 zero 5 0 0 0\n",
+        "path.json": b"{not json",
+        "cam.usda": b'#usda 1.0\n\ndef Camera "Cam"\n{\n    float focalLength = 35\n}\n',
+        "cut.usdc": b"PXR-USDC\x00\x08\x00\x00 cut short",
+        "empty.chan": b"",
+        "xyz.ply": PLY_HEADER.replace("1000", "1").encode() + b"\0" * 12,  # a point cloud, not splats
+    }
+    found = {}
+    for name, data in contents.items():
+        (root / name).write_bytes(data)
+        found[name.replace(".", "_")] = root / name
+    return found
+
+
+def _one_of_two_shards(run: Path, folder: Path) -> Path:
+    """``render --shard 1/2`` of a 3-frame PNG render (shard 2 never ran): what ``assemble`` must refuse."""
+    folder.mkdir()
+    output = folder / "frames"
+    main_ok(f"render {run} -o {output} --format png --width 24 --height 16 --seconds 0.1 --shard 1/2 {Q}")
+    return output
+
+
+def main_ok(args: str) -> None:
+    """Run the CLI in-process and require success (fixture set-up)."""
+    try:
+        main(shlex.split(args))
+    except SystemExit as exit_:
+        assert not exit_.code, f"{args}: exit {exit_.code}"
 
 
 @dataclass
@@ -142,6 +193,8 @@ class Row:
     says: tuple[str, ...] = ()
     holds: str | None = None
     """Output whose lock the test holds while the command runs (class 6)."""
+    part: str | None = None
+    """The part of ``holds`` that is locked (a shard's ``ShardSpec.lock_part``); None = the whole output."""
     patch: Callable | None = None
     """``patch(monkeypatch)`` before the command runs (faults: ENOSPC, Ctrl+C)."""
     files: dict[str, bytes] = field(default_factory=dict)
@@ -306,6 +359,109 @@ ROWS = [
     Row("cloud-xyz", f"{C} -o {{out}}/x.xyz {Q}", says=("x.xyz", ".ply")),
 ]
 
+S, CAM, SC = "export splats {run}", "export camera {run}", "export scene {run}"
+SPLAT_ROWS = [
+    # export splats: extension, numbers, existing output, a file where a folder is, a second writer
+    Row("ext-splats", f"{S} -o {{out}}/s.obj --steps 0 {Q}", says=("s.obj", ".ply")),
+    Row("ext-splats-none", f"{S} -o {{out}}/scene --steps 0 {Q}", says=("{out}/scene",)),
+    Row("num-splats-max", f"{S} -o {{out}}/s.ply --max-splats 0 {Q}", says=("--max-splats 0",)),
+    Row("num-splats-max-neg", f"{S} -o {{out}}/s.ply --max-splats -5 {Q}", says=("--max-splats -5",)),
+    Row("num-splats-steps", f"{S} -o {{out}}/s.ply --steps -1 {Q}", says=("--steps -1",)),
+    Row("exists-splats", f"{S} -o {{out}}/s.ply --steps 0 {Q}", says=("{out}/s.ply",), files={"out/s.ply": b"mine"}),
+    Row("exists-splats-spz", f"{S} -o {{out}}/s.spz --steps 0 {Q}", says=("{out}/s.spz",),
+        files={"out/s.spz": b"mine"}),
+    Row("os-splats-below-file", f"{S} -o {{file}}/s.ply --steps 0 {Q}", says=("{file}",)),
+    Row("lock-splats", f"{S} -o {{out}}/s.glb --steps 0 {Q}", says=("{pid}",), holds="{out}/s.glb"),
+    # render / view with splats: missing, cut short, not splats, unknown extension
+    Row("splat-render-missing", f"{R} --splats {{out}}/none.ply -o {{out}}/x.mp4 {Q}", says=("{out}/none.ply",)),
+    Row("splat-render-cut-ply", f"{R} --splats {{cut_ply}} -o {{out}}/x.mp4 {Q}", says=("{cut_ply}",)),
+    Row("splat-render-empty-ply", f"{R} --splats {{empty_ply}} -o {{out}}/x.mp4 {Q}", says=("{empty_ply}",)),
+    Row("splat-render-cut-spz", f"{R} --splats {{cut_spz}} -o {{out}}/x.mp4 {Q}", says=("{cut_spz}",)),
+    Row("splat-render-not-glb", f"{R} --splats {{not_glb}} -o {{out}}/x.mp4 {Q}", says=("{not_glb}",)),
+    Row("splat-render-ext", f"{R} --splats {{track}} -o {{out}}/x.mp4 {Q}", says=("{track}",)),
+    Row("splat-view-cut-ply", "view {run} --splats {cut_ply} --device cpu", says=("{cut_ply}",)),
+    Row("splat-view-not-3dgs", "view {run} --splats {xyz_ply} --device cpu", says=("{xyz_ply}", "f_dc_0")),
+    Row("splat-view-missing", "view {run} --splats {out}/none.spz --device cpu", says=("{out}/none.spz",)),
+    Row("splat-run-format", f"run {{scene}}/images -o {{out}}/work --splat-format xyz {Q}", says=("xyz",)),
+]
+
+CAMERA_ROWS = [
+    # export camera: extension, path file, numbers, existing output, a file where a folder is
+    Row("ext-camera", f"{CAM} -o {{out}}/shot.fbx", says=("shot.fbx", ".usda")),
+    Row("cam-path-missing", f"{CAM} -o {{out}}/shot.usda --path {{out}}/p.json", says=("{out}/p.json",)),
+    Row("cam-path-not-json", f"{CAM} -o {{out}}/shot.usda --path {{path_json}}", says=("{path_json}",)),
+    Row("cam-path-name", f"{CAM} -o {{out}}/shot.usda --path zigzag", says=("zigzag",)),
+    Row("num-camera-fps", f"{CAM} -o {{out}}/shot.chan --fps 0", says=("--fps 0",)),
+    Row("num-camera-seconds", f"{CAM} -o {{out}}/shot.chan --seconds nan", says=("--seconds nan",)),
+    Row("num-camera-width", f"{CAM} -o {{out}}/shot.json --width -2", says=("--width -2",)),
+    Row("num-camera-mpu", f"{CAM} -o {{out}}/shot.usda --meters-per-unit 0", says=("--meters-per-unit 0",)),
+    Row("num-camera-sensor", f"{CAM} -o {{out}}/shot.usda --sensor-width-mm inf", says=("--sensor-width-mm inf",)),
+    Row("exists-camera", f"{CAM} -o {{out}}/shot.usda", says=("{out}/shot.usda",), files={"out/shot.usda": b"mine"}),
+    Row("os-camera-below-file", f"{CAM} -o {{file}}/shot.glb", says=("{file}",)),
+    Row("lock-camera", f"{CAM} -o {{out}}/shot.usdc", says=("{pid}",), holds="{out}/shot.usdc"),
+    # export plates with .usd / .chan tracks
+    Row("track-usd-no-camera", f"export plates {{run}} --track {{nocam_usda}} --size 24,16 -o {{out}}/p {Q}",
+        says=("{nocam_usda}",)),
+    Row("track-usd-prim", f"export plates {{run}} --track {{nocam_usda}} --camera-prim /World/Cam --size 24,16 "
+        f"-o {{out}}/p {Q}", says=("/World/Cam",)),
+    Row("track-chan-bad", f"export plates {{run}} --track {{bad_chan}} --size 24,16 -o {{out}}/p {Q}",
+        says=("{bad_chan}",)),
+    Row("track-size-zero", f"export plates {{run}} --track {{bad_chan}} --size 0,16 -o {{out}}/p {Q}",
+        says=("--size",)),
+    Row("track-size-text", f"export plates {{run}} --track {{bad_chan}} --size a,b -o {{out}}/p {Q}",
+        says=("--size",)),
+    Row("track-ext", f"export plates {{run}} --track {{cut_ply}} -o {{out}}/p {Q}", says=("{cut_ply}",)),
+    Row("track-usd-no-size", f"export plates {{run}} --track {{cam_usda}} -o {{out}}/p {Q}",
+        says=("{cam_usda}", "--size")),
+    Row("track-usdc-cut", f"export plates {{run}} --track {{cut_usdc}} --size 24,16 -o {{out}}/p {Q}",
+        says=("{cut_usdc}",)),
+    Row("track-chan-empty", f"export plates {{run}} --track {{empty_chan}} --size 24,16 -o {{out}}/p {Q}",
+        says=("{empty_chan}",)),
+]
+
+SCENE_ROWS = [
+    # export scene: missing / damaged inputs, existing folder, a file where the folder goes
+    Row("scene-mesh-missing", f"{SC} -o {{out}}/set --mesh {{out}}/m.glb {Q}", says=("{out}/m.glb",)),
+    Row("scene-mesh-not-glb", f"{SC} -o {{out}}/set --mesh {{not_glb}} {Q}", says=("{not_glb}",)),
+    Row("scene-splats-cut", f"{SC} -o {{out}}/set --splats {{cut_ply}} {Q}",
+        says=("{cut_ply}",)),
+    Row("scene-plate-missing", f"{SC} -o {{out}}/set --plate {{out}}/sky.exr {Q}", says=("{out}/sky.exr",)),
+    Row("scene-plate-not-exr", f"{SC} -o {{out}}/set --plate {{track}} {Q}", says=("{track}",)),
+    Row("num-scene-mesh-res", f"{SC} -o {{out}}/set --mesh-resolution 0 {Q}", says=("--mesh-resolution 0",)),
+    Row("num-scene-plate-width", f"{SC} -o {{out}}/set --plate-width -1 {Q}", says=("--plate-width -1",)),
+    Row("num-scene-mpu", f"{SC} -o {{out}}/set --meters-per-unit nan {Q}", says=("--meters-per-unit nan",)),
+    Row("exists-scene", f"{SC} -o {{out}}/set {Q}", says=("{out}/set",), files={"out/set/scene.usda": b"mine"}),
+    Row("os-scene-is-file", f"{SC} -o {{file}} {Q}", says=("{file}",)),
+    Row("lock-scene", f"{SC} -o {{out}}/set {Q}", says=("{pid}",), holds="{out}/set"),
+]
+
+F = f"-o {{out}}/f --format png --width 24 --height 16 --seconds 0.1 {Q}"
+SHARD_ROWS = [
+    # --frames / --shard text, frames past the job, a second process on one shard, assemble with a shard missing
+    Row("shard-frames-zero", f"{R} {F} --frames 0-3", says=("0-3",)),
+    Row("shard-frames-reversed", f"{R} {F} --frames 5-2", says=("5-2",)),
+    Row("shard-frames-text", f"{R} {F} --frames a-b", says=("a-b",)),
+    Row("shard-frames-past", f"{R} {F} --frames 2-9", says=("2-9", "3 items")),
+    Row("shard-frames-past-bar", f"{R} -o {{out}}/f --format png --width 24 --height 16 --seconds 0.1 --device cpu "
+        "--frames 2-9", says=("2-9", "3 items")),  # no --quiet: refused before the progress bar opens
+    Row("shard-k-over-n", f"{R} {F} --shard 3/2", says=("3/2",)),
+    Row("shard-k-zero", f"{R} {F} --shard 0/4", says=("0/4",)),
+    Row("shard-text", f"{R} {F} --shard a/b", says=("a/b",)),
+    Row("shard-panorama", f"{P} -o {{out}}/p.exr --width 64 --shard 2/0 {Q}", says=("2/0",)),
+    Row("shard-panorama-frames", f"{P} -o {{out}}/p.exr --width 64 --tile-size 32 --frames 1-999 {Q}",
+        says=("1-999",)),
+    Row("shard-plates", f"{PL} -o {{out}}/p --shard 1/-2 {Q}", says=("1/-2",)),
+    Row("shard-plates-frames", f"{PL} -o {{out}}/p --frames 2-2 {Q}", says=("2-2",)),
+    Row("lock-shard", f"{R} {F} --shard 1/2", says=("{pid}",), holds="{out}/f", part="all.s1of2.r0of1"),
+    Row("asm-missing-shard", "assemble {sharded}", says=("shard 2/2",)),
+    Row("asm-nothing", "assemble {out}/nothing.mp4", says=("{out}/nothing.mp4",)),
+    Row("asm-panorama-missing-tile", "assemble {sharded_pano}", says=("shard 2/2",)),
+    Row("asm-exists", "assemble {done_video}", says=("{done_video}", "--overwrite")),
+    Row("asm-below-file", "assemble {file}/x.mp4", says=("{file}",)),
+]
+
+ROWS += SPLAT_ROWS + CAMERA_ROWS + SCENE_ROWS + SHARD_ROWS
+
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_bad_input_is_one_line_and_changes_nothing(row: Row, fixtures, tmp_path, capsys, monkeypatch):
@@ -319,15 +475,18 @@ def test_bad_input_is_one_line_and_changes_nothing(row: Row, fixtures, tmp_path,
         row.patch(monkeypatch)
     watched = (tmp_path, fixtures["run"], *(p for k, p in fixtures.items() if k.startswith("run_")))
     capsys.readouterr()
-    with output_lock(Path(row.holds.format(**names))) if row.holds else _nothing():
+    with output_lock(Path(row.holds.format(**names)), row.part) if row.holds else _nothing():
         before = snapshot(*watched)
-        with pytest.raises(SystemExit) as exit_:
+        with pytest.raises(SystemExit) as exit_, warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")  # a Python warning is more lines on the user's terminal
             main(shlex.split(row.args.format(**names)))
         after = snapshot(*watched)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    err = err + "".join(f"{w.filename}: {w.category.__name__}: {w.message}\n" for w in warned)
     lines = [line for line in err.splitlines() if line.strip()]
     assert exit_.value.code == row.code, err
     assert len(lines) == 1 and "Traceback" not in err, err
+    assert not out.strip(), out  # refused before anything starts (a viewer's banner, a summary)
     for text in row.says:
         assert text.format(**names) in lines[0], lines[0]
     assert after == before, sorted(set(after.items()) ^ set(before.items()))
@@ -349,7 +508,9 @@ def test_the_table_covers_every_class_and_subcommand():
     commands = {" ".join(row.args.split()[:2]) if row.args.startswith("export") else row.args.split()[0]
                 for row in ROWS}
     assert commands >= {"capture", "train", "eval", "run", "demo", "render", "view", "export mesh",
-                        "export pointcloud", "export panorama", "export plates"}
+                        "export pointcloud", "export panorama", "export plates", "export splats", "export camera",
+                        "export scene", "assemble"}
+    assert len(SPLAT_ROWS + CAMERA_ROWS + SCENE_ROWS + SHARD_ROWS) >= 30
 
 
 # ------------------------------------------------------------------------------------------ fault injection
@@ -469,6 +630,29 @@ def test_a_second_process_is_refused_naming_its_pid(tiny_run, tmp_path, capsys):
                                  "--quiet")
         assert status == 2 and len(lines) == 1 and f"PID {holder.pid}" in lines[0] and str(run) in lines[0], lines
         assert snapshot(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_process_on_one_shard_is_refused_and_other_shards_run(tiny_run, tmp_path, capsys):
+    """Another process renders shard 1/2 of a frame render: a second ``--shard 1/2`` is refused naming its PID and
+    writes nothing; ``--shard 2/2`` of the same output runs beside it and writes only its own frame."""
+    out = tmp_path / "f"
+    code = ("import sys, time\nfrom nerfstage.core.lock import output_lock\n"
+            "with output_lock(sys.argv[1], 'all.s1of2.r0of1'):\n    print('held', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    args = ["render", tiny_run.run_dir, "-o", out, "--format", "png", "--width", "24", "--height", "16", "--seconds",
+            "0.1", "--device", "cpu", "--quiet"]
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(tmp_path)
+        status, lines = _run_cli(capsys, *args, "--shard", "1/2")
+        assert status == 2 and len(lines) == 1 and f"PID {holder.pid}" in lines[0], lines
+        assert snapshot(tmp_path) == before
+        status, lines = _run_cli(capsys, *args, "--shard", "2/2")
+        assert status == 0, lines
+        assert sorted(p.name for p in out.glob("frame_*.png")) == ["frame_00002.png"]
     finally:
         holder.kill()
         holder.wait()

@@ -321,7 +321,8 @@ def camera(
     options = CameraExportOptions(**given(meters_per_unit=meters_per_unit, start_frame=start_frame,
                                           sensor_width_mm=sensor_width_mm), overwrite=overwrite)
     check_camera_output(output, overwrite)  # a bad name fails before the run is loaded
-    file, track = export_camera(_load(run, device), output, shot, options)
+    with output_lock(output):
+        file, track = export_camera(_load(run, device), output, shot, options)
     print(f"camera {len(track)} frames {track.width}x{track.height} @ {track.fps:g} fps, vfov "
           f"{track.fov_y_deg.min():.2f}-{track.fov_y_deg.max():.2f} deg -> {file}")
 

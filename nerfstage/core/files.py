@@ -62,3 +62,21 @@ def atomic_write(path: Path, content: bytes | str) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     return Path(path)
+
+
+def read_gltf(path: Path):
+    """The ``pygltflib.GLTF2`` of the .glb / .gltf file ``path``; InputError naming it when it is not glTF 2.0 (no
+    pygltflib warning on the terminal: the error says it)."""
+    import warnings
+
+    import pygltflib  # heavy: pygltflib
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "does not support version ..." of a file that is not glTF at all
+            gltf = pygltflib.GLTF2().load(str(path))
+    except Exception as exc:  # pygltflib raises bare exceptions of many kinds on bad files
+        raise InputError(f"{path}: not a readable glTF file ({exc})") from None
+    if gltf is None:
+        raise InputError(f"{path}: not a readable glTF file")
+    return gltf

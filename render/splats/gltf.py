@@ -28,6 +28,7 @@ import pygltflib
 import torch
 
 from ...core.errors import InputError
+from ...core.files import read_gltf
 from .model import GaussianSplats
 from .transform import Y_UP_FROM_Z_UP, rotate_splats
 
@@ -119,12 +120,9 @@ def read_gltf_splats(path: Path) -> GaussianSplats:
     """Read splats from a ``.glb``/``.gltf`` written with ``KHR_gaussian_splatting`` (float attributes) back into
     the dataset frame."""
     path = Path(path)
-    try:
-        gltf = pygltflib.GLTF2().load(str(path))
-        primitive = gltf.meshes[0].primitives[0]
-    except Exception as exc:  # pygltflib raises bare exceptions of many kinds on bad files
-        raise InputError(f"{path}: not a readable glTF file ({exc})") from exc
-    if gltf is None or EXTENSION not in (primitive.extensions or {}):
+    gltf = read_gltf(path)
+    primitive = gltf.meshes[0].primitives[0] if gltf.meshes and gltf.meshes[0].primitives else None
+    if primitive is None or EXTENSION not in (primitive.extensions or {}):
         raise InputError(f"{path}: its first primitive has no {EXTENSION} extension")
     attributes = primitive.attributes.__dict__
     blob = gltf.binary_blob() if path.suffix.lower() == ".glb" else (path.parent / gltf.buffers[0].uri).read_bytes()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -155,8 +156,8 @@ def read_spz(path: Path) -> GaussianSplats:
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(f"{path}: not a readable SPZ file ({exc})") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError; a cut stream: zlib.error
+        raise InputError(f"{path}: not a readable SPZ file ({exc})") from None
     version, n, degree, bits, _ = _read_header(path, raw)
     k = (degree + 1) ** 2
     sizes = [9 * n, n, 3 * n, 3 * n, (4 if version == 3 else 3) * n, 3 * (k - 1) * n]

@@ -60,6 +60,8 @@ class Viewer:
         self.info, self.render_fn, self.options, self.run = info, render_fn, options, run
         self.run_dir = Path(run_dir) if run_dir is not None else (Path(run.run_dir) if run is not None else None)
         self.levels = resolution_levels(options.max_height, options.start_height)
+        # damaged splats are refused before the server starts (no banner, no port taken)
+        arrays = viser_splats(Path(splats), run) if splats is not None and run is not None else None
         self.server = viser.ViserServer(host=options.host, port=options.port, label="nerfstage", verbose=False)
         self.server.scene.set_up_direction("+z")
         self.live = True
@@ -72,8 +74,7 @@ class Viewer:
         self._initial_camera()
         self.splats = None
         self.splat_count = 0
-        if splats is not None and run is not None:
-            arrays = viser_splats(Path(splats), run)
+        if arrays is not None:
             self.splat_count = len(arrays["centers"])
             self.splats = self.server.scene.add_gaussian_splats("/splats", **arrays)
             self.live = False  # the splats first; the field's render is the toggle
