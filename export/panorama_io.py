@@ -6,12 +6,16 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..core.errors import InputError
 from ..render.pipeline import encode_rgb
 from ..render.writers import REC709_CHROMATICITIES, atomic_output, commit_output, prepare_output, write_png
+
+if TYPE_CHECKING:
+    from .panorama import PanoramaOptions
 
 CUBE_FILE_FACES = (("posx", 0), ("negx", 1), ("posy", 2), ("negy", 3), ("posz", 5), ("negz", 4))
 """(file suffix, index into ``render.cubemap.FACE_NAMES``) of the six files: GL convention, +Z/-Z swapped."""

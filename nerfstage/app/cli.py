@@ -22,17 +22,28 @@ from ..core.version import __version__
 from .cli_farm import remember_argv
 from .cli_common import (
     MEMORY_GB,
+    CameraPath,
+    Center,
     Device,
+    Ease,
+    Fov,
+    FovEnd,
+    Fps,
     Frames,
     MaxRaysPerChunk,
     MemoryGb,
+    OrbitHeight,
     Quiet,
+    Radius,
     RedoStages,
     RunArg,
+    Seconds,
     Seed,
     Shard,
+    Smoothing,
+    Turns,
+    Width,
     command_scope,
-    finite,
     fills,
     flag_message,
     given,
@@ -308,25 +319,20 @@ def render(
     output_file: Annotated[
         Optional[Path], typer.Option("-o", "--output-file", help="OUT.mp4 (H.264) or a folder for numbered frames.")
     ] = None,
-    path: Annotated[Optional[str], typer.Option(
-        "--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (camera path).")] = None,
+    path: CameraPath = None,
     save_path: Annotated[
         Optional[Path], typer.Option("--save-path", help="Also save the path as a nerfstudio camera_path.json.")
     ] = None,
     camera: Annotated[
         Optional[str], typer.Option(help="perspective | fisheye | equirectangular | cubemap | orthographic.")
     ] = None,
-    width: Annotated[
-        Optional[int], typer.Option(help="Frame width, pixels (default: the training images').", callback=positive)
-    ] = None,
+    width: Width = None,
     height: Annotated[
         Optional[int], typer.Option(help="Frame height, pixels (cubemap cross: 3 x face size).", callback=positive)
     ] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 30).", callback=positive)] = None,
-    seconds: Annotated[
-        Optional[float], typer.Option(help="Duration in seconds (default 4).", callback=positive)
-    ] = None,
-    fov: Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.", callback=positive)] = None,
+    fps: Fps = None,
+    seconds: Seconds = None,
+    fov: Fov = None,
     what: Annotated[Optional[str], typer.Option("--output", help="rgb | depth | alpha | normal.")] = None,
     frame_format: Annotated[
         Optional[str], typer.Option("--format", help="Frames in a folder: png | exr | npy.")
@@ -337,30 +343,24 @@ def render(
     resume: Annotated[bool, typer.Option("--resume", help="Skip frames already written and valid.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     device: Device = "auto",
-    center: Annotated[Optional[str], typer.Option(help="Orbit/spiral centre x,y,z (normalised frame).")] = None,
-    radius: Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).", callback=positive)] = None,
-    orbit_height: Annotated[
-        Optional[float], typer.Option("--orbit-height", help="Camera height above the centre (+z).", callback=finite)
-    ] = None,
-    turns: Annotated[Optional[float], typer.Option(help="Orbit / spiral revolutions.", callback=finite)] = None,
+    center: Center = None,
+    radius: Radius = None,
+    orbit_height: OrbitHeight = None,
+    turns: Turns = None,
     focus_distance: Annotated[
         Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject / lens focus distance.",
                                       callback=positive)
     ] = None,
-    fov_end: Annotated[
-        Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.", callback=positive)
-    ] = None,
+    fov_end: FovEnd = None,
     aperture: Annotated[
         Optional[float], typer.Option(help="Thin-lens aperture radius (0 = pinhole).", callback=non_negative)
     ] = None,
     lens_samples: Annotated[
         Optional[int], typer.Option("--lens-samples", help="Lens samples per pixel (DOF).", callback=positive)
     ] = None,
-    ease: Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")] = None,
+    ease: Ease = None,
     cubemap_layout: Annotated[Optional[str], typer.Option("--cubemap-layout", help="cross | strip | six.")] = None,
-    smoothing: Annotated[
-        Optional[float], typer.Option(help="interpolate: smoothing of the training cameras.", callback=non_negative)
-    ] = None,
+    smoothing: Smoothing = None,
     splats: Annotated[Optional[Path], typer.Option(
         "--splats", help="Render from these Gaussian splats (.ply 3DGS layout, .spz, .glb/.gltf) instead of the "
                          "field.")] = None,

@@ -220,3 +220,23 @@ def shard_note(spec, output: Path) -> str:
         return ""
     return f"{spec.label()} done; when every shard is done: nerfstage assemble {output}"
 
+
+# The shot options `render` and `export camera` share (render/plan.py ShotOptions): one declaration each.
+CameraPath = Annotated[Optional[str], typer.Option(
+    "--path", help="orbit | spiral | interpolate | dolly-zoom | FILE.json (camera path).")]
+Width = Annotated[
+    Optional[int], typer.Option(help="Frame width, pixels (default: the training images').", callback=positive)]
+Fps = Annotated[Optional[float], typer.Option(help="Frames per second (default 30).", callback=positive)]
+Seconds = Annotated[Optional[float], typer.Option(help="Duration in seconds (default 4).", callback=positive)]
+Fov = Annotated[Optional[float], typer.Option(help="Vertical field of view, degrees.", callback=positive)]
+Center = Annotated[Optional[str], typer.Option(help="Orbit/spiral centre x,y,z (normalised frame).")]
+Radius = Annotated[Optional[float], typer.Option(help="Orbit radius (normalised units).", callback=positive)]
+OrbitHeight = Annotated[Optional[float], typer.Option(
+    "--orbit-height", help="Camera height above the centre (+z).", callback=finite)]
+Turns = Annotated[Optional[float], typer.Option(
+    help="Orbit / spiral revolutions (negative: the other way round).", callback=finite)]
+FovEnd = Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.",
+                                                 callback=positive)]
+Ease = Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")]
+Smoothing = Annotated[Optional[float], typer.Option(help="interpolate: smoothing of the training cameras.",
+                                                    callback=non_negative)]

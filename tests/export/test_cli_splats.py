@@ -3,8 +3,6 @@ reported; bad input exits 2 with one line, nothing overwritten."""
 
 from __future__ import annotations
 
-import pytest
-
 from nerfstage.app.cli import main
 from nerfstage.render.splats.io import read_splats
 

@@ -21,7 +21,7 @@ from .gui import build_gui
 from .keyframes import KeyframeEditor, PathOptions
 from .progressive import ProgressiveRenderer, resolution_levels
 from .scene import SceneInfo, add_scene, scene_of_run
-from .splats import NERF_MODE, SPLATS_MODE, find_splats, viser_splats
+from .splats import NERF_MODE, find_splats, viser_splats
 from .views import model_render_fn, view_of_camera, viser_pose_of
 
 

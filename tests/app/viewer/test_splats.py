@@ -72,7 +72,8 @@ def test_find_splats_beside_or_inside_the_run(tmp_path):
 
 
 def test_viewer_shows_splats_first_and_toggles_to_the_field(tiny_run, tmp_path):
-    from nerfstage.app.viewer.server import NERF_MODE, SPLATS_MODE, ViewerOptions, serve_run
+    from nerfstage.app.viewer.server import ViewerOptions, serve_run
+    from nerfstage.app.viewer.splats import NERF_MODE, SPLATS_MODE
 
     write_splats(tmp_path / "scene.ply", two_splats())
     viewer = serve_run(tiny_run.run_dir, ViewerOptions(port=free_port(), max_height=64, splats=tmp_path / "scene.ply"),
