@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,8 +68,6 @@ def atomic_write(path: Path, content: bytes | str) -> Path:
 def read_gltf(path: Path):
     """The ``pygltflib.GLTF2`` of the .glb / .gltf file ``path``; InputError naming it when it is not glTF 2.0 (no
     pygltflib warning on the terminal: the error says it)."""
-    import warnings
-
     import pygltflib  # heavy: pygltflib
 
     try:
