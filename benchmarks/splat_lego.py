@@ -58,7 +58,8 @@ def ensure_run(args) -> Path:
         data = data_root() / DATA[args.scene]
         subprocess.run([sys.executable, str(script), "--data", str(data), "--out", str(run), "--time-budget", "600"],
                        check=False)
-    return run
+    nested = run / "run"  # the training benchmarks that keep renders beside the run write it to OUT/run
+    return nested if (nested / "metrics.json").is_file() and not (run / "metrics.json").is_file() else run
 
 
 def point_cloud_splats(run, num_points: int):
