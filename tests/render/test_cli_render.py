@@ -134,7 +134,7 @@ def test_unwritable_output_and_missing_checkpoint_exit_2(tiny_run, tmp_path, cap
     blocker.write_text("not a folder")
     assert cli("render", tiny_run.run_dir, "-o", blocker / "out.mp4", "--fps", 1, "--seconds", 1) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(blocker) in err and "is a file; expected a folder" in err
+    assert err.count("\n") == 1 and str(blocker) in err and "is a file" in err
     broken = tmp_path / "run"
     shutil.copytree(tiny_run.run_dir, broken)
     shutil.rmtree(broken / "checkpoints")
