@@ -26,6 +26,7 @@ from .cli_common import (
     Center,
     Device,
     Ease,
+    FocusDistance,
     Fov,
     FovEnd,
     Fps,
@@ -347,10 +348,7 @@ def render(
     radius: Radius = None,
     orbit_height: OrbitHeight = None,
     turns: Turns = None,
-    focus_distance: Annotated[
-        Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject / lens focus distance.",
-                                      callback=positive)
-    ] = None,
+    focus_distance: FocusDistance = None,
     fov_end: FovEnd = None,
     aperture: Annotated[
         Optional[float], typer.Option(help="Thin-lens aperture radius (0 = pinhole).", callback=non_negative)

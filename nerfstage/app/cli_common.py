@@ -235,6 +235,9 @@ OrbitHeight = Annotated[Optional[float], typer.Option(
     "--orbit-height", help="Camera height above the centre (+z).", callback=finite)]
 Turns = Annotated[Optional[float], typer.Option(
     help="Orbit / spiral revolutions (negative: the other way round).", callback=finite)]
+FocusDistance = Annotated[Optional[float], typer.Option(
+    "--focus-distance", help="Dolly-zoom subject distance (render: also the lens's focus distance).",
+    callback=positive)]
 FovEnd = Annotated[Optional[float], typer.Option("--fov-end", help="Dolly zoom: final fov, degrees.",
                                                  callback=positive)]
 Ease = Annotated[Optional[str], typer.Option(help="linear | ease-in | ease-out | ease-in-out.")]

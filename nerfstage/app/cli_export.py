@@ -22,6 +22,7 @@ from .cli_common import (
     Center,
     Device,
     Ease,
+    FocusDistance,
     Fov,
     FovEnd,
     Fps,
@@ -295,9 +296,7 @@ def camera(
     radius: Radius = None,
     orbit_height: OrbitHeight = None,
     turns: Turns = None,
-    focus_distance: Annotated[
-        Optional[float], typer.Option("--focus-distance", help="Dolly-zoom subject distance.", callback=positive)
-    ] = None,
+    focus_distance: FocusDistance = None,
     fov_end: FovEnd = None,
     ease: Ease = None,
     smoothing: Smoothing = None,
