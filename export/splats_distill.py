@@ -29,7 +29,7 @@ from ..core.errors import ConfigError
 from ..nerf.data import read_image
 from ..nerf.run import LoadedRun, require_dataset
 from ..render.image import ImageOptions, render_image
-from ..render.splats.model import GaussianSplats
+from ..render.splats.model import MAX_SPLATS, GaussianSplats
 from ..render.splats.raster import RasterOptions, SplatView, render_splats
 from ..render.splats.render import dataset_from_scene
 from .splats_densify import DensifyStats, densify_and_prune, reset_opacity
@@ -55,7 +55,7 @@ class DistillOptions:
     """Learning rate of the SH degree-0 coefficients."""
     lr_sh_rest: float = 1.25e-4
     """Learning rate of the higher SH coefficients (3DGS: dc / 20)."""
-    max_splats: int = 500_000
+    max_splats: int = MAX_SPLATS
     """Most Gaussians ever kept (densification stops growing there; a larger initial set is thinned)."""
     densify_from: int = 100
     """First step of densification."""

@@ -17,19 +17,24 @@ from tqdm.auto import tqdm
 from ..core.errors import ConfigError, OutputExistsError
 from ..nerf.run import LoadedRun
 from ..render.splats.io import splat_format, write_splats
+from ..render.splats.model import MAX_SPLATS
 from .from_run import ExportResult
 from .splats_init import Progress, SplatInitOptions, splats_from_run
+
+
+DISTILL_TIME_BUDGET_S = 600.0
+"""Default seconds of distillation (issue 16's CPU budget: 10 minutes)."""
 
 
 @dataclass(frozen=True)
 class SplatExportOptions:
     """``nerfstage export splats`` settings."""
 
-    max_splats: int = 500_000
+    max_splats: int = MAX_SPLATS
     """Most splats written (the initialisation's budget and the distillation's densification cap)."""
     steps: int | None = None
     """Distillation steps; None = the distillation's default; 0 = write the initial splats as they are."""
-    time_budget_s: float | None = 600.0
+    time_budget_s: float | None = DISTILL_TIME_BUDGET_S
     """Stop the distillation after this many seconds (the CPU budget of issue 16: 10 minutes); None = every step."""
     init: SplatInitOptions = field(default_factory=SplatInitOptions)
     """How the splats are placed (``max_splats`` above overrides its budget)."""

@@ -44,7 +44,7 @@ from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..nerf.run import LoadedRun
 from ..nerf.sh import sh_encode
 from ..render.image import ImageOptions, render_image
-from ..render.splats.model import GaussianSplats
+from ..render.splats.model import MAX_SPLATS, GaussianSplats
 from ..render.splats.transform import rotate_splats
 from .gltf import dataset_from_normalized
 from .pointcloud import DepthView, PointCloudOptions, back_project
@@ -59,7 +59,7 @@ SH_DEGREE = 3
 class SplatInitOptions:
     """How splats are placed, shaped and coloured from a trained field."""
 
-    max_splats: int = 500_000
+    max_splats: int = MAX_SPLATS
     """Most splats made (the voxel grows until the merged points fit)."""
     view_stride: int = 1
     """Use every n-th training view."""

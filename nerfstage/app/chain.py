@@ -33,7 +33,9 @@ from typing import Any, Literal
 from ..capture.pipeline import CaptureOptions
 from ..core.errors import ConfigError, InputError
 from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, Preset, check_preset, stage_overrides
+from ..export.splats_export import DISTILL_TIME_BUDGET_S
 from ..nerf.config import MAX_RAYS_PER_CHUNK
+from ..render.splats.model import MAX_SPLATS
 from . import chain_stages as stages
 from .report import write_report
 
@@ -76,11 +78,11 @@ class ChainOptions:
     splat_format: SplatFormat = "ply"
     """File format of the Gaussian splats, ``export/scene.<format>``: ply (original 3DGS layout, what engines
     import), spz (compressed) or glb (glTF with KHR_gaussian_splatting)."""
-    splat_max_splats: int = 500_000
+    splat_max_splats: int = MAX_SPLATS
     """Most Gaussian splats exported."""
     splat_steps: int | None = None
     """Distillation steps of the splats against the field; None = the distillation's default, 0 = none."""
-    splat_time_budget_s: float = 600.0
+    splat_time_budget_s: float = DISTILL_TIME_BUDGET_S
     """Seconds the splat distillation may take at most."""
     max_rays_per_chunk: int = MAX_RAYS_PER_CHUNK
     """Rays rendered at once in the render and export stages (the memory budget)."""

@@ -26,6 +26,9 @@ from torch import Tensor
 
 from ...core.errors import ConfigError
 
+MAX_SPLATS = 500_000
+"""Default splat budget of placement, distillation and export (issue 16's engine-friendly ceiling)."""
+
 MAX_SH_DEGREE = 3
 """Highest SH degree stored (16 coefficients per channel), the degree engines' 3DGS importers expect."""
 
