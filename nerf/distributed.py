@@ -4,10 +4,12 @@ Every rank holds the whole model and the whole training set and draws its own ra
 ``seed + RANK_SEED_STRIDE * rank``; rank 0 draws exactly what a one-process run draws). The configured batch is
 the **job's** batch: each rank takes ``batch_rays / N`` rays (and ``target_samples / N`` samples), so N ranks at
 equal steps process the same total samples as one. After each backward pass the gradients of every parameter
-are averaged with **one coalesced all-reduce** (all grads flattened into one buffer: one collective per step, not
-one per tensor). The hash tables' gradients are dense tensors in our kernels (``nerf/encoding``: the C++ and torch
-paths write a full-size gradient), so they are reduced densely; ``DataParallel.bytes_per_step`` is that volume and
-``comm_seconds`` its measured cost (``benchmarks/scale_train.py``, ``docs/scale.md``). Identical gradients and
+are averaged with **one coalesced all-reduce** of the values (all grads flattened into one buffer: one collective
+per step, not one per tensor). The hash tables' gradients are dense tensors in our kernels (``nerf/encoding``), but
+a step touches only part of a fine level's rows: the tables (and per-image embeddings) are reduced
+**row-sparsely** — a 1-byte-per-row mask of the rows any rank touched is all-reduced first (max), then only those
+rows travel in the values buffer — exactly the dense average for a fraction of the bytes.
+``DataParallel.bytes_per_step`` is the volume (mask + values) and ``comm_seconds`` its measured cost (``benchmarks/scale_train.py``, ``docs/scale.md``). Identical gradients and
 identical Adam steps keep the parameters identical on all ranks; the occupancy grid is broadcast from rank 0
 after each of its updates, so it is identical too (it is also computed identically: same parameters, same
 seeded generator). Rank 0 alone writes config, checkpoints and metrics; a checkpoint also holds every rank's
@@ -24,6 +26,12 @@ from ..core.shards import world_from_env
 
 RANK_SEED_STRIDE = 7919
 """Seed offset between ranks' ray batchers (a prime; rank 0 keeps the configured seed)."""
+
+
+SPARSE_MIN_ROWS = 4096
+"""2-D parameters with at least this many rows (hash-grid tables, per-image embeddings) are all-reduced
+row-sparsely: a step touches a fraction of a fine level's rows, and the mask costs 1 byte per row against 4 bytes
+per row per feature for the values."""
 
 
 def per_rank(total: int, world_size: int) -> int:
@@ -60,28 +68,51 @@ class DataParallel:
                 dist.broadcast(tensor.data, src=0)
 
     def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Average the gradients of ``params`` over the ranks with one all-reduce of one flat buffer (missing
-        grads count as zeros)."""
+        """Average the gradients of ``params`` over the ranks (missing grads count as zeros). Tall 2-D parameters
+        (hash-grid tables, per-image embeddings: ``>= SPARSE_MIN_ROWS`` rows) are reduced row-sparsely: one small
+        all-reduce of which rows any rank touched, then the touched rows only, packed with every other gradient
+        into one flat buffer (one collective for the values). Untouched rows have zero gradient on every rank,
+        so the result is exactly the dense average."""
         if not self.active:
             return
         import torch.distributed as dist  # heavy: torch.distributed (only when training)
 
         start = time.perf_counter()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])  # [sum of sizes]
+        tall = [g.ndim == 2 and g.shape[0] >= SPARSE_MIN_ROWS for g in grads]
+        rows = self._touched_rows([g for g, t in zip(grads, tall) if t])
+        rows_iter = iter(rows)
+        pieces = [g[next(rows_iter)].reshape(-1) if t else g.reshape(-1) for g, t in zip(grads, tall)]
+        flat = torch.cat(pieces)  # [dense sizes + touched rows * row size]
         dist.all_reduce(flat)
         flat /= self.world_size
-        offset = 0
-        for p, g in zip(params, grads):
-            n = g.numel()
+        offset, rows_iter = 0, iter(rows)
+        for p, g, t in zip(params, grads, tall):
             if p.grad is None:
-                p.grad = flat[offset:offset + n].view_as(p).clone()
+                p.grad = torch.zeros_like(p)
+            if t:
+                index = next(rows_iter)  # [K]
+                n = index.numel() * g.shape[1]
+                p.grad.zero_()
+                p.grad[index] = flat[offset:offset + n].view(-1, g.shape[1])
             else:
+                n = g.numel()
                 p.grad.copy_(flat[offset:offset + n].view_as(p))
             offset += n
-        self.bytes_per_step = flat.numel() * flat.element_size()
+        self.bytes_per_step = flat.numel() * flat.element_size() + sum(g.shape[0] for g, t in zip(grads, tall) if t)
         self.comm_seconds += time.perf_counter() - start
         self.steps += 1
+
+    def _touched_rows(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """For each tall gradient [R_i, C], the indices [K_i] of the rows that are non-zero on any rank (one
+        all-reduce (max) of a [sum R_i] uint8 mask; identical on every rank)."""
+        if not grads:
+            return []
+        import torch.distributed as dist  # heavy: torch.distributed (only when training)
+
+        mask = torch.cat([(g != 0).any(dim=1) for g in grads]).to(torch.uint8)  # [sum R_i]
+        dist.all_reduce(mask, op=dist.ReduceOp.MAX)
+        return [m.nonzero().squeeze(1) for m in torch.split(mask.bool(), [g.shape[0] for g in grads])]
 
     def broadcast_buffers(self, module: torch.nn.Module | None) -> None:
         """``module``'s buffers from rank 0 (the occupancy grid after an update)."""
