@@ -130,6 +130,7 @@ def resolve_sampler(model: ModelConfig) -> Literal["occupancy", "proposal"]:
 
 Device = Literal["auto", "cpu", "cuda"]
 PoseRefinement = Literal["off", "SO3xR3"]
+AllReduce = Literal["bfloat16", "float32", "row-sparse"]
 SceneCentre = Literal["auto", "poses", "focus"]
 
 
@@ -201,6 +202,12 @@ class TrainConfig:
     corrections, see ``camera_opt.py``); held-out views keep their dataset poses."""
     pose_lr: float = 1.0e-3
     """Adam learning rate of the pose corrections (radians / normalised-scene units), on the same schedule."""
+    allreduce: AllReduce = "bfloat16"
+    """Data-parallel training (torchrun): how the gradients travel between ranks each step (``distributed.py``).
+    "bfloat16": one dense all-reduce in bfloat16, as PyTorch's bf16 compression hook (half the bytes; Adam
+    normalises each step, so the run matches float32 within seed noise); "float32": exact; "row-sparse": only the
+    hash-table rows some rank touched (a 1-byte mask first; exact), for links slower than the CPU's bookkeeping
+    (on one 2-core machine its indexing costs more than it saves: benchmarks/RESULTS.md, issue 17)."""
 
 
 def preset_config(name: str, device_kind: str) -> TrainConfig:

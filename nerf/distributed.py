@@ -6,9 +6,11 @@ the **job's** batch: each rank takes ``batch_rays / N`` rays (and ``target_sampl
 equal steps process the same total samples as one. After each backward pass the gradients of every parameter
 are averaged with **one coalesced all-reduce** of the values (all grads flattened into one buffer: one collective
 per step, not one per tensor). The hash tables' gradients are dense tensors in our kernels (``nerf/encoding``), but
-a step touches only part of a fine level's rows: the tables (and per-image embeddings) are reduced
-**row-sparsely** — a 1-byte-per-row mask of the rows any rank touched is all-reduced first (max), then only those
-rows travel in the values buffer — exactly the dense average for a fraction of the bytes.
+a step touches only part of a fine level's rows. ``TrainConfig.allreduce`` picks how they travel: "bfloat16" (the
+default: the dense buffer in bfloat16, as PyTorch's bf16 compression hook; half the bytes), "float32" (exact), or
+"row-sparse" (tables and per-image embeddings: a 1-byte-per-row mask of the rows any rank touched is all-reduced
+first (max), then only those rows travel; exactly the dense average for a fraction of the bytes, but its indexing
+costs more CPU than the bytes it saves between two processes of one machine: benchmarks/RESULTS.md, issue 17).
 ``DataParallel.bytes_per_step`` is the volume (mask + values) and ``comm_seconds`` its measured cost (``benchmarks/scale_train.py``, ``docs/scale.md``). Identical gradients and
 identical Adam steps keep the parameters identical on all ranks; the occupancy grid is broadcast from rank 0
 after each of its updates, so it is identical too (it is also computed identically: same parameters, same
@@ -42,9 +44,11 @@ def per_rank(total: int, world_size: int) -> int:
 class DataParallel:
     """The collectives of one data-parallel training job (a no-op object for one process)."""
 
-    def __init__(self):
+    def __init__(self, mode: str = "bfloat16"):
         import torch.distributed as dist  # heavy: torch.distributed (only when training)
 
+        self.mode = mode
+        """``TrainConfig.allreduce``: "bfloat16", "float32" or "row-sparse"."""
         self.rank, self.world_size = world_from_env()
         self.active = self.world_size > 1 and dist.is_available() and dist.is_initialized()
         self.comm_seconds = 0.0
@@ -68,23 +72,22 @@ class DataParallel:
                 dist.broadcast(tensor.data, src=0)
 
     def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Average the gradients of ``params`` over the ranks (missing grads count as zeros). Tall 2-D parameters
-        (hash-grid tables, per-image embeddings: ``>= SPARSE_MIN_ROWS`` rows) are reduced row-sparsely: one small
-        all-reduce of which rows any rank touched, then the touched rows only, packed with every other gradient
-        into one flat buffer (one collective for the values). Untouched rows have zero gradient on every rank,
-        so the result is exactly the dense average."""
+        """Average the gradients of ``params`` over the ranks in one all-reduce of one flat buffer (missing grads
+        count as zeros), in ``self.mode`` (see ``TrainConfig.allreduce``). Every rank ends with the same values."""
         if not self.active:
             return
         import torch.distributed as dist  # heavy: torch.distributed (only when training)
 
         start = time.perf_counter()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        tall = [g.ndim == 2 and g.shape[0] >= SPARSE_MIN_ROWS for g in grads]
+        tall = [self.mode == "row-sparse" and g.ndim == 2 and g.shape[0] >= SPARSE_MIN_ROWS for g in grads]
         rows = self._touched_rows([g for g, t in zip(grads, tall) if t])
         rows_iter = iter(rows)
         pieces = [g[next(rows_iter)].reshape(-1) if t else g.reshape(-1) for g, t in zip(grads, tall)]
         flat = torch.cat(pieces)  # [dense sizes + touched rows * row size]
-        dist.all_reduce(flat)
+        wire = flat.to(torch.bfloat16) if self.mode == "bfloat16" else flat
+        dist.all_reduce(wire)
+        flat = wire.to(flat.dtype) if wire is not flat else flat
         flat /= self.world_size
         offset, rows_iter = 0, iter(rows)
         for p, g, t in zip(params, grads, tall):
@@ -99,7 +102,8 @@ class DataParallel:
                 n = g.numel()
                 p.grad.copy_(flat[offset:offset + n].view_as(p))
             offset += n
-        self.bytes_per_step = flat.numel() * flat.element_size() + sum(g.shape[0] for g, t in zip(grads, tall) if t)
+        mask_bytes = sum(g.shape[0] for g, t in zip(grads, tall) if t)
+        self.bytes_per_step = wire.numel() * wire.element_size() + mask_bytes
         self.comm_seconds += time.perf_counter() - start
         self.steps += 1
 

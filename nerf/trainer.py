@@ -181,7 +181,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, dataset: Dataset, run_dir: Path, scene: SceneTransform,
                  scene_aabb: torch.Tensor):
-        self.dp = DataParallel()
+        self.dp = DataParallel(config.allreduce)
         self.job_config = config
         """The run's config as saved (its batch is the whole job's; ``config`` holds this rank's share)."""
         config = dataclasses.replace(config, batch_rays=per_rank(config.batch_rays, self.dp.world_size),

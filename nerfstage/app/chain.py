@@ -25,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,7 @@ from ..export.splats_export import DISTILL_TIME_BUDGET_S
 from ..nerf.config import MAX_RAYS_PER_CHUNK
 from ..render.splats.model import MAX_SPLATS
 from . import chain_stages as stages
+from .chain_ranks import Ranks
 from .report import write_report
 
 SplatFormat = Literal["ply", "spz", "glb"]
@@ -138,7 +140,8 @@ def run_chain(input_path: Path, workdir: Path, options: ChainOptions | None = No
         raise InputError(f"{input_path}: no such video or image folder; give the footage to run the chain on")
     workdir = _prepare_workdir(workdir)
     summary = _new_summary(workdir, input_path, options)
-    return _run_stages(workdir, input_path, options, summary, on_train_step)
+    with _chain_group(options) as ranks:
+        return _stages_in_order(workdir, input_path, options, summary, on_train_step, None, False, ranks)
 
 
 def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFootage | None = None,
@@ -152,9 +155,11 @@ def run_demo(workdir: Path, options: ChainOptions | None = None, footage: DemoFo
     workdir = _prepare_workdir(workdir)
     summary = _new_summary(workdir, None, options)
     summary["demo"] = asdict(footage)
-    truth = stages.synthetic_stage(workdir / "synthetic", options, footage, summary)
-    rebuilt = not summary["stages"]["synthetic"]["skipped"]
-    return _run_stages(workdir, Path(truth.video_path), options, summary, on_train_step, truth, rebuilt)
+    with _chain_group(options) as ranks:
+        truth = ranks.on_main(summary, stages.synthetic_stage, workdir / "synthetic", options, footage, summary)
+        rebuilt = not summary["stages"]["synthetic"]["skipped"]
+        return _stages_in_order(workdir, Path(truth.video_path), options, summary, on_train_step, truth, rebuilt,
+                                ranks)
 
 
 def _prepare_workdir(workdir: Path) -> Path:
@@ -170,22 +175,35 @@ def _new_summary(workdir: Path, input_path: Path | None, options: ChainOptions) 
             "options": asdict(options), "stages": {}, "files": []}
 
 
-def _run_stages(workdir: Path, input_path: Path, options: ChainOptions, summary: dict, on_train_step,
-                demo=None, rebuilt: bool = False) -> dict[str, Any]:
+@contextmanager
+def _chain_group(options: ChainOptions) -> Iterator[Ranks]:
+    """This process's Ranks, inside its torchrun process group when there is one (``chain_ranks``)."""
+    from ..core.shards import process_group  # light; the group itself imports torch.distributed
+    from ..nerf.data import resolve_device  # heavy: torch
+
+    with process_group(str(resolve_device(options.device))):
+        yield Ranks()
+
+
+def _stages_in_order(workdir: Path, input_path: Path, options: ChainOptions, summary: dict, on_train_step,
+                     demo, rebuilt: bool, ranks: Ranks) -> dict[str, Any]:
     start = time.perf_counter()
-    redo = stages.capture_stage(input_path, workdir / "dataset", options, summary, options.overwrite or rebuilt, demo)
-    redo = stages.train_stage(workdir / "dataset", workdir / "run", options, summary, redo, on_train_step)
-    stages.render_stage(workdir / "run", workdir / "renders", options, summary, redo, demo)
-    stages.mesh_stage(workdir / "run", workdir / "export", options, summary, redo)
-    stages.splats_stage(workdir / "run", workdir / "export", options, summary, redo)
-    stages.panorama_stage(workdir / "run", workdir / "export", options, summary, redo)
-    summary["seconds"] = round(time.perf_counter() - start, 2)
-    summary["files"] = _list_files(workdir, summary)
-    _write_json(workdir / "summary.json", summary)
-    write_report(workdir, summary)
-    summary["files"].append("report.html")
-    _write_json(workdir / "summary.json", summary)
-    return summary
+    run_dir, export_dir = workdir / "run", workdir / "export"
+    redo = ranks.on_main(summary, stages.capture_stage, input_path, workdir / "dataset", options, summary,
+                         options.overwrite or rebuilt, demo)
+    redo = stages.train_stage(workdir / "dataset", run_dir, options, summary, redo, on_train_step, ranks)
+    stages.render_stage(run_dir, workdir / "renders", options, summary, redo, demo, ranks)
+    ranks.on_main(summary, stages.mesh_stage, run_dir, export_dir, options, summary, redo)
+    ranks.on_main(summary, stages.splats_stage, run_dir, export_dir, options, summary, redo)
+    stages.panorama_stage(run_dir, export_dir, options, summary, redo, ranks)
+    if ranks.main:
+        summary["seconds"] = round(time.perf_counter() - start, 2)
+        summary["files"] = _list_files(workdir, summary)
+        _write_json(workdir / "summary.json", summary)
+        write_report(workdir, summary)
+        summary["files"].append("report.html")
+        _write_json(workdir / "summary.json", summary)
+    return ranks.share(summary)
 
 
 def _list_files(workdir: Path, summary: dict) -> list[str]:

@@ -31,6 +31,7 @@ from ..nerf.trainer import train
 from ..render.paths.base import CameraPath
 from ..render.pipeline import RenderOptions, render_path
 from ..render.plan import ShotOptions, build_path, rig_of, training_arc
+from .chain_ranks import Ranks
 from .chain_checks import exr_size, glb_faces, splat_info, video_info
 from .chain_truth import TRUTH_DIR, novel_path_figures, run_true_poses, true_from_run
 
@@ -166,16 +167,22 @@ def _merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: bool, on_step=None) -> bool:
-    """Dataset -> trained run (``nerfstage.nerf.trainer.train``), resumed from its checkpoint when interrupted."""
+def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: bool, on_step=None,
+                ranks: Ranks | None = None) -> bool:
+    """Dataset -> trained run (``nerfstage.nerf.trainer.train``), resumed from its checkpoint when interrupted.
+    Under torchrun every rank trains (data-parallel); rank 0 decides what to redo and writes the run."""
+    ranks = ranks or Ranks()
     start = time.perf_counter()
     request = train_request(options)
-    same = not redo and _same_request(summary, "train", request)
-    metrics = finished_metrics(run_dir) if same else None
-    skipped, resumed_from = metrics is not None, 0
+    metrics, resume, resumed_from = ranks.share(_train_decision(run_dir, summary, request, redo) if ranks.main
+                                                else None)
+    skipped = metrics is not None
     if not skipped:
-        _write_stamp(summary, "train", request)
-        resumed_from, metrics = _train(dataset_dir, run_dir, request, same, options.progress, on_step)
+        if ranks.main:
+            _write_stamp(summary, "train", request)
+        config = config_from_dict(TrainConfig, request)
+        metrics = train(dataset_dir, run_dir, None if resume else config, resume=resume, overwrite=not resume,
+                        progress=options.progress, on_step=on_step)
     files = [run_dir / "config.json", run_dir / "metrics.json", latest_checkpoint(run_dir)]
     _record(summary, "train", skipped, start, files, psnr=metrics["psnr"], ssim=metrics["ssim"],
             steps=metrics["steps"], split=metrics["split"], eval_views=metrics["eval_views"],
@@ -184,44 +191,60 @@ def train_stage(dataset_dir: Path, run_dir: Path, options, summary: dict, redo: 
     return not skipped
 
 
-def _train(dataset_dir: Path, run_dir: Path, request: dict, same: bool, progress: bool, on_step):
-    """Train (resuming when the same request left a run behind); (step resumed from, metrics)."""
-    resume = same and (run_dir / "config.json").is_file()
+def _train_decision(run_dir: Path, summary: dict, request: dict, redo: bool) -> tuple[dict | None, bool, int]:
+    """(metrics of a finished run of the same request or None, resume from its checkpoint?, step resumed from)."""
+    same = not redo and _same_request(summary, "train", request)
+    metrics = finished_metrics(run_dir) if same else None
+    resume = same and metrics is None and (run_dir / "config.json").is_file()
     latest = latest_checkpoint(run_dir) if resume else None
-    resumed_from = checkpoint_step(latest) if latest is not None else 0
-    config = config_from_dict(TrainConfig, request)
-    metrics = train(dataset_dir, run_dir, None if resume else config, resume=resume, overwrite=not resume,
-                    progress=progress, on_step=on_step)
-    return resumed_from, metrics
+    return metrics, resume, checkpoint_step(latest) if latest is not None else 0
 
 
 # --- render -----------------------------------------------------------------------------------------------------
 
-def render_stage(run_dir: Path, renders_dir: Path, options, summary: dict, redo: bool, truth=None) -> bool:
+def render_stage(run_dir: Path, renders_dir: Path, options, summary: dict, redo: bool, truth=None,
+                 ranks: Ranks | None = None) -> bool:
     """Trained run -> orbit.mp4 and dolly_zoom.mp4 (``nerfstage.render.pipeline.render_path``); an interrupted
     video continues from its frame cache. With the demo's ``truth`` (a SyntheticCapture), each video is also
     rendered as ground truth from the same cameras (``renders/ground_truth/``) and the stage's ``novel_path``
-    figures hold its PSNR / SSIM against it (``chain_truth``)."""
+    figures hold its PSNR / SSIM against it (``chain_truth``). Under torchrun the frames of each video are split
+    across the ranks and rank 0 encodes the MP4 (the same file as one process writes)."""
+    ranks = ranks or Ranks()
     start = time.perf_counter()
     request = {"width": options.video_width, "height": options.video_height, "seconds": options.video_seconds,
                "fps": options.video_fps}
-    same = not redo and _same_request(summary, "render", request)
-    infos = {name: _valid_video(renders_dir / file, options) if same else None for name, file in VIDEOS.items()}
+    same, infos = ranks.share(_render_decision(renders_dir, options, summary, request, redo) if ranks.main
+                              else None)
     todo = [name for name, info in infos.items() if info is None]
-    rendered, figures = {}, {}
-    run = _load(run_dir, options) if todo or truth is not None else None
-    if todo:
+    rendered = {}
+    run = _load(run_dir, options) if todo or (truth is not None and ranks.main) else None
+    if todo and ranks.main:
         _write_stamp(summary, "render", request)
     for name in todo:
         rendered[name] = _render_video(run, renders_dir / VIDEOS[name], chain_path(run, name, options), options,
                                        resume=same)
+    ranks.on_main(summary, _finish_render, run, renders_dir, options, summary, truth, todo, infos, rendered, start)
+    return bool(todo)
+
+
+def _render_decision(renders_dir: Path, options, summary: dict, request: dict,
+                     redo: bool) -> tuple[bool, dict[str, Any]]:
+    """(same request as last time?, each video's info when it is still valid, else None)."""
+    same = not redo and _same_request(summary, "render", request)
+    return same, {name: _valid_video(renders_dir / file, options) if same else None for name, file in VIDEOS.items()}
+
+
+def _finish_render(run: LoadedRun | None, renders_dir: Path, options, summary: dict, truth, todo: list[str],
+                   infos: dict[str, Any], rendered: dict[str, int], start: float) -> None:
+    """The render stage's summary entry: the videos' infos and, for the demo, the novel-path figures."""
+    figures = {}
+    for name in todo:
         infos[name] = video_info(renders_dir / VIDEOS[name])
     files = [renders_dir / file for file in VIDEOS.values()]
     if truth is not None:
         figures["novel_path"], truth_files = _novel_path(run, renders_dir, truth, options, summary)
         files += truth_files
     _record(summary, "render", not todo, start, files, videos=infos, rendered_now=rendered, **figures)
-    return bool(todo)
 
 
 def _valid_video(path: Path, options) -> dict[str, Any] | None:
@@ -324,23 +347,40 @@ def splats_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: 
 
 # --- export: latlong plate and cubemap --------------------------------------------------------------------------
 
-def panorama_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bool) -> bool:
-    """Trained run -> EXR latlong plate and six EXR cubemap faces (``nerfstage.export.panorama``)."""
+def panorama_stage(run_dir: Path, export_dir: Path, options, summary: dict, redo: bool,
+                   ranks: Ranks | None = None) -> bool:
+    """Trained run -> EXR latlong plate and six EXR cubemap faces (``nerfstage.export.panorama``). Under torchrun
+    the tiles are split across the ranks and rank 0 stitches each file."""
+    ranks = ranks or Ranks()
     start = time.perf_counter()
     request = {"plate_width": options.plate_width, "cubemap_face": options.cubemap_face}
-    same = not redo and _same_request(summary, "panorama", request)
-    plate, faces = export_dir / PLATE_NAME, _cube_faces(export_dir / CUBEMAP_DIR)
-    info = _valid_panorama(plate, faces, options) if same else None
+    plate = export_dir / PLATE_NAME
+    info = ranks.share(_panorama_decision(plate, export_dir, options, summary, request, redo) if ranks.main
+                       else None)
     skipped = info is not None
     if not skipped:
-        _write_stamp(summary, "panorama", request)
+        if ranks.main:
+            _write_stamp(summary, "panorama", request)
         run = _load(run_dir, options)
         _export_panorama(run, plate, "latlong", options)
         _export_panorama(run, export_dir / CUBEMAP_DIR / "cubemap.exr", "cubemap", options)
-        faces = _cube_faces(export_dir / CUBEMAP_DIR)
+    ranks.on_main(summary, _finish_panorama, plate, export_dir, options, summary, info, skipped, start)
+    return not skipped
+
+
+def _panorama_decision(plate: Path, export_dir: Path, options, summary: dict, request: dict,
+                       redo: bool) -> dict[str, Any] | None:
+    """The plate's and faces' infos when they are still valid for the same request, else None."""
+    same = not redo and _same_request(summary, "panorama", request)
+    return _valid_panorama(plate, _cube_faces(export_dir / CUBEMAP_DIR), options) if same else None
+
+
+def _finish_panorama(plate: Path, export_dir: Path, options, summary: dict, info: dict[str, Any] | None,
+                     skipped: bool, start: float) -> None:
+    faces = _cube_faces(export_dir / CUBEMAP_DIR)
+    if not skipped:
         info = _valid_panorama(plate, faces, options) or {}
     _record(summary, "panorama", skipped, start, [plate, *faces], **info)
-    return not skipped
 
 
 def _cube_faces(folder: Path) -> list[Path]:

@@ -10,6 +10,8 @@ import dataclasses
 import errno
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,8 +23,10 @@ from ..core.presets import DEFAULT_PRESET, DEMO_PRESET, PRESET_NAMES
 from ..core.version import __version__
 from .cli_farm import remember_argv
 from .cli_common import (
+    MAX_NPROC,
     MEMORY_GB,
     CameraPath,
+    ChainNproc,
     Center,
     Device,
     Ease,
@@ -207,12 +211,7 @@ def train(
     from nerfstage.core.shards import world_from_env  # light, but kept out of CLI start-up
     from nerfstage.nerf.trainer import train as run_training  # heavy: torch (not at CLI start-up)
 
-    if nproc is not None and (nproc < 1 or nproc > 1024):
-        raise ConfigError(f"--nproc {nproc}: expected 1 to 1024 processes")
-    if nproc is not None and nproc > 1 and world_from_env()[1] == 1:
-        from .cli_farm import launch_nproc  # heavy: torch.distributed.run (only for --nproc)
-
-        raise SystemExit(launch_nproc(nproc, "--nproc"))
+    relaunch_nproc(nproc)
     callback = training_viewer() if viewer else None
     given = {"steps": steps, "time_budget_s": time_budget, "eval_every": eval_every, "seed": seed,
              "pose_refinement": pose_refinement}
@@ -257,6 +256,30 @@ def eval_(
           f"{metrics['eval_views']} views (step {metrics['steps']}) -> {run / 'metrics.json'}")
 
 
+def relaunch_nproc(nproc: Optional[int]) -> None:
+    """``--nproc N`` (N > 1, outside torchrun): run this command line on N local processes under
+    torch.distributed.run and exit with its code; ConfigError for N outside 1..MAX_NPROC."""
+    from nerfstage.core.shards import world_from_env  # light, but kept out of CLI start-up
+
+    if nproc is not None and not 1 <= nproc <= MAX_NPROC:
+        raise ConfigError(f"--nproc {nproc}: expected 1 to {MAX_NPROC} processes")
+    if nproc is not None and nproc > 1 and world_from_env()[1] == 1:
+        from .cli_farm import launch_nproc  # heavy: torch.distributed.run (only for --nproc)
+
+        raise SystemExit(launch_nproc(nproc, "--nproc"))
+
+
+@contextmanager
+def chain_lock(output: Path) -> Iterator[bool]:
+    """The work folder's lock for ``run`` / ``demo``: the whole folder on rank 0 (the only process outside
+    torchrun), a rank's own part on the others (they work in rank 0's folder); yields whether this is rank 0."""
+    from nerfstage.core.shards import world_from_env  # light, but kept out of CLI start-up
+
+    rank, world = world_from_env()
+    with output_lock(output, None if rank == 0 else f"rank{rank}of{world}"):
+        yield rank == 0
+
+
 @app.command("run")
 def run_(
     input: Annotated[Path, typer.Argument(help="A phone video or a folder of photos.")],
@@ -271,6 +294,7 @@ def run_(
     device: Device = "auto",
     overwrite: RedoStages = False,
     quiet: Quiet = False,
+    nproc: ChainNproc = None,
 ) -> None:
     """The whole chain: capture -> train -> orbit and dolly-zoom MP4s -> GLB mesh, Gaussian splats, EXR plate and
     cubemap, with summary.json and report.html. Valid outputs of an earlier run are kept, so an interrupted run
@@ -281,10 +305,13 @@ def run_(
         summary_lines,
     )
 
+    relaunch_nproc(nproc)
     options = chain_options(preset, frames=frames, splat_format=lowered(splat_format), seed=seed, device=device,
                             overwrite=overwrite, progress=not quiet)
-    with output_lock(output):
-        print("\n".join(summary_lines(run_chain(input, output, options))))
+    with chain_lock(output) as main_rank:
+        summary = run_chain(input, output, options)
+        if main_rank:
+            print("\n".join(summary_lines(summary)))
 
 
 @app.command()
@@ -300,6 +327,7 @@ def demo(
     device: Device = "auto",
     overwrite: RedoStages = False,
     quiet: Quiet = False,
+    nproc: ChainNproc = None,
 ) -> None:
     """`nerfstage run` on the built-in synthetic capture, plus the capture's pose error against the truth."""
     from nerfstage.app.chain import (  # heavy: torch (not at CLI start-up)
@@ -308,9 +336,12 @@ def demo(
         summary_lines,
     )
 
+    relaunch_nproc(nproc)
     options = chain_options(preset, frames=frames, seed=seed, device=device, overwrite=overwrite, progress=not quiet)
-    with output_lock(output):
-        print("\n".join(summary_lines(run_demo(output, options))))
+    with chain_lock(output) as main_rank:
+        summary = run_demo(output, options)
+        if main_rank:
+            print("\n".join(summary_lines(summary)))
 
 
 @app.command(cls=fills("nerfstage.render.pipeline:RenderOptions", "nerfstage.render.plan:ShotOptions",

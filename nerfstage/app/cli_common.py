@@ -184,6 +184,11 @@ MaxRaysPerChunk = Annotated[
                                 callback=positive)
 ]
 RedoStages = Annotated[bool, typer.Option("--overwrite", help="Redo stages whose outputs are already valid.")]
+MAX_NPROC = 1024
+"""Largest ``--nproc``."""
+ChainNproc = Annotated[Optional[int], typer.Option(
+    "--nproc", help="Run on N processes of this machine (torch.distributed.run): training data-parallel, videos and "
+    "plates split frame- / tile-wise, the same files as one process. Clusters: torchrun ... -m nerfstage run.")]
 
 
 def numbers(text: Optional[str], count: int, name: str, example: str) -> Optional[tuple[float, ...]]:

@@ -4,10 +4,12 @@ no work; a run killed during training continues from its checkpoint; bad input e
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -205,3 +207,54 @@ def test_presets_are_data_and_sized_as_documented():
     assert chain_options("default", frames=99).frames == 99
     with pytest.raises(Exception, match="bogus"):
         chain_options("preview", bogus=1)
+
+
+RANKS_SCRIPT = '''
+import json, os, sys
+sys.path.insert(0, {tests!r})
+from test_chain import tiny_options
+from nerfstage.app.chain import run_chain
+
+summary = run_chain(sys.argv[1], sys.argv[2], tiny_options())
+print("SUMMARY " + json.dumps(summary), flush=True)
+sys.stderr.flush()
+os._exit(0)  # as nerfstage's CLI ends a torchrun rank (app/cli.py: _leave_torchrun_rank)
+'''
+
+
+@pytest.mark.slow
+def test_two_ranks_split_the_renders_and_write_the_same_files(chain, footage, tmp_path):
+    """Issue 17: the chain under torchrun (2 gloo ranks) on the first chain's trained run: capture, training,
+    mesh and splats are kept (rank 0 decides and every rank agrees), the videos' frames and the plate's and
+    cubemap's tiles are split across the ranks, and rank 0 assembles files identical to one process's."""
+    import numpy as np
+
+    from nerfstage.render.writers import read_exr
+
+    workdir, _ = chain
+    copy = tmp_path / "chain"
+    shutil.copytree(workdir, copy)
+    for stale in ["renders", "export/plate_latlong.exr", "export/cubemap", "summary.json", "report.html"]:
+        target = copy / stale
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    script = tmp_path / "chain_ranks.py"
+    script.write_text(RANKS_SCRIPT.format(tests=str(Path(__file__).resolve().parent)))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env |= {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), str(footage), str(copy)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-3000:]
+    assert proc.stdout.count("SUMMARY ") == 2  # both ranks end with rank 0's summary
+    summary = json.loads(proc.stdout.split("SUMMARY ")[1].splitlines()[0])
+    stages = summary["stages"]
+    assert [stages[s]["skipped"] for s in ("capture", "train", "mesh", "splats")] == [True] * 4
+    assert not stages["render"]["skipped"] and not stages["panorama"]["skipped"]
+    frames = int(TINY["video_fps"] * TINY["video_seconds"])
+    assert stages["render"]["rendered_now"] == {"orbit": frames // 2, "dolly_zoom": frames // 2}  # rank 0's half
+    for video in ("orbit.mp4", "dolly_zoom.mp4"):
+        assert (copy / "renders" / video).read_bytes() == (workdir / "renders" / video).read_bytes()
+    for exr in ["export/plate_latlong.exr", *(f"export/cubemap/{p.name}" for p in (workdir / "export/cubemap").glob("*"))]:
+        one, two = read_exr(workdir / exr)[0], read_exr(copy / exr)[0]
+        assert one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one), exr
+    assert json.loads((copy / "summary.json").read_text())["stages"]["render"] == stages["render"]
