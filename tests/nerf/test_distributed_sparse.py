@@ -54,7 +54,7 @@ def test_all_reduce_modes_give_the_dense_average(mode, tmp_path):
             for k, (value, want) in enumerate(zip((got["table"], got["dense"]), expected)):
                 scale = sum(g[k].abs() for g in (_grads(r) for r in range(world))) / world  # mean |operand|
                 assert bool(((value - want).abs() <= 2**-7 * scale + 1e-7).all())
-                assert torch.equal(value == 0, scale == 0)  # untouched rows stay exactly zero
+                assert bool((value[scale == 0] == 0).all())  # untouched rows stay exactly zero
         else:
             assert torch.equal(got["table"], expected[0])  # exact: the same sums as the dense reduction
             assert torch.equal(got["dense"], expected[1])
