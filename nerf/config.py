@@ -201,6 +201,11 @@ class TrainConfig:
     corrections, see ``camera_opt.py``); held-out views keep their dataset poses."""
     pose_lr: float = 1.0e-3
     """Adam learning rate of the pose corrections (radians / normalised-scene units), on the same schedule."""
+    coarse_to_fine: float = 0.0
+    """Fraction of the run (as ``lr_milestones`` measure it) over which the field's hash-grid levels are switched
+    on, coarsest first (BARF's cosine window, starting from ``optim.COARSE_TO_FINE_START_LEVELS`` levels);
+    0 = every level from the start (the default; a default changes only when an A/B in benchmarks/RESULTS.md,
+    issue 14, shows it helps)."""
 
 
 def preset_config(name: str, device_kind: str) -> TrainConfig:
