@@ -98,3 +98,15 @@ def test_level_weights_scale_the_hash_grid_levels_and_stop_their_gradients():
     with torch.no_grad():
         assert torch.equal(field.density(points), full)
     assert "level_weights" not in field.state_dict()  # checkpoints keep their keys
+
+
+def test_metrics_name_the_appearance_held_out_views_get():
+    """metrics.json ``eval_appearance``: "mean" (nerfacto's average embedding) with embeddings, "none" without."""
+    from nerfstage.nerf.evaluate import eval_appearance
+
+    class Model(torch.nn.Module):
+        def __init__(self, appearance_dim: int):
+            super().__init__()
+            self.field = NerfField(tiny_config(appearance_dim=appearance_dim), AABB, num_images=5)
+
+    assert eval_appearance(Model(8)) == "mean" and eval_appearance(Model(0)) == "none"
