@@ -5,7 +5,7 @@ scikit-image's marching cubes at the iso-level ``threshold`` (the grid is padded
 so a surface cut by the crop box is capped there and the mesh stays closed), keep the connected components with at
 least ``min_component_fraction`` of the largest one's faces, decimate to ``max_faces`` with fast-simplification's
 quadric decimation (through trimesh) and drop the crumbs it leaves (the same component rule again: on the office_360
-run, decimating 1.0 M faces to 200 k left 322 components of under 10 faces), then colour every vertex from
+run, decimating 338 k faces to 200 k left 322 components of under 10 faces), then colour every vertex from
 ``color_fn``.
 
 Automatic threshold (``threshold=None``): volume rendering reports a surface where a ray's transmittance falls to
