@@ -6,6 +6,8 @@ is saved beside its ground truth (``OUT/renders/*_vs_gt.png``; the first also as
 
     .venv/bin/python benchmarks/train_office.py --out /tmp/office_bench
     .venv/bin/python benchmarks/train_office.py --sampler occupancy    # the A/B's other arm
+    .venv/bin/python benchmarks/train_office.py --time-budget 300 --pose-refinement SO3xR3   # issue 14's A/Bs
+    .venv/bin/python benchmarks/train_office.py --time-budget 300 --coarse-to-fine 0.5
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--sampler", choices=["auto", "occupancy", "proposal"], default=None,
                         help="ray sampler (default: the config's, auto)")
     parser.add_argument("--max-image-side", type=int, default=None, help="training/eval image size (preset's)")
+    parser.add_argument("--pose-refinement", choices=["off", "SO3xR3"], default=None,
+                        help="per-image camera-pose refinement (default: the config's, off)")
+    parser.add_argument("--coarse-to-fine", type=float, default=None,
+                        help="fraction of the run over which hash-grid levels open (default: the config's, 0)")
     parser.add_argument("--render-1080p", action="store_true", help="also time a 1920x1080 held-out view")
     return parser.parse_args()
 
@@ -68,6 +74,10 @@ def main() -> int:
     config = train_config(args)
     if args.sampler is not None:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, sampler=args.sampler))
+    if args.pose_refinement is not None:
+        config = dataclasses.replace(config, pose_refinement=args.pose_refinement)
+    if args.coarse_to_fine is not None:
+        config = dataclasses.replace(config, coarse_to_fine=args.coarse_to_fine)
     if args.max_image_side is not None:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, max_image_side=args.max_image_side))
     out = work_dir(args.out, "office")

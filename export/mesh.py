@@ -4,7 +4,9 @@ Pipeline of :func:`extract_mesh`: sample ``density_fn`` on a grid in the crop bo
 scikit-image's marching cubes at the iso-level ``threshold`` (the grid is padded with one layer of zero density,
 so a surface cut by the crop box is capped there and the mesh stays closed), keep the connected components with at
 least ``min_component_fraction`` of the largest one's faces, decimate to ``max_faces`` with fast-simplification's
-quadric decimation (through trimesh), then colour every vertex from ``color_fn``.
+quadric decimation (through trimesh) and drop the crumbs it leaves (the same component rule again: on the office_360
+run, decimating 338 k faces to 200 k left 322 components of under 10 faces), then colour every vertex from
+``color_fn``.
 
 Automatic threshold (``threshold=None``): volume rendering reports a surface where a ray's transmittance falls to
 one half, i.e. where the density integrated along the ray reaches ``ln 2``. :func:`auto_threshold` casts one ray
@@ -210,8 +212,10 @@ def mesh_from_grid(grid: DensityGrid, options: MeshOptions | None = None) -> Mes
     stats = {"faces_marching_cubes": float(len(mesh.faces))}
     mesh, removed = remove_floaters(mesh, options.min_component_fraction)
     stats["faces_after_floaters"] = float(len(mesh.faces))
-    if options.max_faces is not None:
+    if options.max_faces is not None and len(mesh.faces) > options.max_faces:
         mesh = decimate(mesh, options.max_faces)
+        mesh, crumbs = remove_floaters(mesh, options.min_component_fraction)  # decimation leaves crumbs
+        removed += crumbs
     stats["faces"] = float(len(mesh.faces))
     return MeshResult(mesh, threshold, grid.resolution, removed, stats)
 

@@ -208,6 +208,11 @@ class TrainConfig:
     normalises each step, so the run matches float32 within seed noise); "float32": exact; "row-sparse": only the
     hash-table rows some rank touched (a 1-byte mask first; exact), for links slower than the CPU's bookkeeping
     (on one 2-core machine its indexing costs more than it saves: benchmarks/RESULTS.md, issue 17)."""
+    coarse_to_fine: float = 0.0
+    """Fraction of the run (as ``lr_milestones`` measure it) over which the field's hash-grid levels are switched
+    on, coarsest first (BARF's cosine window, starting from ``optim.COARSE_TO_FINE_START_LEVELS`` levels);
+    0 = every level from the start (the default; a default changes only when an A/B in benchmarks/RESULTS.md,
+    issue 14, shows it helps)."""
 
 
 def preset_config(name: str, device_kind: str) -> TrainConfig:

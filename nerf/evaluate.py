@@ -130,9 +130,17 @@ def evaluate_run(
 def run_figures(split: str, eval_views: int, step: int, state: dict[str, Any], device: torch.device,
                 model: torch.nn.Module) -> dict[str, Any]:
     """The metrics.json entries besides the image metrics (``state``: the trainer's TrainState as a dict);
-    "sampler" is the model's sampler that ran ("occupancy" or "proposal")."""
+    "sampler" is the model's sampler that ran ("occupancy" or "proposal"), "eval_appearance" the appearance held-out
+    views were rendered with (``eval_appearance``)."""
     seconds = float(state["train_seconds"])
     return {"split": split, "eval_views": eval_views, "steps": int(step), "train_seconds": seconds,
             "device": str(device), "samples_per_second": state["total_samples"] / max(seconds, 1e-9),
             "rays_per_second": state["total_rays"] / max(seconds, 1e-9), "encoding_backend": encoding_backend(model),
-            "sampler": getattr(model, "sampler", None)}
+            "sampler": getattr(model, "sampler", None), "eval_appearance": eval_appearance(model)}
+
+
+def eval_appearance(model: torch.nn.Module) -> str:
+    """What appearance held-out views are rendered with: "mean" (the mean of the training images' embeddings,
+    as nerfacto's default ``use_average_appearance_embedding``) or "none" (the model has no embeddings)."""
+    field = getattr(model, "field", None)
+    return "mean" if getattr(field, "appearance", None) is not None else "none"

@@ -66,6 +66,9 @@ class NerfField(nn.Module):
         color_in = sh_dim(config.sh_degree) + config.geo_feat_dim + config.appearance_dim
         hidden = config.hidden_dim_color
         self.color_mlp = _mlp([color_in, hidden, hidden, 3], gen)
+        self.register_buffer("level_weights", torch.ones(config.encoding.num_levels), persistent=False)
+        self.levels_masked = False
+        """True while coarse-to-fine training scales the hash-grid levels by ``level_weights`` [L]."""
         self.appearance = None
         if config.appearance_dim > 0:
             self.appearance = nn.Embedding(max(num_images, 1), config.appearance_dim)
@@ -81,14 +84,21 @@ class NerfField(nn.Module):
 
     def geometry(self, points: Float[Tensor, "n 3"]) -> tuple[Float[Tensor, "n"], Float[Tensor, "n g"]]:
         """Density [n] and geometry features [n, geo_feat_dim]; zero density outside the box (bounded scenes)."""
-        x = self.normalise(points)
-        h = self.density_mlp(self.encoding(x))  # [n, 1 + g]
+        features = self.encoding(self.normalise(points))  # [n, L * F], level-major
+        if self.levels_masked:
+            features = features * self.level_weights.repeat_interleave(self.config.encoding.features_per_level)
+        h = self.density_mlp(features)  # [n, 1 + g]
         density = trunc_exp(h[:, 0])
         if self.config.bounded:
             lo, hi = self.aabb[0], self.aabb[1]
             inside = ((points >= lo) & (points <= hi)).all(dim=-1)
             density = density * inside
         return density, h[:, 1:]
+
+    def set_level_weights(self, weights: Float[Tensor, "l"] | None) -> None:
+        """Scale the hash-grid levels by ``weights`` (coarse-to-fine training); None = every level fully on."""
+        self.levels_masked = weights is not None
+        self.level_weights.copy_(torch.ones_like(self.level_weights) if weights is None else weights)
 
     def density(self, points: Float[Tensor, "n 3"]) -> Float[Tensor, "n"]:
         """Density only (occupancy updates, early termination, mesh export)."""

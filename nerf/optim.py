@@ -9,6 +9,8 @@ from .config import TrainConfig
 
 MIN_BATCH_RAYS = 256
 """Smallest adaptive batch."""
+COARSE_TO_FINE_START_LEVELS = 4
+"""Hash-grid levels fully on at the start of a coarse-to-fine run (``TrainConfig.coarse_to_fine``)."""
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device,
@@ -29,11 +31,28 @@ def lr_factor(config: TrainConfig, step: int, seconds: float) -> float:
     """Learning-rate multiplier at ``step``: linear warm-up, then ``lr_gamma`` at each milestone passed
     (progress = the larger of step / steps and seconds / time budget)."""
     warm = min(1.0, 0.01 + 0.99 * step / config.lr_warmup_steps) if config.lr_warmup_steps > 0 else 1.0
+    passed = sum(1 for m in config.lr_milestones if training_progress(config, step, seconds) >= m)
+    return warm * config.lr_gamma**passed
+
+
+def training_progress(config: TrainConfig, step: int, seconds: float) -> float:
+    """How far the run is, in [0, 1+): the larger of step / steps and seconds / time budget."""
     progress = step / max(config.steps, 1)
     if config.time_budget_s:
         progress = max(progress, seconds / config.time_budget_s)
-    passed = sum(1 for m in config.lr_milestones if progress >= m)
-    return warm * config.lr_gamma**passed
+    return progress
+
+
+def coarse_to_fine_weights(num_levels: int, progress: float, window: float) -> torch.Tensor | None:
+    """[num_levels] weights of the hash-grid levels at ``progress`` of a run whose levels open over the first
+    ``window`` of it (BARF: level l gets (1 - cos(pi * clip(alpha - l, 0, 1))) / 2, alpha growing linearly from
+    COARSE_TO_FINE_START_LEVELS to num_levels); None once every level is fully on (or ``window`` is 0)."""
+    if window <= 0.0 or progress >= window:
+        return None
+    start = min(COARSE_TO_FINE_START_LEVELS, num_levels)
+    alpha = start + (num_levels - start) * progress / window
+    x = (alpha - torch.arange(num_levels, dtype=torch.float32)).clamp(0.0, 1.0)
+    return 0.5 * (1.0 - torch.cos(torch.pi * x))
 
 
 def next_num_rays(config: TrainConfig, num_rays: int, num_samples: int) -> int:

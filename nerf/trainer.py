@@ -68,7 +68,7 @@ from .data import (
 )
 from .evaluate import evaluate_views, run_figures, write_metrics
 from .metrics import psnr_from_mse
-from .optim import lr_factor, make_optimizer, next_num_rays
+from .optim import coarse_to_fine_weights, lr_factor, make_optimizer, next_num_rays, training_progress
 from .renderer import make_model
 from .run import LoadedRun, run_cameras
 
@@ -214,6 +214,10 @@ class Trainer:
         factor = lr_factor(cfg, state.step, state.train_seconds)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
+        if cfg.coarse_to_fine > 0.0:
+            progress = training_progress(cfg, state.step, state.train_seconds)
+            self.model.field.set_level_weights(coarse_to_fine_weights(
+                cfg.model.encoding.num_levels, progress, cfg.coarse_to_fine))
         self.model.train()
         self.model.update_occupancy(state.step)
         if self.dp.active and state.step % cfg.model.occupancy_update_every == 0:

@@ -72,3 +72,41 @@ def test_appearance_embedding_per_image_and_mean_for_eval():
     assert float((rgb_a[0] - rgb_a[1]).abs().max()) > 1e-4  # images differ
     assert torch.allclose(field.appearance_codes(None, 2), field.appearance.weight.mean(0).expand(2, 8))
     assert torch.allclose(rgb_mean[0], rgb_mean[2])
+
+
+def test_level_weights_scale_the_hash_grid_levels_and_stop_their_gradients():
+    """Coarse-to-fine: weights [1, 1, 0, 0] give the density of an encoding whose two finest levels read zero,
+    no gradient reaches those levels' tables, and ``None`` restores the unmasked field exactly."""
+    field = NerfField(tiny_config(appearance_dim=0), AABB, num_images=1)
+    gen = torch.Generator().manual_seed(3)
+    points = torch.rand(64, 3, generator=gen) * 2.0 - 1.0
+    with torch.no_grad():
+        for table in field.encoding.parameters():  # trained-like tables (initial ones are ~1e-4)
+            table.uniform_(-1.0, 1.0, generator=gen)
+        full = field.density(points)
+        features = field.encoding(field.normalise(points))  # [n, 4 * 2], level-major
+        features[:, 4:] = 0.0
+        expected = trunc_exp(field.density_mlp(features)[:, 0])
+    field.set_level_weights(torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    masked = field.density(points)
+    assert torch.allclose(masked.detach(), expected, atol=1e-6) and float((masked.detach() - full).abs().max()) > 1e-4
+    masked.sum().backward()
+    grads = [p.grad for name, p in field.encoding.named_parameters()]
+    assert len(grads) == 4 and float(grads[0].abs().sum()) > 0.0
+    assert all(g is None or float(g.abs().sum()) == 0.0 for g in grads[2:])
+    field.set_level_weights(None)
+    with torch.no_grad():
+        assert torch.equal(field.density(points), full)
+    assert "level_weights" not in field.state_dict()  # checkpoints keep their keys
+
+
+def test_metrics_name_the_appearance_held_out_views_get():
+    """metrics.json ``eval_appearance``: "mean" (nerfacto's average embedding) with embeddings, "none" without."""
+    from nerfstage.nerf.evaluate import eval_appearance
+
+    class Model(torch.nn.Module):
+        def __init__(self, appearance_dim: int):
+            super().__init__()
+            self.field = NerfField(tiny_config(appearance_dim=appearance_dim), AABB, num_images=5)
+
+    assert eval_appearance(Model(8)) == "mean" and eval_appearance(Model(0)) == "none"

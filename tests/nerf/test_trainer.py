@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from nerfstage.core.errors import CheckpointError, ConfigError, OutputExistsErro
 from nerfstage.nerf.checkpoint import list_checkpoints
 from nerfstage.nerf.config import ModelConfig, TrainConfig
 from nerfstage.nerf.encoding import HashGridConfig
+from nerfstage.nerf.optim import coarse_to_fine_weights
 from nerfstage.nerf.trainer import lr_factor, next_num_rays, train
 
 
@@ -125,6 +127,17 @@ def test_lr_schedule_numbers():
     assert lr_factor(config, 999, 0.0) == pytest.approx(0.01)
     timed = TrainConfig(steps=1000, lr_warmup_steps=0, lr_milestones=(0.5,), lr_gamma=0.1, time_budget_s=10.0)
     assert lr_factor(timed, 10, 6.0) == pytest.approx(0.1)  # the time budget runs out first
+
+
+def test_coarse_to_fine_window_numbers():
+    """BARF's window over 16 levels opening during the first half of the run, from 4 levels."""
+    start = coarse_to_fine_weights(16, 0.0, 0.5)
+    assert start.tolist() == [1.0] * 4 + [0.0] * 12
+    mid = coarse_to_fine_weights(16, 0.125, 0.5)  # alpha = 4 + 12 * 0.25 = 7
+    assert mid[:7].tolist() == [1.0] * 7 and float(mid[7:].abs().max()) == 0.0
+    eased = coarse_to_fine_weights(16, 0.25 * 0.5 / 12 + 0.125, 0.5)  # alpha = 7.25: level 7 at (1 - cos(pi/4))/2
+    assert float(eased[7]) == pytest.approx((1.0 - math.cos(math.pi / 4)) / 2.0, abs=1e-5)
+    assert coarse_to_fine_weights(16, 0.5, 0.5) is None and coarse_to_fine_weights(16, 0.1, 0.0) is None
 
 
 def test_adaptive_ray_count():
