@@ -45,8 +45,14 @@ def structured_model(seed: int = 0, offset: float = 0.0):
 
 
 def reference(model, origins, dirs):
+    """The pure-torch path as trained (every sample queried), the peer of the fast path."""
+    kept = model.inference.skip
     model.inference.proposal = "reference"
-    return model.render_rays(origins, dirs)
+    model.inference.skip = dataclasses.replace(kept, kernel="torch")
+    try:
+        return model.render_rays(origins, dirs)
+    finally:
+        model.inference.skip = kept
 
 
 def test_zero_thresholds_give_the_reference_image():
