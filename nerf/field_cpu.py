@@ -50,7 +50,7 @@ def _linears(mlp: nn.Sequential) -> list[nn.Linear] | None:
 
 def _encoding_ok(encoding: HashGridEncoding) -> bool:
     return encoding.tables[0].dtype == torch.float32 and encoding.tables[0].device.type == "cpu" \
-        and encoding.config.features_per_level <= 8
+        and encoding.config.features_per_level in (1, 2, 4, 8)
 
 
 def usable(model, like: Tensor) -> bool:

@@ -56,13 +56,13 @@ def compare(model, options: SkipOptions, n: int = 1000) -> None:
     got = render_proposal_fast(model, origins, dirs, bg, None, dataclasses.replace(options, kernel="cpp"))
     assert abs(got["num_evaluated"] - want["num_evaluated"]) <= 0.002 * want["num_evaluated"]  # stop boundary
     assert abs(got["num_samples"] - want["num_samples"]) <= n // 200  # weights at the min_weight boundary
-    for key, worst in (("rgb", 2e-2), ("accumulation", 2e-2), ("depth", 5e-2)):
+    for key, worst, mean in (("rgb", 2e-2, 1e-3), ("accumulation", 2e-2, 1e-3), ("depth", 5e-2, 5e-3)):
         scale = want[key].abs().clamp_min(1.0) if key == "depth" else 1.0  # depth: relative beyond 1
         err = (got[key] - want[key]).abs() / scale
         # float rounding (FMA, summation order) moves resampled bins slightly, and these random fields amplify it:
-        # measured max 6.1e-3 / mean 1.7e-4 on rgb (one ray); on the trained office_360 field the fused frame is
-        # 112.6 dB from the torch one (benchmarks/render_unbounded.py)
-        assert float(err.max()) < worst and float(err.mean()) < 1e-3, (key, float(err.max()), float(err.mean()))
+        # measured max 6.1e-3 / mean 1.7e-4 on rgb, 3.7e-2 / 1.0e-3 on depth ("odd counts": 8 first bins); on the
+        # trained office_360 field the fused frame is 112.6 dB from the torch one (benchmarks/render_unbounded.py)
+        assert float(err.max()) < worst and float(err.mean()) < mean, (key, float(err.max()), float(err.mean()))
 
 
 OPTIONS = {
