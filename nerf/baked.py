@@ -81,14 +81,13 @@ class SkipOptions:
     nerf_fraction: float = 2.0 / 3.0
     """The radiance field's samples per ray at inference, as a fraction of the trained count (rounded; 1: as
     trained). Default 48/24 -> 16 of 64/32 -> 24: a network query costs the field about 4 proposal queries."""
-    kernel: Literal["auto", "cpp", "torch"] = "torch"
-    """Network queries of every stage: "torch" (default: ``_stage_density`` / ``_composite``, the reference),
-    "cpp" (``field_cpu.py``: the whole path of a ray in one fused C++ loop -- hash grids, MLPs, resampling,
-    compositing, colour -- no tensor per stage) or "auto" (cpp on CPU float32 tensors when it builds, else torch).
-    With baked grids and ``skip_opacity`` > 0 the torch path runs. Not the default because it is not faster:
-    office_360 at 800x533 (quiet, 2 threads, medians of 2) 11.32 s vs 10.72 s for torch, 1920x1080 40.2 s vs
-    46.5 s (one frame each); the time is in the hash-table look-ups (memory latency), which the torch path's
-    level-major hash-grid kernel hides better than a per-ray loop (benchmarks/RESULTS.md, issue 14)."""
+    kernel: Literal["auto", "cpp", "torch"] = "auto"
+    """Network queries of every stage: "cpp" (``field_cpu.py``: the whole path of a ray in one fused C++ loop --
+    hash grids, MLPs, resampling, compositing, colour -- no tensor per stage), "torch" (``_stage_density`` /
+    ``_composite``, the reference) or "auto" (default: cpp on CPU float32 tensors when it builds, else torch).
+    With baked grids and ``skip_opacity`` > 0 the torch path runs. office_360, 800x533, quiet, 2 threads, medians
+    of 3: 6.25 s fused vs 12.02 s torch, frames 106.6 dB apart (benchmarks/RESULTS.md, issue 14). The
+    trained-count path (``inference.proposal = "reference"``: evaluation) uses the fused loop only with "cpp"."""
 
 
 @dataclass

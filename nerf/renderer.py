@@ -148,11 +148,11 @@ class NerfModel(nn.Module):
         """The proposal path without gradients, ``PROPOSAL_EVAL_RAYS`` rays at a time: through
         ``fast_proposal.render_proposal_fast`` when it has baked grids (``inference.proposal == "fast"``, a
         ``baked_cache`` or ``baked`` set, mean appearance), else as trained: every sample queried, through
-        ``_render_proposal`` (or, with ``inference.skip.kernel`` "cpp" / "auto", through the fused C++ loop of
+        ``_render_proposal`` (or, with ``inference.skip.kernel == "cpp"``, through the fused C++ loop of
         ``field_cpu.py``: the same image to float rounding)."""
         baked = self.baked_grids() if self.inference.proposal == "fast" and image_indices is None else None
         fast = baked is not None
-        exact = not fast and image_indices is None and self.inference.skip.kernel != "torch" \
+        exact = not fast and image_indices is None and self.inference.skip.kernel == "cpp" \
             and field_cpu.usable(self, origins)
         as_trained = SkipOptions(skip_opacity=0.0, stop_transmittance=0.0, block=self.inference.skip.block,
                                  proposal_fraction=1.0, nerf_fraction=1.0, kernel="cpp")
