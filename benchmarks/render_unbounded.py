@@ -1,14 +1,16 @@
-"""Render speed of a trained unbounded (proposal-sampled) run, before vs after the fast proposal path, in one run.
+"""Render speed of a trained unbounded (proposal-sampled) run: the old path, the fast proposal path (torch) and
+the same paths through the fused C++ loop, in one process.
 
-"before": ``model.inference.proposal = "reference"`` (every proposal and field sample queried, as trained);
-"after": ``"fast"`` (``nerf/fast_proposal.py``: empty-space skipping through the baked grids of ``nerf/baked.py``
-and early ray termination). For each: wall seconds of the first held-out view's pose at 800x533 and 1920x1080
-(same vertical field of view, ``render.image.render_image`` as ``nerfstage render`` renders), network queries
-per ray, and the held-out PSNR / SSIM over the run's held-out views at its evaluation size; then the PSNR of
-the "after" frames against the "before" ones. The bake (or the cache read) is timed on its own.
+Arms (``ARMS``): "reference" (``model.inference.proposal = "reference"`` with ``skip.kernel = "torch"``: every
+proposal and field sample queried, as trained, pure torch: the old path); "fast" (``nerf/fast_proposal.py``:
+fewer samples per ray and early ray termination, the torch path: the default); "fast-cpp" (the same samples
+through ``nerf/field_cpu.py``'s fused per-ray C++ loop); "exact-cpp" (the trained samples through that loop). For each: wall seconds of the first held-out view's pose at 800x533 and 1920x1080 (same
+vertical field of view, ``render.image.render_image`` as ``nerfstage render`` renders), network queries per ray,
+and the held-out PSNR / SSIM over the run's held-out views at its evaluation size; then the PSNR of each arm's
+frames against the old path's.
 
     .venv/bin/python benchmarks/render_unbounded.py --run /work/bench/unbounded/office_run/run
-    .venv/bin/python benchmarks/render_unbounded.py --run RUN --rebake --profile   # bake again; cProfile "after"
+    .venv/bin/python benchmarks/render_unbounded.py --run RUN --no-psnr --no-1080p --timing-rounds 3 --profile
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 SIZES = {"800x533": (800, 533), "1920x1080": (1920, 1080)}
+ARMS = {"reference": ("reference", "torch"), "fast": ("fast", "torch"), "fast-cpp": ("fast", "cpp"),
+        "exact-cpp": ("reference", "cpp")}
+"""name: (``inference.proposal``, ``inference.skip.kernel``)."""
 
 
 def parse() -> argparse.Namespace:
@@ -40,9 +45,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--bake-resolution", type=int, default=None, help="cells per side (BakeOptions default)")
     parser.add_argument("--skip-opacity", type=float, default=None, help="SkipOptions.skip_opacity")
     parser.add_argument("--stop-transmittance", type=float, default=None, help="SkipOptions.stop_transmittance")
-    parser.add_argument("--profile", action="store_true", help="cProfile one more 800x533 'after' frame")
+    parser.add_argument("--profile", action="store_true", help="cProfile one more 800x533 'fast' frame")
     parser.add_argument("--timing-rounds", type=int, default=0,
-                        help="then N rounds of 800x533 frames, the three paths in turn (same load for each)")
+                        help="then N rounds of 800x533 frames, every arm in turn (same load for each)")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
     return parser.parse_args()
 
 
@@ -110,36 +116,22 @@ def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else -10 * math.log10(mse)
 
 
-def no_grid_arm(run, pose, fov_y: float, reference: np.ndarray) -> None:
-    """The fast path without empty-space skipping (fewer samples and early termination only), 800x533: what
-    the baked grids add."""
+def set_arm(model, name: str) -> None:
+    """Switch ``model.inference`` to arm ``name`` of ``ARMS``."""
     import dataclasses
 
-    inf = run.model.inference
-    kept = inf.skip
-    inf.proposal, inf.skip = "fast", dataclasses.replace(kept, skip_opacity=0.0)
-    try:
-        seconds, rgb, per_ray = render_frame(run, pose, fov_y, SIZES["800x533"])
-    finally:
-        inf.skip = kept
-    print(f"fast without the baked grids 800x533: {seconds:.2f} s, {per_ray:.1f} queries per ray, PSNR vs "
-          f"reference {psnr_db(rgb, reference):.1f} dB")
+    path, kernel = ARMS[name]
+    model.inference.proposal = path
+    model.inference.skip = dataclasses.replace(model.inference.skip, kernel=kernel)
 
 
-def timing_rounds(run, pose, fov_y: float, rounds: int) -> None:
-    """``rounds`` rounds of one 800x533 frame per path (reference, fast, fast without grids) in turn; medians."""
-    import dataclasses
-
-    inf = run.model.inference
-    kept = inf.skip
-    arms = {"reference": ("reference", kept), "fast": ("fast", kept),
-            "fast without grids": ("fast", dataclasses.replace(kept, skip_opacity=0.0))}
+def timing_rounds(run, pose, fov_y: float, rounds: int, arms: list[str]) -> None:
+    """``rounds`` rounds of one 800x533 frame per arm in turn; medians."""
     seconds: dict[str, list[float]] = {name: [] for name in arms}
     for _ in range(rounds):
-        for name, (path, skip) in arms.items():
-            inf.proposal, inf.skip = path, skip
+        for name in arms:
+            set_arm(run.model, name)
             seconds[name].append(render_frame(run, pose, fov_y, SIZES["800x533"])[0])
-    inf.proposal, inf.skip = "fast", kept
     for name, values in seconds.items():
         print(f"rounds 800x533 {name}: median {float(np.median(values)):.2f} s of {[round(v, 2) for v in values]}")
 
@@ -168,26 +160,28 @@ def main() -> int:
     print(f"baked grids ({'baked' if args.rebake else 'cache or bake'}): {time.perf_counter() - start:.1f} s, "
           f"{baked.resolution}^3 cells, occupied (bound >= 1) per stage "
           f"{[round(baked.occupied_fraction(s, 1.0), 4) for s in range(len(baked.grids))]}")
+    arms = [a for a in args.arms.split(",") if a]
     frames: dict[str, dict[str, np.ndarray]] = {}
-    for path in ("reference", "fast"):
-        run.model.inference.proposal = path
-        frames[path] = {}
+    for arm in arms:
+        set_arm(run.model, arm)
+        frames[arm] = {}
         for name, size in sizes.items():
             seconds, rgb, per_ray = render_frame(run, pose, fov_y, size)
-            frames[path][name] = rgb
-            print(f"{path:9s} {name}: {seconds:.2f} s" + (f", {per_ray:.1f} queries per ray" if per_ray >= 0 else ""))
+            frames[arm][name] = rgb
+            print(f"{arm:10s} {name}: {seconds:.2f} s" + (f", {per_ray:.1f} queries per ray" if per_ray >= 0 else ""))
         if not args.no_psnr:
             m = held_out(run)
-            print(f"{path:9s} held-out PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f} over {len(m['per_view'])} views "
+            print(f"{arm:10s} held-out PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f} over {len(m['per_view'])} views "
                   f"({m['seconds_per_view']:.2f} s per view)")
-    for name in sizes:
-        print(f"{name}: PSNR fast vs reference {psnr_db(frames['fast'][name], frames['reference'][name]):.1f} dB")
-    no_grid_arm(run, pose, fov_y, frames["reference"]["800x533"])
+    first = arms[0]
+    for arm in arms[1:]:
+        for name in sizes:
+            print(f"{name}: PSNR {arm} vs {first} {psnr_db(frames[arm][name], frames[first][name]):.1f} dB")
     if args.timing_rounds > 0:
-        timing_rounds(run, pose, fov_y, args.timing_rounds)
+        timing_rounds(run, pose, fov_y, args.timing_rounds, arms)
     print(f"load average at the end: {machine()}")
     if args.profile:
-        run.model.inference.proposal = "fast"
+        set_arm(run.model, "fast")
         profiler = cProfile.Profile()
         profiler.enable()
         render_frame(run, pose, fov_y, SIZES["800x533"])

@@ -22,6 +22,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Literal
 from pathlib import Path
 
 import torch
@@ -80,6 +81,13 @@ class SkipOptions:
     nerf_fraction: float = 2.0 / 3.0
     """The radiance field's samples per ray at inference, as a fraction of the trained count (rounded; 1: as
     trained). Default 48/24 -> 16 of 64/32 -> 24: a network query costs the field about 4 proposal queries."""
+    kernel: Literal["auto", "cpp", "torch"] = "auto"
+    """Network queries of every stage: "cpp" (``field_cpu.py``: the whole path of a ray in one fused C++ loop --
+    hash grids, MLPs, resampling, compositing, colour -- no tensor per stage), "torch" (``_stage_density`` /
+    ``_composite``, the reference) or "auto" (default: cpp on CPU float32 tensors when it builds, else torch).
+    With baked grids and ``skip_opacity`` > 0 the torch path runs. office_360, 800x533, quiet, 2 threads, medians
+    of 3: 6.25 s fused vs 12.02 s torch, frames 106.6 dB apart (benchmarks/RESULTS.md, issue 14). The
+    trained-count path (``inference.proposal = "reference"``: evaluation) uses the fused loop only with "cpp"."""
 
 
 @dataclass

@@ -14,6 +14,11 @@ Skipped samples get density 0. The compositing weights, the inverse-CDF resampli
 of ``ProposalSampler.sample`` and ``inference.proposal_inference`` (pure torch, no jitter), so with both
 thresholds at 0 and the trained sample counts the image is the reference one to float rounding, and otherwise
 the skipping changes it by at most the skipped opacity (tests compare the two).
+
+On CPU float32 tensors (``SkipOptions.kernel``, "auto" by default) the whole path runs in ``field_cpu.py``'s
+fused C++ loop (one ray at a time: every stage's network queries, resampling, compositing and colour, no tensor
+per stage; 1.9x faster on office_360), with the same samples and rules as the torch code below, which stays the
+reference (tests compare the two) and runs on CUDA, for float64 and with baked grids that skip cells.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from . import field_cpu
 from .baked import BakedGrids, SkipOptions
 from .inference import _ColorHead, mlp_forward
 from .proposal import dense_weights, pdf_sample, s_to_t, uniform_bins
@@ -84,11 +90,14 @@ def render_proposal_fast(
     options = options or SkipOptions()
     sampler, field = model.proposal, model.field
     c = sampler.config
-    n = len(origins)
     near, far = model.proposal_near_far(origins, directions)
-    first, *rest = inference_counts(c.num_proposal_samples, c.num_nerf_samples, options)
-    edges = uniform_bins(n, first, False, None, origins.device)
-    counts = rest
+    first, *counts = inference_counts(c.num_proposal_samples, c.num_nerf_samples, options)
+    if _use_fused(model, origins, baked, options):
+        stop = -math.log(options.stop_transmittance) if options.stop_transmittance > 0 else math.inf
+        return field_cpu.FusedPath(model)(origins, directions, near, far, background,
+                                          _ColorHead(field, directions).base, [first, *counts], options.block, stop,
+                                          options.min_weight)
+    edges = uniform_bins(len(origins), first, False, None, origins.device)
     evaluated = 0
     for stage, (network, count) in enumerate(zip(sampler.networks, counts)):
         x, deltas, _ = _stage_points(field, origins, directions, edges, near, far)
@@ -102,6 +111,13 @@ def render_proposal_fast(
                                          geo_dim=field.config.geo_feat_dim)
     evaluated += queried
     return _composite(field, directions, sigma, geo, deltas, mids, background, options.min_weight, evaluated)
+
+
+def _use_fused(model, like: Tensor, baked: BakedGrids | None, options: SkipOptions) -> bool:
+    """Whether the fused C++ kernels run (``SkipOptions.kernel``; never with baked grids that skip cells)."""
+    if options.kernel == "torch" or (baked is not None and baked.grids and options.skip_opacity > 0):
+        return False
+    return field_cpu.usable(model, like)
 
 
 def inference_counts(proposal: tuple[int, ...], nerf: int, options: SkipOptions) -> list[int]:

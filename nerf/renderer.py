@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from pathlib import Path
 
-from .baked import BakedGrids, load_or_bake
+from . import field_cpu
+from .baked import BakedGrids, SkipOptions, load_or_bake
 from .config import ModelConfig, TrainConfig, resolve_sampler
 from .fast_proposal import render_proposal_fast
 from .fields import NerfField
@@ -146,15 +147,21 @@ class NerfModel(nn.Module):
                                 background: Tensor) -> dict[str, Tensor | int]:
         """The proposal path without gradients, ``PROPOSAL_EVAL_RAYS`` rays at a time: through
         ``fast_proposal.render_proposal_fast`` when it has baked grids (``inference.proposal == "fast"``, a
-        ``baked_cache`` or ``baked`` set, mean appearance), else as trained (``_render_proposal``)."""
+        ``baked_cache`` or ``baked`` set, mean appearance), else as trained: every sample queried, through
+        ``_render_proposal`` (or, with ``inference.skip.kernel == "cpp"``, through the fused C++ loop of
+        ``field_cpu.py``: the same image to float rounding)."""
         baked = self.baked_grids() if self.inference.proposal == "fast" and image_indices is None else None
         fast = baked is not None
+        exact = not fast and image_indices is None and self.inference.skip.kernel == "cpp" \
+            and field_cpu.usable(self, origins)
+        as_trained = SkipOptions(skip_opacity=0.0, stop_transmittance=0.0, block=self.inference.skip.block,
+                                 proposal_fraction=1.0, nerf_fraction=1.0, kernel="cpp")
 
         def one(i: int) -> dict[str, Tensor | int]:
             j = i + PROPOSAL_EVAL_RAYS
-            if fast:
+            if fast or exact:
                 return render_proposal_fast(self, origins[i:j], directions[i:j], background[i:j], baked,
-                                            self.inference.skip)
+                                            self.inference.skip if fast else as_trained)
             return self._render_proposal(origins[i:j], directions[i:j],
                                          None if image_indices is None else image_indices[i:j], background[i:j],
                                          False)
@@ -162,7 +169,7 @@ class NerfModel(nn.Module):
         parts = [one(i) for i in range(0, len(origins), PROPOSAL_EVAL_RAYS)]
         out: dict[str, Tensor | int] = {k: torch.cat([p[k] for p in parts]) for k in ("rgb", "depth", "accumulation")}
         out["num_samples"] = sum(int(p["num_samples"]) for p in parts)
-        if fast:
+        if fast or exact:
             out["num_evaluated"] = sum(int(p["num_evaluated"]) for p in parts)
         return out
 

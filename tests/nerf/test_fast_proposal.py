@@ -27,8 +27,9 @@ from nerfstage.nerf.metrics import psnr
 from .test_proposal import small_proposal_model, some_rays
 
 SMALL_BAKE = BakeOptions(resolution=16)
-AS_TRAINED = SkipOptions(proposal_fraction=1.0, nerf_fraction=1.0)
-"""The fast path's skipping only: the trained sample counts."""
+AS_TRAINED = SkipOptions(proposal_fraction=1.0, nerf_fraction=1.0, kernel="torch")
+"""The fast path's skipping only: the trained sample counts (the torch path; test_field_cpu.py compares the fused
+one with it)."""
 
 
 def structured_model(seed: int = 0, offset: float = 0.0):
@@ -45,8 +46,14 @@ def structured_model(seed: int = 0, offset: float = 0.0):
 
 
 def reference(model, origins, dirs):
+    """The pure-torch path as trained (every sample queried), the peer of the fast path."""
+    kept = model.inference.skip
     model.inference.proposal = "reference"
-    return model.render_rays(origins, dirs)
+    model.inference.skip = dataclasses.replace(kept, kernel="torch")
+    try:
+        return model.render_rays(origins, dirs)
+    finally:
+        model.inference.skip = kept
 
 
 def test_zero_thresholds_give_the_reference_image():
