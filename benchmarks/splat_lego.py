@@ -96,20 +96,20 @@ def initial_splats(run, args) -> tuple:
 
 def evaluate(run, splats, stride: int) -> tuple[list[str], list[float], list[float]]:
     """Names, PSNR and SSIM of the splat renders of every ``stride``-th held-out view (ground truth over white,
-    images at the run's max_image_side: the NeRF evaluation's protocol)."""
-    from nerfstage.export.splats_distill import _photo, _pinhole
+    images at the run's max_image_side, each view's own camera model, distortion included: the NeRF evaluation's
+    protocol; a distorted camera renders through ``render_splat_image``'s cube faces)."""
+    from nerfstage.core.cameras import camera_from_intrinsics
+    from nerfstage.export.splats_distill import _photo
     from nerfstage.nerf.data import read_image
     from nerfstage.nerf.metrics import psnr, ssim
-    from nerfstage.render.splats.raster import SplatView, render_splats
-    from nerfstage.render.splats.render import dataset_from_scene
+    from nerfstage.render.splats.render import render_splat_image
 
     names, psnrs, ssims = [], [], []
     for i in run.cameras.eval_indices[::stride]:
         frame = run.dataset.frames[i]
         img, intr = read_image(frame, run.config.data.max_image_side)
-        camera = _pinhole(intr)
-        view = SplatView.of(camera, dataset_from_scene(run.world_from_cams[i], run.scene))
-        pred = render_splats(splats, view, (1.0, 1.0, 1.0)).image.detach().clamp(0, 1).numpy()
+        camera, pose = camera_from_intrinsics(intr), run.world_from_cams[i]
+        pred = np.clip(render_splat_image(splats, camera, pose, run.scene, ("rgb",))["rgb"], 0.0, 1.0)
         target = _photo(img, (1.0, 1.0, 1.0)).numpy()
         names.append(Path(frame.image_path).name)
         psnrs.append(psnr(pred, target))

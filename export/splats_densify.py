@@ -5,7 +5,9 @@ positional gradient -- in NDC units, ``d loss / d pixel * (W / 2, H / 2)`` as 3D
 how often it was drawn. At a densification step a Gaussian whose mean gradient is at least ``grad_threshold``
 is **cloned** when small (largest scale <= ``dense_fraction`` x scene extent) and **split** in two otherwise
 (the new means sampled from the Gaussian itself, scales divided by 1.6); Gaussians nearly transparent
-(opacity < ``prune_opacity``) or huge (largest scale > ``prune_scale`` x extent) are removed. Growth stops at
+(opacity < ``prune_opacity``) or huge (largest scale > ``prune_scale`` x the larger of the extent and the
+Gaussian's distance from the cameras' centroid, when given: far background of an unbounded capture is legitimately
+large) are removed. Growth stops at
 ``max_splats``: the candidates with the largest gradients win. Every change keeps the Adam state of surviving
 Gaussians and starts new ones from zero moments.
 """
@@ -89,14 +91,25 @@ def _grow_candidates(stats: DensifyStats, keep: Tensor, room: int, threshold: fl
     return candidates
 
 
+def prune_mask(d: dict[str, Tensor], options, extent: float, centroid: Tensor | None = None) -> Tensor:
+    """[n] bool: the Gaussians of ``d`` (detached parameters) that survive the prune (see the module docstring)."""
+    max_scale = torch.exp(d["log_scales"]).amax(dim=-1)
+    reach = torch.full_like(max_scale, float(extent))
+    if centroid is not None:
+        reach = torch.maximum(reach, (d["means"] - centroid.to(d["means"])).norm(dim=-1))
+    return ~((torch.sigmoid(d["opacity_logits"]) < options.prune_opacity) | (max_scale > options.prune_scale * reach))
+
+
 def densify_and_prune(params: dict[str, Tensor], optimizer: torch.optim.Adam, stats: DensifyStats, options,
-                      extent: float, generator: torch.Generator, grow: bool = True) -> dict[str, Tensor]:
+                      extent: float, generator: torch.Generator, grow: bool = True,
+                      centroid: Tensor | None = None) -> dict[str, Tensor]:
     """One densification step (see the module docstring) on ``params`` (name -> [n, ...] parameter, including
-    means, quats, log_scales and opacity_logits); ``options`` is a DistillOptions. Returns the new parameters
-    (already in ``optimizer``)."""
+    means, quats, log_scales and opacity_logits); ``options`` is a DistillOptions; ``centroid`` [3] the cameras'
+    mean centre (None: the size prune uses the extent alone, as 3DGS). Returns the new parameters (already in
+    ``optimizer``)."""
     d = {k: v.detach() for k, v in params.items()}
     max_scale = torch.exp(d["log_scales"]).amax(dim=-1)
-    keep = ~((torch.sigmoid(d["opacity_logits"]) < options.prune_opacity) | (max_scale > options.prune_scale * extent))
+    keep = prune_mask(d, options, extent, centroid)
     room = max(0, options.max_splats - int(keep.sum()))
     candidates = _grow_candidates(stats, keep, room, options.grad_threshold) if grow else torch.zeros_like(keep)
     small = max_scale <= options.dense_fraction * extent

@@ -9,8 +9,12 @@ view). Teacher images are rendered once, on first use, and cached.
 
 Loss and schedule are 3DGS's: ``(1 - ssim_weight) L1 + ssim_weight (1 - SSIM)``; per-parameter learning rates
 (means scaled by the scene extent and decayed exponentially); densify / prune every ``densify_every`` steps from
-``densify_from`` until ``densify_until`` x steps (see :mod:`.splats_densify`) within ``max_splats``; opacities
-reset every ``opacity_reset_every`` steps. Deterministic for a given seed and thread count.
+``densify_from`` until ``densify_until`` of the run (see :mod:`.splats_densify`) within ``max_splats``; opacities
+reset every ``opacity_reset_every`` steps (never, by default: a field-initialised set starts near its answer).
+The schedule follows the run's **progress**, the larger of step / steps and elapsed / ``time_budget_s``: a run
+the budget stops early still decays its learning rate and ends its densification in time (on the fox capture a
+step-counted schedule reset every opacity 100 steps before the budget ended, and the following prune kept 84 k
+of 447 k splats). Deterministic for a given seed and thread count when there is no time budget.
 """
 
 from __future__ import annotations
@@ -20,14 +24,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.cameras import PerspectiveCamera
+from ..core.cameras import PerspectiveCamera, camera_from_intrinsics
 from ..core.errors import ConfigError
 from ..nerf.data import read_image
 from ..nerf.run import LoadedRun, require_dataset
+from ..core.rays import pixel_centers
 from ..render.image import ImageOptions, render_image
 from ..render.splats.model import MAX_SPLATS, GaussianSplats
 from ..render.splats.raster import RasterOptions, SplatView, render_splats
@@ -70,9 +76,11 @@ class DistillOptions:
     prune_opacity: float = 0.005
     """Gaussians less opaque than this are removed."""
     prune_scale: float = 0.1
-    """Gaussians whose largest scale exceeds this x extent are removed."""
-    opacity_reset_every: int = 1000
-    """Steps between opacity resets (0 = never); none in the last fifth of the steps."""
+    """Gaussians whose largest scale exceeds this x the larger of the extent and their distance from the cameras'
+    centroid are removed (3DGS: x extent; far background of an unbounded scene may be larger)."""
+    opacity_reset_every: int = 0
+    """Steps between opacity resets (0 = never, the default: the field's opacities are a good start and a reset
+    needs thousands of steps to recover); none in the last fifth of the run."""
     novel_fraction: float = 0.5
     """Fraction of steps that use a novel (jittered) view instead of a training view."""
     novel_views: int = 24
@@ -113,6 +121,7 @@ class _View:
     pose: np.ndarray  # [4, 4] OpenGL, normalised frame (what the field renders)
     view: SplatView  # the same view in the splats' dataset frame
     photo: Tensor | None = None  # [H, W, 3]
+    photo_valid: Tensor | None = None  # [H, W, 1] bool: pixels the (undistorted) photo covers; None = all
     teacher: Tensor | None = None  # [H, W, 3], rendered on first use
 
 
@@ -128,16 +137,37 @@ def _photo(img: np.ndarray, background: tuple[float, float, float]) -> Tensor:
     return rgb
 
 
+def undistorted_photo(img: np.ndarray, intr) -> tuple[np.ndarray, np.ndarray | None]:
+    """``img`` [H, W, C] of a camera with ``intr`` (any dataset model) resampled (bilinear) into the pinhole view
+    with the same focal lengths and principal point -> (image [H, W, C], valid [H, W] bool or None when the
+    camera has no distortion). A pinhole pixel's ray is projected by ``camera_from_intrinsics(intr)``."""
+    camera = camera_from_intrinsics(intr)
+    if not getattr(camera, "has_distortion", True):
+        return img, None
+    pinhole = _pinhole(intr)
+    rays, _ = pinhole.unproject(pixel_centers(pinhole, None, torch.float64))  # [H*W, 3] OpenCV axes
+    pixels, ok = camera.project(rays)
+    pixels = (pixels - 0.5).float().numpy().reshape(intr.height, intr.width, 2)  # cv2: pixel centres at integers
+    out = cv2.remap(img, pixels[..., 0], pixels[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = (pixels[..., 0] >= -0.5) & (pixels[..., 0] <= intr.width - 0.5) & (pixels[..., 1] >= -0.5)
+    inside &= (pixels[..., 1] <= intr.height - 0.5) & ok.numpy().reshape(intr.height, intr.width)
+    return out, inside
+
+
 def training_views(run: LoadedRun, options: DistillOptions) -> list[_View]:
-    """The run's training views at ``image_side``, with their photos (undistorted cameras only)."""
+    """The run's training views at ``image_side``, with their photos (resampled into the pinhole view when the
+    camera is distorted)."""
     data = require_dataset(run)
     views = []
     for i in run.train_indices:
         img, intr = read_image(data.frames[i], options.image_side)
         camera, pose = _pinhole(intr), run.world_from_cams[i]
-        distorted = any(getattr(intr, k) != 0.0 for k in ("k1", "k2", "k3", "k4", "p1", "p2"))
-        photo = None if distorted or options.photo_weight == 0 else _photo(img, options.background)
-        views.append(_View(camera, pose, SplatView.of(camera, dataset_from_scene(pose, run.scene)), photo))
+        photo = valid = None
+        if options.photo_weight > 0:
+            img, inside = undistorted_photo(img, intr)
+            photo = _photo(img, options.background)
+            valid = None if inside is None else torch.from_numpy(inside)[..., None]
+        views.append(_View(camera, pose, SplatView.of(camera, dataset_from_scene(pose, run.scene)), photo, valid))
     return views
 
 
@@ -165,6 +195,11 @@ def scene_extent(poses: np.ndarray) -> float:
     """3DGS's extent: 1.1 x the largest distance of a camera centre ([N, 4, 4]) from their mean."""
     centres = poses[:, :3, 3]
     return 1.1 * float(np.linalg.norm(centres - centres.mean(axis=0), axis=1).max()) or 1.0
+
+
+def _camera_centroid(views: list[_View]) -> Tensor:
+    """[3] mean camera centre of ``views`` in the splats' dataset frame."""
+    return torch.tensor(np.mean([v.view.world_from_cam[:3, 3] for v in views], axis=0), dtype=torch.float32)
 
 
 def ssim_map(a: Tensor, b: Tensor) -> Tensor:
@@ -222,27 +257,33 @@ def as_splats(params: dict[str, Tensor]) -> GaussianSplats:
                           torch.cat([params["sh_dc"], params["sh_rest"]], dim=1))
 
 
-def _means_lr(options: DistillOptions, extent: float, step: int) -> float:
-    t = min(1.0, step / max(1, options.steps - 1))
+def _means_lr(options: DistillOptions, extent: float, progress: float) -> float:
+    t = min(1.0, progress)
     return extent * math.exp((1 - t) * math.log(options.lr_means) + t * math.log(options.lr_means_final))
 
 
 class _Schedule:
-    """Which step densifies, resets opacity, and which view it uses."""
+    """Which step densifies, resets opacity, and which view it uses; ``progress`` in [0, 1] is the larger of
+    step / steps and elapsed / time budget (see the module docstring)."""
 
     def __init__(self, options: DistillOptions, num_train: int, num_novel: int):
         self.options, self.num_train, self.num_novel = options, num_train, num_novel
-        self.until = int(options.densify_until * options.steps)
 
-    def densifying(self, step: int) -> bool:
-        return self.options.densify_from <= step < self.until
+    def progress(self, step: int, elapsed_s: float) -> float:
+        budget = self.options.time_budget_s
+        by_time = elapsed_s / budget if budget else 0.0
+        return min(1.0, max(step / max(1, self.options.steps - 1), by_time))
 
-    def densify_now(self, step: int) -> bool:
-        return self.densifying(step) and step > self.options.densify_from and step % self.options.densify_every == 0
+    def densifying(self, step: int, progress: float) -> bool:
+        return self.options.densify_from <= step and progress < self.options.densify_until
 
-    def reset_now(self, step: int) -> bool:
+    def densify_now(self, step: int, progress: float) -> bool:
+        return (self.densifying(step, progress) and step > self.options.densify_from
+                and step % self.options.densify_every == 0)
+
+    def reset_now(self, step: int, progress: float) -> bool:
         every = self.options.opacity_reset_every
-        return every > 0 and step > 0 and step % every == 0 and step < 0.8 * self.options.steps
+        return every > 0 and step > 0 and step % every == 0 and progress < 0.8
 
     def view(self, rng: np.random.Generator) -> int:
         """Index into training views + novel views."""
@@ -258,7 +299,8 @@ def _loss(run: LoadedRun, view: _View, image: Tensor, options: DistillOptions) -
         teacher = teacher_image(run, view, options.background)
         loss = loss + (1.0 - weight) * photometric_loss(image, teacher, options.ssim_weight)
     if weight > 0.0:
-        loss = loss + weight * photometric_loss(image, view.photo, options.ssim_weight)
+        photo = view.photo if view.photo_valid is None else torch.where(view.photo_valid, view.photo, image.detach())
+        loss = loss + weight * photometric_loss(image, photo, options.ssim_weight)
     return loss
 
 
@@ -280,23 +322,26 @@ def distill_splats(run: LoadedRun, splats: GaussianSplats, options: DistillOptio
     params = _parameters(splats.to("cpu"), options)
     optimizer = _optimizer(params, options, extent)
     stats = DensifyStats.zeros(len(params["means"]), "cpu")
+    centroid = _camera_centroid(train)
     for step in range(options.steps):
-        if options.time_budget_s is not None and time.perf_counter() - start > options.time_budget_s:
+        elapsed = time.perf_counter() - start
+        if options.time_budget_s is not None and elapsed > options.time_budget_s:
             break
+        progress_now = schedule.progress(step, elapsed)
         view = views[schedule.view(rng)]
         out = render_splats(as_splats(params), view.view, options.background, options.raster)
         out.means2d.retain_grad()
         loss = _loss(run, view, out.image, options)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.param_groups[0]["lr"] = _means_lr(options, extent, step)
+        optimizer.param_groups[0]["lr"] = _means_lr(options, extent, progress_now)
         optimizer.step()
-        if schedule.densifying(step) and out.means2d.grad is not None:
+        if schedule.densifying(step, progress_now) and out.means2d.grad is not None:
             stats.add(out.means2d.grad, out.ids, out.radii, view.view.width, view.view.height)
-        if schedule.densify_now(step):
-            params = densify_and_prune(params, optimizer, stats, options, extent, generator)
+        if schedule.densify_now(step, progress_now):
+            params = densify_and_prune(params, optimizer, stats, options, extent, generator, centroid=centroid)
             stats = DensifyStats.zeros(len(params["means"]), "cpu")
-        if schedule.reset_now(step):
+        if schedule.reset_now(step, progress_now):
             reset_opacity(params, optimizer)
         if progress is not None:
             progress(step, {"loss": float(loss.detach()), "splats": len(params["means"]),

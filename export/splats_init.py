@@ -4,7 +4,7 @@ distillation, ``export/splats_distill.py``, then optimises them against renders 
 Steps of :func:`splats_from_run` (all in the run's normalised frame, then mapped to the dataset frame):
 
 1. **Where**: render depth and accumulated weight of the training views (every ``view_stride``-th, at
-   ``1 / downscale`` of their size) and of ``extra_views`` novel views between each pair of consecutive ones
+   ``1 / downscale`` of their size, or smaller so that all views together have at most ``max_pixels`` pixels) and of ``extra_views`` novel views between each pair of consecutive ones
    (positions interpolated, orientations slerped), with the project's chunked renderer; back-project the pixels
    whose weight is at least ``min_weight`` (``pointcloud.back_project``).
 2. **Merge** the points on a voxel grid: the voxel is ``voxel_factor`` times the median spacing of the points
@@ -68,6 +68,10 @@ class SplatInitOptions:
     downscale: int = 4
     """Render the views at 1 / downscale of their size (a quarter: 200 x 200 of an 800 x 800 view still gives
     tens of points per final splat over ~200 views)."""
+    max_pixels: int = 2_000_000
+    """Most pixels rendered over all views (training and extra): the downscale grows (integer steps) until they
+    fit. 4 x the default splat budget: lego_400 (199 views of 100 x 100) stays at downscale 4; the fox capture's
+    85 views of 1080 x 1920 render at 1/10 instead of 1/4 (1.8 M pixels instead of 11 M, the init's main cost)."""
     min_weight: float = 0.5
     """Pixels whose accumulated weight (opacity) is lower give no point."""
     voxel_factor: float = 1.0
@@ -90,7 +94,8 @@ class SplatInitOptions:
     """Seed of the subsampling used to measure the point spacing."""
 
     def __post_init__(self):
-        for name in ("max_splats", "view_stride", "downscale", "sh_directions", "chunk", "max_rays_per_chunk"):
+        for name in ("max_splats", "view_stride", "downscale", "max_pixels", "sh_directions", "chunk",
+                     "max_rays_per_chunk"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: expected a positive number", field=name)
         if int(self.extra_views) < 0:
@@ -108,7 +113,8 @@ def init_views(run: LoadedRun, options: SplatInitOptions) -> list[tuple[np.ndarr
                           "placed from renders of its training views")
     train = (run.train_indices or list(range(len(run.world_from_cams))))[:: int(options.view_stride)]
     poses = [np.asarray(run.world_from_cams[i], dtype=np.float64) for i in train]
-    cams = [run.intrinsics[i].scaled(1.0 / int(options.downscale)) for i in train]
+    downscale = init_downscale([run.intrinsics[i] for i in train], options)
+    cams = [run.intrinsics[i].scaled(1.0 / downscale) for i in train]
     views = list(zip(poses, cams, strict=True))
     k = int(options.extra_views)
     for a, b, cam in zip(poses[:-1], poses[1:], cams[:-1], strict=True):
@@ -120,6 +126,21 @@ def init_views(run: LoadedRun, options: SplatInitOptions) -> list[tuple[np.ndarr
             pose[:3, 3] = (1 - t) * a[:3, 3] + t * b[:3, 3]
             views.append((pose, cam))
     return views
+
+
+def init_downscale(intrinsics: list[Intrinsics], options: SplatInitOptions) -> int:
+    """The smallest integer downscale >= ``options.downscale`` at which the training views ``intrinsics`` and the
+    ``extra_views`` between consecutive ones have at most ``options.max_pixels`` pixels together."""
+    copies = [1 + int(options.extra_views) * (j < len(intrinsics) - 1) for j in range(len(intrinsics))]
+
+    def pixels(downscale: int) -> int:
+        scaled = [i.scaled(1.0 / downscale) for i in intrinsics]
+        return sum(n * s.width * s.height for n, s in zip(copies, scaled, strict=True))
+
+    downscale = int(options.downscale)
+    while pixels(downscale) > int(options.max_pixels) and pixels(downscale) > len(intrinsics):
+        downscale += 1
+    return downscale
 
 
 def surface_points(run: LoadedRun, options: SplatInitOptions, progress: Progress | None = None) -> np.ndarray:

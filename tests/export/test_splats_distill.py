@@ -138,3 +138,57 @@ def test_ssim_is_the_gaussian_window_ssim():
                                 sigma=1.5, use_sample_covariance=False)
     assert float(ssim_map(a, b)) == pytest.approx(ref, abs=0.01)  # zero padding at the border vs skimage's crop
     assert float(ssim_map(a, a)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_distorted_photo_is_resampled_into_the_pinhole_view():
+    """A smooth pattern defined on undistorted normalised coordinates, photographed by an OPENCV camera with the
+    fox capture's distortion: resampled into the pinhole view it matches the pattern there (bilinear error)."""
+    from nerfstage.core.cameras import camera_from_intrinsics
+    from nerfstage.core.geometry import Intrinsics
+    from nerfstage.core.rays import pixel_centers
+    from nerfstage.export.splats_distill import _pinhole, undistorted_photo
+
+    intr = Intrinsics(137.5, 137.4, 55.5, 96.5, 108, 192, "OPENCV", k1=0.0578, k2=-0.0805, p1=-0.00098, p2=0.00016)
+
+    def pattern(xy: torch.Tensor) -> np.ndarray:  # [n, 2] normalised -> [n, 3] uint8
+        rgb = torch.stack([torch.sin(9 * xy[:, 0]), torch.cos(7 * xy[:, 1]), torch.sin(5 * (xy[:, 0] + xy[:, 1]))])
+        return ((rgb.T * 0.5 + 0.5) * 255).round().numpy().astype(np.uint8)
+
+    camera = camera_from_intrinsics(intr)
+    rays, _ = camera.unproject(pixel_centers(camera, None, torch.float64))
+    photo = pattern(rays[:, :2] / rays[:, 2:]).reshape(192, 108, 3)
+    out, valid = undistorted_photo(photo, intr)
+    pinhole = _pinhole(intr)
+    rays, _ = pinhole.unproject(pixel_centers(pinhole, None, torch.float64))
+    truth = pattern(rays[:, :2] / rays[:, 2:]).reshape(192, 108, 3)
+    error = np.abs(out.astype(float) - truth)[valid]
+    plain_error = np.abs(photo.astype(float) - truth)[valid]
+    assert valid.mean() > 0.95  # a thin band at the border leaves the photo
+    assert error.mean() < 0.5 and plain_error.mean() > 1.0, (error.mean(), plain_error.mean())  # 0.21 vs 1.39
+    same, none = undistorted_photo(photo, Intrinsics(137.5, 137.4, 55.5, 96.5, 108, 192))
+    assert none is None and same is photo  # a pinhole photo is used as it is
+
+
+def test_schedule_follows_the_time_budget():
+    from nerfstage.export.splats_distill import _Schedule
+
+    timed = _Schedule(DistillOptions(steps=2000, time_budget_s=100.0, opacity_reset_every=10), 4, 2)
+    assert timed.progress(10, 50.0) == pytest.approx(0.5)  # the budget, not the step count, is the clock
+    assert timed.progress(1999, 1.0) == pytest.approx(1.0)
+    assert timed.densifying(500, timed.progress(500, 59.0)) and not timed.densifying(500, timed.progress(500, 61.0))
+    assert timed.reset_now(500, timed.progress(500, 70.0)) and not timed.reset_now(500, timed.progress(500, 81.0))
+    stepped = _Schedule(DistillOptions(steps=101), 4, 2)
+    assert stepped.progress(50, 1e6) == pytest.approx(0.5)  # no budget: steps alone (deterministic)
+    assert not any(stepped.reset_now(s, 0.1) for s in range(101))  # no opacity reset by default
+
+
+def test_size_prune_allows_far_background_its_size():
+    """A Gaussian 0.5 units across: removed near the cameras (extent 1), kept 20 units away when the cameras'
+    centroid is given (0.5 <= 0.1 x 20), removed there too without it (3DGS's rule)."""
+    from nerfstage.export.splats_densify import prune_mask
+
+    d = {"means": torch.tensor([[0.5, 0.0, 0.0], [20.0, 0.0, 0.0]]), "log_scales": torch.full((2, 3), math.log(0.5)),
+         "opacity_logits": torch.zeros(2)}
+    options = DistillOptions()
+    assert prune_mask(d, options, 1.0, torch.zeros(3)).tolist() == [False, True]
+    assert prune_mask(d, options, 1.0).tolist() == [False, False]

@@ -138,3 +138,17 @@ def test_bad_options_name_the_field():
         SplatInitOptions(max_splats=0)
     with pytest.raises(ConfigError, match="thin_ratio=-1"):
         SplatInitOptions(thin_ratio=-1)
+
+
+def test_init_views_shrink_to_the_pixel_budget():
+    """lego_400 (100 views of 400 x 400 + 99 between) stays at 1/4; the fox capture (43 portrait 1080 x 1920 views +
+    42 between) renders at 1/10 to stay within 2 M pixels."""
+    from nerfstage.core.geometry import Intrinsics
+    from nerfstage.export.splats_init import init_downscale
+
+    lego = [Intrinsics(555.6, 555.6, 200.0, 200.0, 400, 400)] * 100
+    fox = [Intrinsics(1375.5, 1374.5, 554.6, 965.3, 1080, 1920)] * 43
+    assert init_downscale(lego, SplatInitOptions()) == 4
+    assert init_downscale(fox, SplatInitOptions()) == 10
+    assert init_downscale(fox, SplatInitOptions(max_pixels=10**9)) == 4  # never larger than the downscale asked
+    assert init_downscale(fox, SplatInitOptions(extra_views=0, max_pixels=1_000_000)) == 10
