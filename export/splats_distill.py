@@ -31,9 +31,10 @@ from torch import Tensor
 
 from ..core.cameras import PerspectiveCamera, camera_from_intrinsics
 from ..core.errors import ConfigError
-from ..nerf.data import read_image
-from ..nerf.run import LoadedRun, require_dataset
 from ..core.rays import pixel_centers
+from ..nerf.data import read_image
+from ..nerf.optim import run_progress
+from ..nerf.run import LoadedRun, require_dataset
 from ..render.image import ImageOptions, render_image
 from ..render.splats.model import MAX_SPLATS, GaussianSplats
 from ..render.splats.raster import RasterOptions, SplatView, render_splats
@@ -270,9 +271,7 @@ class _Schedule:
         self.options, self.num_train, self.num_novel = options, num_train, num_novel
 
     def progress(self, step: int, elapsed_s: float) -> float:
-        budget = self.options.time_budget_s
-        by_time = elapsed_s / budget if budget else 0.0
-        return min(1.0, max(step / max(1, self.options.steps - 1), by_time))
+        return min(1.0, run_progress(step, self.options.steps - 1, elapsed_s, self.options.time_budget_s))
 
     def densifying(self, step: int, progress: float) -> bool:
         return self.options.densify_from <= step and progress < self.options.densify_until

@@ -37,9 +37,15 @@ def lr_factor(config: TrainConfig, step: int, seconds: float) -> float:
 
 def training_progress(config: TrainConfig, step: int, seconds: float) -> float:
     """How far the run is, in [0, 1+): the larger of step / steps and seconds / time budget."""
-    progress = step / max(config.steps, 1)
-    if config.time_budget_s:
-        progress = max(progress, seconds / config.time_budget_s)
+    return run_progress(step, config.steps, seconds, config.time_budget_s)
+
+
+def run_progress(step: int, steps: int, seconds: float, budget_s: float | None) -> float:
+    """How far a step- and time-limited loop is, in [0, 1+): the larger of step / steps and seconds / budget_s
+    (steps alone without a budget). Training's schedule and the splat distillation's both follow it."""
+    progress = step / max(steps, 1)
+    if budget_s:
+        progress = max(progress, seconds / budget_s)
     return progress
 
 
