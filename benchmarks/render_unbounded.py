@@ -3,11 +3,12 @@ the same paths through the fused C++ loop, in one process.
 
 Arms (``ARMS``): "reference" (``model.inference.proposal = "reference"`` with ``skip.kernel = "torch"``: every
 proposal and field sample queried, as trained, pure torch: the old path); "fast" (``nerf/fast_proposal.py``:
-fewer samples per ray and early ray termination, the torch path: the default); "fast-cpp" (the same samples
-through ``nerf/field_cpu.py``'s fused per-ray C++ loop); "exact-cpp" (the trained samples through that loop). For each: wall seconds of the first held-out view's pose at 800x533 and 1920x1080 (same
-vertical field of view, ``render.image.render_image`` as ``nerfstage render`` renders), network queries per ray,
-and the held-out PSNR / SSIM over the run's held-out views at its evaluation size; then the PSNR of each arm's
-frames against the old path's.
+fewer samples per ray and early ray termination, through the torch path); "fast-cpp" (the same samples through
+``nerf/field_cpu.py``'s fused per-ray C++ loop: what ``nerfstage render`` runs by default); "exact-cpp" (the
+trained samples through that loop). For each: wall seconds of the first held-out view's pose at 800x533 and
+1920x1080 (same vertical field of view, ``render.image.render_image`` as ``nerfstage render`` renders), network
+queries per ray, and the held-out PSNR / SSIM over the run's held-out views at its evaluation size; then the PSNR
+of each arm's frames against the old path's.
 
     .venv/bin/python benchmarks/render_unbounded.py --run /work/bench/unbounded/office_run/run
     .venv/bin/python benchmarks/render_unbounded.py --run RUN --no-psnr --no-1080p --timing-rounds 3 --profile

@@ -4,9 +4,10 @@ distillation, ``export/splats_distill.py``, then optimises them against renders 
 Steps of :func:`splats_from_run` (all in the run's normalised frame, then mapped to the dataset frame):
 
 1. **Where**: render depth and accumulated weight of the training views (every ``view_stride``-th, at
-   ``1 / downscale`` of their size, or smaller so that all views together have at most ``max_pixels`` pixels) and of ``extra_views`` novel views between each pair of consecutive ones
-   (positions interpolated, orientations slerped), with the project's chunked renderer; back-project the pixels
-   whose weight is at least ``min_weight`` (``pointcloud.back_project``).
+   ``1 / downscale`` of their size, or smaller so that all views together have at most ``max_pixels`` pixels) and
+   of ``extra_views`` novel views between each pair of consecutive ones (positions interpolated, orientations
+   slerped), with the project's chunked renderer; back-project the pixels whose weight is at least
+   ``min_weight`` (``pointcloud.back_project``).
 2. **Merge** the points on a voxel grid: the voxel is ``voxel_factor`` times the median spacing of the points
    (nearest-neighbour distance), grown until at most ``max_splats`` voxels are occupied; one splat at the mean of
    each voxel's points.

@@ -1,21 +1,22 @@
 """Data-parallel training on ``torch.distributed`` (issue 17): ``torchrun --nproc-per-node N -m nerfstage train``.
 
-Every rank holds the whole model and the whole training set and draws its own rays (its batcher seeded
-``seed + RANK_SEED_STRIDE * rank``; rank 0 draws exactly what a one-process run draws). The configured batch is
-the **job's** batch: each rank takes ``batch_rays / N`` rays (and ``target_samples / N`` samples), so N ranks at
-equal steps process the same total samples as one. After each backward pass the gradients of every parameter
-are averaged with **one coalesced all-reduce** of the values (all grads flattened into one buffer: one collective
-per step, not one per tensor). The hash tables' gradients are dense tensors in our kernels (``nerf/encoding``), but
-a step touches only part of a fine level's rows. ``TrainConfig.allreduce`` picks how they travel: "bfloat16" (the
-default: the dense buffer in bfloat16, as PyTorch's bf16 compression hook; half the bytes), "float32" (exact), or
-"row-sparse" (tables and per-image embeddings: a 1-byte-per-row mask of the rows any rank touched is all-reduced
-first (max), then only those rows travel; exactly the dense average for a fraction of the bytes, but its indexing
-costs more CPU than the bytes it saves between two processes of one machine: benchmarks/RESULTS.md, issue 17).
-``DataParallel.bytes_per_step`` is the volume (mask + values) and ``comm_seconds`` its measured cost (``benchmarks/scale_train.py``, ``docs/scale.md``). Identical gradients and
-identical Adam steps keep the parameters identical on all ranks; the occupancy grid is broadcast from rank 0
-after each of its updates, so it is identical too (it is also computed identically: same parameters, same
-seeded generator). Rank 0 alone writes config, checkpoints and metrics; a checkpoint also holds every rank's
-batcher state, so all ranks resume from it. gloo on CPU, NCCL on CUDA (``core.shards.init_process_group``).
+Every rank holds the whole model and the whole training set and draws its own rays (its batcher seeded ``seed +
+RANK_SEED_STRIDE * rank``; rank 0 draws exactly what a one-process run draws). The configured batch is the **job's**
+batch: each rank takes ``batch_rays / N`` rays (and ``target_samples / N`` samples), so N ranks at equal steps
+process the same total samples as one. After each backward pass the gradients of every parameter are averaged with
+**one coalesced all-reduce** of the values (all grads flattened into one buffer: one collective per step, not one
+per tensor). The hash tables' gradients are dense tensors in our kernels (``nerf/encoding``), but a step touches
+only part of a fine level's rows. ``TrainConfig.allreduce`` picks how they travel: "bfloat16" (the default: the
+dense buffer in bfloat16, as PyTorch's bf16 compression hook; half the bytes), "float32" (exact), or "row-sparse"
+(tables and per-image embeddings: a 1-byte-per-row mask of the rows any rank touched is all-reduced first (max),
+then only those rows travel; exactly the dense average for a fraction of the bytes, but its indexing costs more CPU
+than the bytes it saves between two processes of one machine: benchmarks/RESULTS.md, issue 17).
+``DataParallel.bytes_per_step`` is the volume (mask + values) and ``comm_seconds`` its measured cost
+(``benchmarks/scale_train.py``, ``docs/scale.md``). Identical gradients and identical Adam steps keep the parameters
+identical on all ranks; the occupancy grid is broadcast from rank 0 after each of its updates, so it is identical
+too (it is also computed identically: same parameters, same seeded generator). Rank 0 alone writes config,
+checkpoints and metrics; a checkpoint also holds every rank's batcher state, so all ranks resume from it. gloo on
+CPU, NCCL on CUDA (``core.shards.init_process_group``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ RANK_SEED_STRIDE = 7919
 
 
 SPARSE_MIN_ROWS = 4096
-"""2-D parameters with at least this many rows (hash-grid tables, per-image embeddings) are all-reduced
-row-sparsely: a step touches a fraction of a fine level's rows, and the mask costs 1 byte per row against 4 bytes
-per row per feature for the values."""
+"""In the "row-sparse" mode, 2-D parameters with at least this many rows (hash-grid tables, per-image embeddings)
+travel row-sparsely: a step touches a fraction of a fine level's rows, and the mask costs 1 byte per row against 4
+bytes per row per feature for the values."""
 
 
 def per_rank(total: int, world_size: int) -> int:
