@@ -214,10 +214,10 @@ def display_orientation(frame) -> tuple[Orientation, int]:
 def _display_matrix(frame) -> np.ndarray | None:  # -> [9] int32 (16.16 fixed point; last column 2.30)
     from av.sidedata.sidedata import Type  # heavy: PyAV/FFmpeg (only when video is read or written)
 
-    for side_data in frame.side_data:
-        if side_data.type == Type.DISPLAYMATRIX:
-            return np.frombuffer(bytes(side_data), dtype=np.int32)[:9]
-    return None
+    side_data = frame.side_data.get(Type.DISPLAYMATRIX)  # a Mapping keyed by Type (PyAV >= 18.1.1 iterates keys)
+    if side_data is None:
+        return None
+    return np.frombuffer(bytes(side_data), dtype=np.int32)[:9]
 
 
 def frame_sharpness(frame) -> float:
