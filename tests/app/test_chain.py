@@ -213,6 +213,15 @@ RANKS_SCRIPT = '''
 import json, os, sys
 sys.path.insert(0, {tests!r})
 from test_chain import tiny_options
+import hashlib
+import nerfstage.render.writers as writers
+
+_write = writers.VideoWriter.write
+def write(self, frame):  # a digest of every frame given to the encoder, in order, beside the video
+    with open(str(self.path) + ".frames", "a") as log:
+        log.write(hashlib.sha256(frame.tobytes()).hexdigest() + "\\n")
+    return _write(self, frame)
+writers.VideoWriter.write = write
 from nerfstage.app.chain import run_chain
 
 summary = run_chain(sys.argv[1], sys.argv[2], tiny_options())
@@ -267,9 +276,18 @@ def test_two_ranks_split_the_renders_and_write_the_same_files(chain, footage, tm
     frames = int(TINY["video_fps"] * TINY["video_seconds"])
     assert one["stages"]["render"]["rendered_now"] == {"orbit": frames, "dolly_zoom": frames}
     assert stages["render"]["rendered_now"] == {"orbit": frames // 2, "dolly_zoom": frames // 2}  # rank 0's half
-    for video in ("orbit.mp4", "dolly_zoom.mp4"):  # the same decoded frames (the container header may differ)
+    for video in ("orbit.mp4", "dolly_zoom.mp4"):
+        # the same frames, bit for bit, go to the encoder (one process: as rendered; two ranks: from the cache)
+        digests = [(folder / "renders" / f"{video}.frames").read_text().split() for folder in (one_dir, two_dir)]
+        assert len(digests[0]) == frames and digests[0] == digests[1], video
+        # and the files decode to them: x264 (PyAV 18.1's) was seen to encode the same 64x48 frames to pixels a few
+        # levels apart in separate processes (in about half the test sessions; never at 160x120), so the decoded
+        # frames are compared by PSNR (measured >= 40 dB when they differ)
         a, b = (_decoded(folder / "renders" / video) for folder in (one_dir, two_dir))
-        assert len(a) == len(b) == frames and all(np.array_equal(x, y) for x, y in zip(a, b)), video
+        assert len(a) == len(b) == frames, video
+        for x, y in zip(a, b):
+            mse = float(np.mean((x.astype(np.float64) - y) ** 2))
+            assert mse == 0 or 10 * np.log10(255.0**2 / mse) > 35.0, video
     cube = [f"export/cubemap/{p.name}" for p in (workdir / "export/cubemap").glob("*")]
     for exr in ["export/plate_latlong.exr", *cube]:
         a, b = read_exr(one_dir / exr)[0], read_exr(two_dir / exr)[0]

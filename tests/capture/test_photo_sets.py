@@ -191,7 +191,9 @@ def test_shuffled_photos_over_budget_get_retrieval_pairs(tmp_path, walk):
     perm = np.random.default_rng(1).permutation(NUM_FRAMES)
     names = {f"p{k:03d}.jpg": int(i) for k, i in enumerate(perm)}
     photos = _copy_as(walk[0], tmp_path / "photos", names)
-    options = SfmOptions(video_frames=False, exhaustive_max_photos=0, match_budget_s=0.01, num_threads=2)
+    # one thread: COLMAP is repeatable only then; with two, one CI run of 2026-12-07 matched 195 pairs (189 here)
+    # and mapped two of the 24 photos wrongly (70 and 89 degrees), which no other run did
+    options = SfmOptions(video_frames=False, exhaustive_max_photos=0, match_budget_s=0.01, num_threads=1)
     result = run_sfm(photos, tmp_path / "work", options, progress=False)
     plan = result.plan
     assert plan.matcher == "retrieval" and plan.analysis.sequence_score < 0.4, plan.reason  # measured 0.22
