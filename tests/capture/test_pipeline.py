@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from nerfstage.capture.loader import load_dataset
-from nerfstage.capture.pipeline import CaptureOptions, flip_check_applies, flip_warnings, run_capture
+from nerfstage.capture.pipeline import (
+    CaptureOptions,
+    flip_check_applies,
+    flip_warnings,
+    run_capture,
+    sfm_options_for,
+)
 from nerfstage.capture.sfm import pose_errors, trajectory_size
 from nerfstage.capture.synthetic import SyntheticOptions, write_synthetic_video
 from nerfstage.core.errors import ConfigError, DatasetError, OutputExistsError, ReconstructionError
@@ -22,9 +28,18 @@ STEPS = {"decode", "select", "extract", "match", "map", "write", "total"}
 @pytest.fixture(scope="session")
 def synthetic_run(tmp_path_factory):
     """A 30-frame 320x240 synthetic video captured once per session: (SyntheticCapture, CaptureResult)."""
+    import dataclasses
+
+    from nerfstage.capture import pipeline
+
     root = tmp_path_factory.mktemp("capture")
     capture = write_synthetic_video(root / "video", SyntheticOptions(num_frames=30, width=320, height=240))
-    result = run_capture(capture.video_path, root / "dataset", CaptureOptions(frames=30, progress=False))
+    # COLMAP on one thread: repeatable (with all threads a CI run of 2026-12-07 gave 0.50 deg, ~0.11 in every other)
+    one_thread = lambda options, is_video: dataclasses.replace(  # noqa: E731
+        sfm_options_for(options, is_video), num_threads=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "sfm_options_for", one_thread)
+        result = run_capture(capture.video_path, root / "dataset", CaptureOptions(frames=30, progress=False))
     return capture, result
 
 
