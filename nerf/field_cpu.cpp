@@ -108,7 +108,6 @@ inline void encode_batch(const Grid& g, const float* p, int count, float* out, u
   }
 }
 
-// out[s, :] = (relu?)(Wt^T in[s, :] + b) for s < S; in and out rows have stride kMaxWidth.
 // A block of kV output columns as one GCC vector (one zmm with AVX-512, two ymm with AVX2): the accumulators of
 // a block of samples then stay in registers; as a float array the compiler kept them on the stack and each FMA
 // waited for the previous one's store (perf: ~10 % of the kernel on one store/FMA pair).
@@ -120,6 +119,7 @@ inline VecV load_v(const float* p) {
   return v;
 }
 
+// out[s, :] = (relu?)(Wt^T in[s, :] + b) for s < S; in and out rows have stride kMaxWidth.
 template <int S>
 inline void dense(const Dense& layer, const float* in, float* out, bool relu) {
   for (int j0 = 0; j0 < layer.out_pad; j0 += kV) {
